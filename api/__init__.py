@@ -1,0 +1,44 @@
+"""netc: neural networks written as text, shape-checked at once, trained on JAX.
+
+    import netc
+    model = netc.compile("lenet5.net")          # a path, or the spec's text
+    variables = model.init(jax.random.key(0))   # {"params": ..., "state": ...}
+    y = model.apply(variables, x)               # pure: jit/vmap/grad-able
+
+Importing netc does not import JAX; `compile` and `load` do, when called.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def check(path_or_source: str):
+    """Parse and shape-check a spec (a path or its text) -> netc.compiler.Net. No JAX."""
+    from netc.compiler.check import check_file, check_source
+
+    if _looks_like_path(path_or_source):
+        return check_file(path_or_source)
+    return check_source(path_or_source)
+
+
+def compile(path_or_source: str, **options):
+    """Check a spec and lower it to JAX -> netc.Model with pure `init` and `apply`."""
+    from netc.compiler.lower import compile_net
+
+    return compile_net(check(path_or_source), **options)
+
+
+def load(run_dir: str):
+    """(model, variables) from a directory written by `netc train --out DIR`."""
+    from netc.runtime.checkpoint import load_run
+
+    return load_run(run_dir)
+
+
+def _looks_like_path(text: str) -> bool:
+    return "\n" not in text and (text.endswith(".net") or ("->" not in text and len(text) < 4096
+                                 and __import__("os").path.exists(text)))
+
+
+__all__ = ["__version__", "check", "compile", "load"]

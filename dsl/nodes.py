@@ -7,7 +7,6 @@ Nothing here knows what a layer means.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 
 @dataclass(frozen=True)
@@ -20,12 +19,12 @@ class Span:
     end_col: int
 
     @staticmethod
-    def of(meta_or_token) -> "Span":
+    def of(meta_or_token) -> Span:
         """The span of a Lark token or a tree's `meta` (with propagate_positions)."""
         m = meta_or_token
         return Span(m.line, m.column, m.end_line, m.end_column)
 
-    def to(self, other: "Span") -> "Span":
+    def to(self, other: Span) -> Span:
         """The span from the start of this one to the end of `other`."""
         return Span(self.line, self.col, other.end_line, other.end_col)
 
@@ -62,18 +61,18 @@ class String:
 @dataclass(frozen=True)
 class BinOp:
     op: str  # one of + - * //
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
     span: Span
 
 
 @dataclass(frozen=True)
 class Neg:
-    operand: "Expr"
+    operand: Expr
     span: Span
 
 
-Expr = Union[Number, Dims, Word, String, BinOp, Neg]
+Expr = Number | Dims | Word | String | BinOp | Neg
 
 
 @dataclass(frozen=True)
@@ -108,15 +107,15 @@ class Call:
 
 @dataclass(frozen=True)
 class Residual:
-    body: "Chain"
-    shortcut: "Chain | None"
+    body: Chain
+    shortcut: Chain | None
     alias: str | None
     span: Span
 
 
 @dataclass(frozen=True)
 class Concat:
-    branches: tuple["Chain", ...]
+    branches: tuple[Chain, ...]
     alias: str | None
     span: Span
 
@@ -124,11 +123,11 @@ class Concat:
 @dataclass(frozen=True)
 class Repeat:
     count: Expr
-    body: "Chain"
+    body: Chain
     span: Span
 
 
-Element = Union[Layer, Call, Residual, Concat, Repeat]
+Element = Layer | Call | Residual | Concat | Repeat
 
 
 @dataclass(frozen=True)
@@ -182,7 +181,7 @@ class TrainBlock:
     span: Span
 
 
-Statement = Union[NetDecl, InputDecl, Def, Chain, TrainBlock]
+Statement = NetDecl | InputDecl | Def | Chain | TrainBlock
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,15 @@
 from __future__ import annotations
 
 import functools
-import sys
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
-from lark.exceptions import VisitError
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 
 from . import nodes as n
 from .diagnostics import Diagnostic, SpecError, error
@@ -286,7 +290,7 @@ def _syntax_error(exc: UnexpectedInput, source: str, open_braces: list[Token]) -
         return error("E102", f"unexpected character {shown}", span, help=help)
 
     tok = exc.token if isinstance(exc, UnexpectedToken) else Token("$END", "")
-    expected = exc.expected if isinstance(exc, UnexpectedToken) else exc.expected
+    expected = exc.expected
     if tok.type == "$END" or isinstance(exc, UnexpectedEOF):
         span = _end_of_file(source)
         if "RBRACE" in expected and open_braces:
@@ -327,6 +331,3 @@ def _token_help(tok: Token, expected) -> str:
         return "a layer takes at most its positional value, then key=value arguments"
     return ""
 
-
-if __name__ == "__main__":  # pragma: no cover - a debugging aid: python -m netc.dsl.parser FILE
-    print(parse(open(sys.argv[1]).read(), sys.argv[1]))

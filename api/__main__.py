@@ -1,0 +1,7 @@
+"""python -m netc ..."""
+
+import sys
+
+from netc.runtime.cli import main
+
+sys.exit(main())

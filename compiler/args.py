@@ -1,0 +1,277 @@
+"""Arguments: evaluating expressions and binding them to a typed schema.
+
+Layers (ops.py) and train settings (settings.py) describe their arguments with `Arg` entries;
+`bind` matches the written positional and key=value arguments against them, converts each
+value with its type and reports every problem as a diagnostic at the argument's span.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from netc.dsl import nodes as n
+from netc.dsl.diagnostics import Diagnostic, error
+
+
+class Sym(str):
+    """A bare word used as a value (`same`, `true`, `adam`), as opposed to a quoted string."""
+
+
+class ArgTypeError(Exception):
+    """A value of the wrong type or range; the message completes 'KEY expects ...'."""
+
+    def __init__(self, message: str, help: str = ""):
+        super().__init__(message)
+        self.help = help
+
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of a layer or setting: name, converter, default, whether it is positional."""
+
+    name: str
+    convert: Callable[[Any], Any]
+    default: Any = REQUIRED
+    positional: bool = False
+    doc: str = ""
+
+
+def suggest(word: str, choices) -> str:
+    """A 'did you mean X?' hint, or ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean {close[0]}?" if close else ""
+
+
+# ---- expression evaluation ------------------------------------------------------------
+
+
+def evaluate(expr: n.Expr, env: dict[str, Any], where: str = "") -> Any:
+    """An expression's value. Words bound in `env` (def parameters) are replaced by their value;
+    other words stay words (Sym). Raises _EvalError with a diagnostic."""
+    if isinstance(expr, n.Number):
+        return expr.value
+    if isinstance(expr, n.Dims):
+        return expr.value
+    if isinstance(expr, n.String):
+        return expr.value
+    if isinstance(expr, n.Word):
+        return env[expr.name] if expr.name in env else Sym(expr.name)
+    if isinstance(expr, n.Neg):
+        value = evaluate(expr.operand, env, where)
+        _require_number(value, expr.operand, env, where)
+        return -value
+    left = evaluate(expr.left, env, where)
+    right = evaluate(expr.right, env, where)
+    _require_number(left, expr.left, env, where)
+    _require_number(right, expr.right, env, where)
+    if expr.op == "+":
+        return left + right
+    if expr.op == "-":
+        return left - right
+    if expr.op == "*":
+        return left * right
+    if right == 0:
+        raise EvalError(error("E205", "division by zero", expr.span))
+    if isinstance(left, float) or isinstance(right, float):
+        return float(left // right)
+    return left // right
+
+
+class EvalError(Exception):
+    def __init__(self, diagnostic: Diagnostic):
+        self.diagnostic = diagnostic
+
+
+def _require_number(value, expr, env, where):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, Sym):
+            hint = suggest(value, env) if env else ""
+            names = ", ".join(env) if env else "none here"
+            raise EvalError(error(
+                "E204", f"unknown name '{value}' in an expression", expr.span,
+                help=hint or f"the names in scope are the def's parameters ({names})"))
+        raise EvalError(error("E204", f"arithmetic needs numbers, got {show(value)}", expr.span))
+
+
+def show(value: Any) -> str:
+    """A value as the user would write it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return "x".join(str(v) for v in value)
+    if isinstance(value, Sym):
+        return str(value)
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+# ---- binding ---------------------------------------------------------------------------
+
+
+def bind(written: tuple[n.Arg, ...], schema: tuple[Arg, ...], env: dict, what: str,
+         span: n.Span, diags: list[Diagnostic], extra_ok: bool = False) -> dict[str, Any]:
+    """Match written arguments against `schema`. Returns {name: value} with defaults filled in.
+
+    Problems are appended to `diags`; the returned dict then lacks the bad entries. With
+    `extra_ok`, unknown keys are kept (unconverted) for the caller to judge.
+    `what` names the layer or setting in messages (e.g. "conv").
+    """
+    by_name = {a.name: a for a in schema}
+    positional = [a for a in schema if a.positional]
+    values: dict[str, Any] = {}
+    spans: dict[str, n.Span] = {}
+    next_pos = 0
+    for arg in written:
+        try:
+            value = evaluate(arg.value, env)
+        except EvalError as exc:
+            diags.append(exc.diagnostic)
+            continue
+        if arg.key is None:
+            if next_pos >= len(positional):
+                diags.append(_too_many_positional(arg, value, what, positional))
+                continue
+            target = positional[next_pos]
+            next_pos += 1
+        else:
+            target = by_name.get(arg.key)
+            if target is None:
+                if extra_ok:
+                    values[arg.key] = value
+                    spans[arg.key] = arg.span
+                    continue
+                keys = ", ".join(a.name for a in schema) or "none"
+                hint = suggest(arg.key, by_name)
+                diags.append(error("E202", f"{what} has no argument '{arg.key}'", arg.span,
+                                   help=(hint + " " if hint else "") + f"{what} takes: {keys}"))
+                continue
+            if target.name in values:
+                diags.append(error("E203", f"{what}: '{target.name}' is given twice", arg.span))
+                continue
+        try:
+            values[target.name] = target.convert(value)
+            spans[target.name] = arg.span
+        except ArgTypeError as exc:
+            diags.append(error("E206", f"{what} {target.name}={show(value)}: {exc}", arg.span,
+                               help=exc.help))
+            values[target.name] = _INVALID
+    for a in schema:
+        if a.name not in values:
+            if a.default is REQUIRED:
+                needed = "a value" if a.positional else f"{a.name}="
+                diags.append(error("E201", f"{what} needs {needed}", span,
+                                   help=a.doc or f"e.g. {what} {a.name}=3"))
+            else:
+                values[a.name] = a.default
+    return {k: v for k, v in values.items() if v is not _INVALID}
+
+
+_INVALID = object()
+
+
+def _too_many_positional(arg: n.Arg, value, what: str, positional) -> Diagnostic:
+    if isinstance(value, Sym):
+        return error("E207", f"unexpected '{value}' after {what}", arg.span,
+                     help=f"is a '->' missing before {value}?")
+    if positional:
+        return error("E207", f"{what} takes one positional value, got another: {show(value)}",
+                     arg.span, help="name the others, e.g. key=value")
+    return error("E207", f"{what} takes no positional value ({show(value)}); "
+                 "arguments are written key=value", arg.span)
+
+
+# ---- converters ------------------------------------------------------------------------
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def positive_int(v):
+    if _is_int(v) and v > 0:
+        return v
+    if isinstance(v, float) and v.is_integer() and v > 0:
+        raise ArgTypeError("expects a whole number", help=f"write {int(v)}")
+    raise ArgTypeError("expects a positive integer")
+
+
+def nonneg_int(v):
+    if _is_int(v) and v >= 0:
+        return v
+    raise ArgTypeError("expects an integer >= 0")
+
+
+def size2(v):
+    """A window or stride: an integer n (n x n) or HxW."""
+    if _is_int(v) and v > 0:
+        return (v, v)
+    if isinstance(v, tuple) and len(v) == 2 and all(x > 0 for x in v):
+        return v
+    raise ArgTypeError("expects a positive integer or HxW (e.g. 3 or 1x7)")
+
+
+def padding(v):
+    """Padding: same, valid, an integer p, or PHxPW."""
+    if isinstance(v, Sym) and v in ("same", "valid"):
+        return str(v) if v == "same" else (0, 0)
+    if _is_int(v) and v >= 0:
+        return (v, v)
+    if isinstance(v, tuple) and len(v) == 2:
+        return v
+    raise ArgTypeError("expects same, valid, an integer or PHxPW",
+                       help=suggest(str(v), ["same", "valid"]) if isinstance(v, Sym) else "")
+
+
+def boolean(v):
+    if isinstance(v, Sym) and v in ("true", "false"):
+        return v == "true"
+    raise ArgTypeError("expects true or false")
+
+
+def number(v):
+    if _is_int(v) or isinstance(v, float):
+        return float(v)
+    raise ArgTypeError("expects a number")
+
+
+def positive_number(v):
+    x = number(v)
+    if x > 0:
+        return x
+    raise ArgTypeError("expects a number > 0")
+
+
+def nonneg_number(v):
+    x = number(v)
+    if x >= 0:
+        return x
+    raise ArgTypeError("expects a number >= 0")
+
+
+def fraction_open(v):
+    """A number in [0, 1): decay rates and betas."""
+    x = number(v)
+    if 0 <= x < 1:
+        return x
+    raise ArgTypeError("expects a number in [0, 1)")
+
+
+def choice(*options: str):
+    def convert(v):
+        if isinstance(v, Sym) and v in options:
+            return str(v)
+        hint = suggest(str(v), options) if isinstance(v, str) else ""
+        raise ArgTypeError("expects one of: " + ", ".join(options),
+                           help=hint)
+    return convert
+
+
+def anything(v):
+    return v

@@ -1,0 +1,227 @@
+"""The `train { }` section: each setting's arguments, defaults and validation -> TrainConfig.
+
+Formulas (optimisers, schedules, l2, init) are in docs/language.md and LANGUAGE.md section 4;
+this module only checks and records what was written. No JAX here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from netc.dsl import nodes as n
+from netc.dsl.diagnostics import Diagnostic, error
+
+from .args import (
+    Arg,
+    ArgTypeError,
+    Sym,
+    anything,
+    bind,
+    choice,
+    fraction_open,
+    nonneg_int,
+    nonneg_number,
+    number,
+    positive_int,
+    positive_number,
+    suggest,
+)
+from .ops import INITIALIZERS
+
+BUILTIN_DATA = {
+    "moons": {"n": positive_int, "noise": nonneg_number, "seed": nonneg_int},
+    "circles": {"n": positive_int, "noise": nonneg_number, "factor": positive_number,
+                "seed": nonneg_int},
+    "flower": {"n": positive_int, "petals": positive_int, "seed": nonneg_int},
+    "digits": {},
+}
+FILE_OPTIONS = {"label": anything, "size": anything, "mode": choice("rgb", "gray", "L", "RGB")}
+FILE_SUFFIXES = (".npz", ".csv", ".h5", ".hdf5")
+
+OPTIMIZERS: dict[str, tuple[Arg, ...]] = {
+    "gd": (Arg("lr", positive_number, 0.01),),
+    "momentum": (Arg("lr", positive_number, 0.01), Arg("beta", fraction_open, 0.9)),
+    "rmsprop": (Arg("lr", positive_number, 0.001), Arg("beta", fraction_open, 0.9),
+                Arg("eps", positive_number, 1e-8)),
+    "adam": (Arg("lr", positive_number, 0.001), Arg("b1", fraction_open, 0.9),
+             Arg("b2", fraction_open, 0.999), Arg("eps", positive_number, 1e-8)),
+    "adamw": (Arg("lr", positive_number, 0.001), Arg("b1", fraction_open, 0.9),
+              Arg("b2", fraction_open, 0.999), Arg("eps", positive_number, 1e-8),
+              Arg("wd", nonneg_number, 0.01)),
+}
+OPTIMIZER_ALIASES = {"sgd": "gd"}
+
+SCHEDULES: dict[str, tuple[Arg, ...]] = {
+    "constant": (),
+    "inverse_time": (Arg("decay", nonneg_number, 1.0), Arg("every", positive_int, 1)),
+    "exponential": (Arg("rate", positive_number, 0.95), Arg("every", positive_int, 1)),
+    "inverse_sqrt": (Arg("k", positive_number, 1.0),),
+    "cosine": (Arg("min", nonneg_number, 0.0),),
+}
+
+LOSSES = {"cross_entropy": "cross_entropy", "ce": "cross_entropy",
+          "binary_cross_entropy": "binary_cross_entropy", "bce": "binary_cross_entropy",
+          "mse": "mse"}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A named option with its hyper-parameters, e.g. adam {lr: 0.001, ...}."""
+
+    name: str
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: Choice | None = None          # name = built-in or path; options["path"] for files
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    normalize: str = "none"
+    batch: int | None = 64              # None: the full batch
+    epochs: int = 10
+    optimizer: Choice = Choice("adam", {"lr": 0.001, "b1": 0.9, "b2": 0.999, "eps": 1e-8})
+    schedule: Choice = Choice("constant")
+    l2: float = 0.0
+    init: Choice = Choice("he")
+    loss: str | None = None             # None: follows the last layer
+    seed: int = 0
+    spans: dict = field(default_factory=dict, compare=False)  # key -> Span, for later messages
+
+
+def _one_value(convert):
+    return (Arg("value", convert, positional=True),)
+
+
+def _split_value(v):
+    return number(v)
+
+
+_SIMPLE = {
+    "normalize": _one_value(choice("none", "standard")),
+    "epochs": _one_value(positive_int),
+    "l2": _one_value(nonneg_number),
+    "seed": _one_value(nonneg_int),
+    "loss": _one_value(choice(*LOSSES)),
+}
+KEYS = ("data", "split", "normalize", "batch", "epochs", "optimizer", "schedule", "l2", "init",
+        "loss", "seed")
+
+
+def check_train(block: n.TrainBlock | None, diags: list[Diagnostic]) -> TrainConfig:
+    """Validate a train block. Problems go to `diags`; the result holds the valid settings."""
+    config = TrainConfig()
+    if block is None:
+        return config
+    seen: dict[str, n.Setting] = {}
+    values: dict = {}
+    for setting in block.settings:
+        key = setting.key
+        if key not in KEYS:
+            hint = suggest(key, KEYS)
+            diags.append(error("E401", f"unknown train setting '{key}'", setting.key_span,
+                               help=(hint + " " if hint else "") + "settings: " + ", ".join(KEYS)))
+            continue
+        if key in seen:
+            first = seen[key].span
+            diags.append(error("E402", f"'{key}' is set twice (first at line {first.line})",
+                               setting.key_span))
+            continue
+        seen[key] = setting
+        value = _check_setting(setting, diags)
+        if value is not None:
+            values[key] = value
+    spans = {k: s.span for k, s in seen.items()}
+    return replace(config, **values, spans=spans)
+
+
+def _check_setting(s: n.Setting, diags: list[Diagnostic]):
+    before = len(diags)
+    key = s.key
+    if key in _SIMPLE:
+        bound = bind(s.args, _SIMPLE[key], {}, key, s.span, diags)
+        value = bound.get("value")
+        return LOSSES.get(value, value) if key == "loss" else value
+    if key == "batch":
+        bound = bind(s.args, _one_value(_batch), {}, key, s.span, diags)
+        return bound.get("value", 64) if len(diags) == before else None
+    if key == "split":
+        bound = bind(s.args, tuple(Arg(p, nonneg_number, positional=True)
+                                   for p in ("train", "dev", "test")), {}, key, s.span, diags)
+        if len(diags) > before:
+            return None
+        fractions = (bound["train"], bound["dev"], bound["test"])
+        if abs(sum(fractions) - 1) > 1e-6 or fractions[0] <= 0:
+            diags.append(error("E403", f"split fractions must add up to 1 with a train part > 0, "
+                               f"got {' + '.join(map(str, fractions))} = {sum(fractions):g}",
+                               s.span, help="e.g. split 0.8 0.1 0.1"))
+            return None
+        return fractions
+    if key == "data":
+        return _check_data(s, diags)
+    table, aliases, what = {
+        "optimizer": (OPTIMIZERS, OPTIMIZER_ALIASES, "optimizer"),
+        "schedule": (SCHEDULES, {}, "schedule"),
+        "init": ({k: ((Arg("scale", positive_number, 0.01),) if k == "random" else ())
+                  for k in INITIALIZERS}, {}, "init"),
+    }[key]
+    return _check_named(s, table, aliases, what, diags)
+
+
+def _batch(v):
+    if isinstance(v, Sym) and v == "full":
+        return None
+    try:
+        return positive_int(v)
+    except ArgTypeError:
+        raise ArgTypeError("expects a positive integer or full") from None
+
+
+def _check_named(s: n.Setting, table: dict, aliases: dict, what: str, diags) -> Choice | None:
+    """`optimizer adam lr=0.001`: a name from `table` then its key=value options."""
+    if not s.args or s.args[0].key is not None or not isinstance(s.args[0].value, n.Word):
+        diags.append(error("E404", f"{what} needs a name first: one of {', '.join(table)}",
+                           s.span, help=f"e.g. {what} {next(iter(table))}"))
+        return None
+    word = s.args[0].value
+    name = aliases.get(word.name, word.name)
+    if name not in table:
+        hint = suggest(word.name, list(table) + list(aliases))
+        diags.append(error("E405", f"unknown {what} '{word.name}'", word.span,
+                           help=(hint + " " if hint else "") + f"{what}s: " + ", ".join(table)))
+        return None
+    before = len(diags)
+    options = bind(s.args[1:], table[name], {}, f"{what} {name}", s.span, diags)
+    return Choice(name, options) if len(diags) == before else None
+
+
+def _check_data(s: n.Setting, diags) -> Choice | None:
+    if not s.args or s.args[0].key is not None or not isinstance(s.args[0].value,
+                                                                  (n.Word, n.String)):
+        diags.append(error("E404", "data needs a source: moons, circles, flower, digits or a "
+                           'quoted path such as "data/train.npz"', s.span))
+        return None
+    source = s.args[0].value
+    if isinstance(source, n.Word):
+        if source.name not in BUILTIN_DATA:
+            hint = suggest(source.name, BUILTIN_DATA)
+            diags.append(error("E405", f"unknown data set '{source.name}'", source.span,
+                               help=(hint + " " if hint else "") + "built-in: "
+                               + ", ".join(BUILTIN_DATA) + '; files are quoted: "x.npz"'))
+            return None
+        schema = tuple(Arg(k, conv, None) for k, conv in BUILTIN_DATA[source.name].items())
+        before = len(diags)
+        options = bind(s.args[1:], schema, {}, f"data {source.name}", s.span, diags)
+        if len(diags) > before:
+            return None
+        return Choice(source.name, {k: v for k, v in options.items() if v is not None})
+    path = source.value
+    if not path:
+        diags.append(error("E406", "data path is empty", source.span))
+        return None
+    schema = tuple(Arg(k, conv, None) for k, conv in FILE_OPTIONS.items())
+    before = len(diags)
+    options = bind(s.args[1:], schema, {}, "data", s.span, diags)
+    if len(diags) > before:
+        return None
+    options = {k: v for k, v in options.items() if v is not None}
+    return Choice("file", {"path": path, **options})

@@ -1,0 +1,68 @@
+"""What `netc check` prints: the pinned JSON object and the readable table. No JAX here."""
+
+from __future__ import annotations
+
+import math
+
+from netc.dsl.diagnostics import Diagnostic
+
+from .ir import Net
+
+
+def to_json(net: Net) -> dict:
+    """The object pinned in LANGUAGE.md section 6 (plus a few extra keys)."""
+    return {
+        "net": net.name,
+        "input": list(net.input_shape),
+        "output": list(net.output_shape),
+        "params": net.params,
+        "state": net.state,
+        "macs": net.macs,
+        "activation_bytes": net.activation_bytes,
+        "layers": [
+            {"name": leaf.name, "kind": leaf.kind, "line": leaf.span.line, "col": leaf.span.col,
+             "output": list(leaf.out_shape),
+             "params": sum(math.prod(s) for s in leaf.params.values()),
+             "state": sum(math.prod(s) for s in leaf.state.values()), "macs": leaf.macs}
+            for leaf in net.leaves()
+        ],
+        "warnings": [warning_json(w) for w in net.warnings],
+    }
+
+
+def warning_json(w: Diagnostic) -> dict:
+    return {"line": w.span.line, "col": w.span.col, "message": w.message, "code": w.code}
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _shape(shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def print_table(net: Net, console) -> None:
+    """A rich table of the leaf layers with totals, on `console` (a rich.console.Console)."""
+    from rich.table import Table
+
+    table = Table(title=f"{net.name}  (input {_shape(net.input_shape)})", title_justify="left",
+                  show_footer=True, header_style="bold", footer_style="bold")
+    table.add_column("layer", footer="total")
+    table.add_column("kind")
+    table.add_column("output", footer=_shape(net.output_shape))
+    table.add_column("params", justify="right", footer=f"{net.params:,}")
+    table.add_column("MACs", justify="right", footer=f"{net.macs:,}")
+    for leaf in net.leaves():
+        count = sum(math.prod(s) for s in leaf.params.values())
+        table.add_row(leaf.name, leaf.kind, _shape(leaf.out_shape),
+                      f"{count:,}" if count else "", f"{leaf.macs:,}" if leaf.macs else "")
+    console.print(table)
+    console.print(f"trainable params: {net.params:,}   state: {net.state:,}   "
+                  f"MACs: {net.macs:,}", highlight=False)
+    console.print(f"activations per example: {human_bytes(net.activation_bytes)} (float32)",
+                  highlight=False)
