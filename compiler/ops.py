@@ -135,7 +135,8 @@ def _pool(kind):
         p = attrs["p"]
         if p != "same" and any(2 * pi > fi for pi, fi in zip(p, attrs["f"])):
             raise ShapeError(f"{kind} padding p={p[0]} is more than half the window "
-                             f"f={attrs['f'][0]}", help="padding of at most f/2 keeps every window over real cells")
+                             f"f={attrs['f'][0]}",
+                             help="padding of at most f/2 keeps every window over real cells")
         (ho, wo), pads, warnings = _window(kind, in_shape, attrs["f"], attrs["s"], p,
                                            _args_text(kind, attrs))
         return Inferred((ho, wo, c), attrs={"padding": pads, "s": attrs["s"]}, warnings=warnings)
