@@ -24,7 +24,7 @@ def check(path_or_source: str):
 
 def compile(path_or_source: str, **options):
     """Check a spec and lower it to JAX -> netc.Model with pure `init` and `apply`."""
-    from netc.compiler.lower import compile_net
+    from netc.compiler.model import compile_net
 
     return compile_net(check(path_or_source), **options)
 

@@ -1,0 +1,170 @@
+"""`Model`: a checked net lowered to pure JAX functions, plus the jitted pieces training uses.
+
+    model = netc.compile("lenet5.net")
+    variables = model.init(jax.random.key(0))
+    probs = model.apply(variables, x)                                    # inference
+    probs, state = model.apply(variables, x, train=True, rng=key)        # training mode
+    (cost, aux), grads = model.loss_and_grad(variables["params"], variables["state"], x, y, key)
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from . import losses
+from .ir import Net
+from .lower import _dense, _Pass, init_variables, l2_kernels, lower_node
+
+_FINAL = {"softmax": jax.nn.softmax, "sigmoid": jax.nn.sigmoid}
+_DEFAULT_LOSS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy"}
+
+
+class Model:
+    """Pure functions of a net. Everything that takes `variables` is jit/grad/vmap-able."""
+
+    def __init__(self, net: Net, *, dtype=jnp.float32, compute_dtype=None):
+        self.net = net
+        self.name = net.name
+        self.input_shape = tuple(net.input_shape)
+        self.output_shape = tuple(net.output_shape)
+        self.dtype = jnp.dtype(dtype)
+        self.compute_dtype = jnp.dtype(compute_dtype or dtype)
+        self.traces = 0  # how many times the forward pass was traced (tests use it)
+
+        children = net.body.children
+        last = children[-1]
+        if not last.is_block and last.kind in _FINAL:
+            self.output_activation = last.kind
+            trunk_nodes = children[:-1]
+            self._logits = _dense(last) if last.attrs.get("units") else (lambda run, x: x)
+        else:
+            self.output_activation = None
+            trunk_nodes = children
+            self._logits = lambda run, x: x
+        self._trunk = [lower_node(c) for c in trunk_nodes]
+        self.loss_name = net.train.loss or _DEFAULT_LOSS.get(net.head.kind, "mse")
+        self._l2_names = l2_kernels(net)
+
+    def __repr__(self) -> str:
+        return (f"<netc.Model {self.name}: {self.input_shape} -> {self.output_shape}, "
+                f"{self.net.params:,} params>")
+
+    # ---- the pure functions --------------------------------------------------------
+    def init(self, key) -> dict:
+        """Fresh variables {"params": {...}, "state": {...}} (a pytree of arrays)."""
+        return init_variables(self.net, key, self.dtype)
+
+    def forward(self, variables, x, *, train: bool = False, rng=None):
+        """(pre-activation output, updated state). The last softmax/sigmoid is not applied."""
+        self.traces += 1
+        run = _Pass(variables["params"], variables.get("state", {}), train, rng, {},
+                    self.compute_dtype)
+        x = jnp.asarray(x).astype(self.compute_dtype)
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(f"{self.name} expects inputs of shape (m, "
+                             f"{', '.join(map(str, self.input_shape))}), got {x.shape}")
+        for step in self._trunk:
+            x = step(run, x)
+        out = self._logits(run, x).astype(jnp.float32)
+        return out, {**run.state, **run.new_state}
+
+    def activate(self, out):
+        """Apply the final softmax/sigmoid to what `forward` returned."""
+        return _FINAL[self.output_activation](out) if self.output_activation else out
+
+    def apply(self, variables, x, *, train: bool = False, rng=None):
+        """Inference on a batch: y. With train=True: (y, new_state) (dropout needs rng)."""
+        out, state = self.forward(variables, x, train=train, rng=rng)
+        y = self.activate(out)
+        return (y, state) if train else y
+
+    def loss(self, params, state, x, y, rng=None, *, train: bool = True, weights=None,
+             l2: float | None = None):
+        """The cost J (mean over the minibatch, plus (lambda/2m) sum ||W||^2) and
+        (new_state, outputs). `weights` (m,) of 0/1 leaves padded examples out."""
+        out, new_state = self.forward({"params": params, "state": state}, x, train=train,
+                                      rng=rng)
+        per_example = self.per_example_loss(out, y)
+        if weights is None:
+            m = per_example.shape[0]
+            cost = jnp.mean(per_example)
+        else:
+            m = jnp.maximum(jnp.sum(weights), 1.0)
+            cost = jnp.sum(per_example * weights) / m
+        lam = self.net.train.l2 if l2 is None else l2
+        if lam:
+            squares = sum(jnp.sum(jnp.square(params[name]["kernel"].astype(jnp.float32)))
+                          for name in self._l2_names)
+            cost = cost + lam / (2 * m) * squares
+        return cost, (new_state, out)
+
+    def per_example_loss(self, out, y):
+        """The loss of each example, from logits when the net ends in the matching
+        softmax/sigmoid (numerically stable), else from the activated outputs."""
+        from_logits = (self.loss_name != "mse"
+                       and self.output_activation == _FINAL_FOR_LOSS[self.loss_name])
+        return losses.LOSSES[self.loss_name](out if from_logits else self.activate(out), y,
+                                             from_logits)
+
+    def metrics(self, out, y, weights=None) -> dict:
+        """Sums for accuracy over a batch: {'hits', 'counted'} (empty for regression)."""
+        counts = losses.accuracy_hits(self.loss_name, self.activate(out), y)
+        if counts is None:
+            return {}
+        hits, counted = counts
+        if weights is not None:
+            hits, counted = hits * weights, counted * weights
+        return {"hits": jnp.sum(hits), "counted": jnp.sum(counted)}
+
+    # ---- jitted pieces ---------------------------------------------------------------
+    @cached_property
+    def predict(self):
+        """jit(apply) for inference."""
+        return jax.jit(lambda variables, x: self.apply(variables, x))
+
+    @cached_property
+    def loss_and_grad(self):
+        """jit(value_and_grad(loss)): ((J, (new_state, out)), grads)."""
+        return jax.jit(jax.value_and_grad(self.loss, has_aux=True))
+
+    def train_step(self, tx: optax.GradientTransformation, *, donate: bool = True):
+        """A jitted step(params, state, opt_state, x, y, rng, weights) ->
+        (params, state, opt_state, cost, metrics). Params and optimiser state are donated."""
+        def step(params, state, opt_state, x, y, rng, weights=None):
+            (cost, (new_state, out)), grads = jax.value_and_grad(self.loss, has_aux=True)(
+                params, state, x, y, rng, weights=weights)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            return params, new_state, opt_state, cost, self.metrics(out, y, weights)
+        return jax.jit(step, donate_argnums=(0, 1, 2) if donate else ())
+
+    @cached_property
+    def evaluate_batch(self):
+        """jit: (variables, x, y, weights) -> {'loss_sum', 'hits', 'counted', 'n'} (no L2)."""
+        def run(variables, x, y, weights):
+            out, _ = self.forward(variables, x)
+            per = self.per_example_loss(out, y)
+            return {"loss_sum": jnp.sum(per * weights), "n": jnp.sum(weights),
+                    **self.metrics(out, y, weights)}
+        return jax.jit(run)
+
+
+_FINAL_FOR_LOSS = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
+
+
+_CACHE: dict = {}
+
+
+def compile_net(net: Net, *, dtype=jnp.float32, compute_dtype=None) -> Model:
+    """A Model for a checked net; the same spec text and options give the same Model object,
+    so its jitted functions are compiled once per input shape and dtype."""
+    key = (net.source, net.filename, jnp.dtype(dtype).name,
+           jnp.dtype(compute_dtype or dtype).name)
+    model = _CACHE.get(key)
+    if model is None:
+        model = _CACHE[key] = Model(net, dtype=dtype, compute_dtype=compute_dtype)
+    return model
