@@ -131,16 +131,20 @@ class Model:
         """jit(value_and_grad(loss)): ((J, (new_state, out)), grads)."""
         return jax.jit(jax.value_and_grad(self.loss, has_aux=True))
 
-    def train_step(self, tx: optax.GradientTransformation, *, donate: bool = True):
-        """A jitted step(params, state, opt_state, x, y, rng, weights) ->
-        (params, state, opt_state, cost, metrics). Params and optimiser state are donated."""
+    def step_fn(self, tx: optax.GradientTransformation):
+        """The (unjitted) train step: step(params, state, opt_state, x, y, rng, weights=None)
+        -> (params, state, opt_state, cost, metrics)."""
         def step(params, state, opt_state, x, y, rng, weights=None):
             (cost, (new_state, out)), grads = jax.value_and_grad(self.loss, has_aux=True)(
                 params, state, x, y, rng, weights=weights)
             updates, opt_state = tx.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
             return params, new_state, opt_state, cost, self.metrics(out, y, weights)
-        return jax.jit(step, donate_argnums=(0, 1, 2) if donate else ())
+        return step
+
+    def train_step(self, tx: optax.GradientTransformation, *, donate: bool = True):
+        """jit(step_fn(tx)); params, state and optimiser state are donated."""
+        return jax.jit(self.step_fn(tx), donate_argnums=(0, 1, 2) if donate else ())
 
     @cached_property
     def evaluate_batch(self):

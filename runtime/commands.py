@@ -1,0 +1,162 @@
+"""`netc train | eval | predict | gradcheck`: the subcommands that run JAX.
+
+Each imports JAX only when it runs, so `netc check` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from .cli import EXIT_ERROR, EXIT_OK, RunError, UsageError, read_spec
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a spec with its train section; write a run folder")
+    p.add_argument("file", help="the .net file")
+    p.add_argument("--out", help="run folder (default runs/NAME-TIMESTAMP)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a train setting: epochs=5, optimizer.lr=0.01, data=moons")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest complete checkpoint in --out")
+    p.add_argument("--quiet", action="store_true", help="print only errors and the summary")
+    p.add_argument("--json", action="store_true", help="print the final summary as JSON")
+    p.add_argument("--loop", choices=("auto", "step", "scan"), default="auto",
+                   help="how to loop over minibatches (auto: chosen per model and backend)")
+    p.add_argument("--checkpoint-every", type=_positive, metavar="EPOCHS",
+                   help="checkpoint every N epochs (default: every 30 s and at the end)")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a trained run on its data")
+    p.add_argument("dir", help="a run folder written by netc train")
+    p.add_argument("--split", choices=("train", "dev", "test", "all"), default=None,
+                   help="which split (default: test, else dev, else train)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(run=cmd_eval)
+
+    p = sub.add_parser("predict", help="predict with a trained run")
+    p.add_argument("dir", help="a run folder written by netc train")
+    p.add_argument("input", help="inputs: .npz (array x), .csv, .h5, an image or an image folder")
+    p.add_argument("--out", default="predictions.npz", help="where to write (.npz or .csv)")
+    p.set_defaults(run=cmd_predict)
+
+    p = sub.add_parser("gradcheck", help="the course's gradient check, in float64")
+    p.add_argument("file", help="the .net file")
+    p.add_argument("--samples", type=_positive, default=200,
+                   help="parameter entries to check (default 200)")
+    p.add_argument("--batch", type=_positive, default=8, help="examples (default 8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_gradcheck)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+# ---- train -----------------------------------------------------------------------------
+
+
+def cmd_train(args) -> int:
+    from netc.compiler.check import check_source
+    from netc.compiler.overrides import apply_overrides
+
+    source, name = read_spec(args.file)
+    source = apply_overrides(source, args.set, name)
+    net = check_source(source, name)
+    out = Path(args.out) if args.out else Path("runs") / f"{net.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.resume and not args.out:
+        raise UsageError("--resume needs --out DIR (the run to continue)")
+    if out.exists() and not args.resume and any(out.iterdir()):
+        raise UsageError(f"{out} already holds files; pass --resume to continue that run or "
+                         "choose another --out")
+
+    from .data import DataError
+    from .progress import Reporter
+    from .run import RunFailed, train_run
+
+    reporter = Reporter("quiet" if args.quiet or args.json else "auto")
+    try:
+        result = train_run(net, out, base_dir=Path(args.file).resolve().parent,
+                           resume=args.resume, loop=args.loop,
+                           checkpoint_every=args.checkpoint_every, reporter=reporter)
+    except DataError as exc:
+        raise RunError(f"data: {exc}") from None
+    except RunFailed as exc:
+        raise RunError(str(exc)) from None
+    summary = {"run": str(out), "net": net.name, "epochs_done": result.epochs_done,
+               "interrupted": result.interrupted, **result.final}
+    if args.json:
+        print(json.dumps(summary))
+    elif not args.quiet:
+        print(f"run saved in {out}", file=sys.stderr)
+    if result.interrupted:
+        print(f"interrupted after epoch {result.epochs_done}; continue with: netc train "
+              f"{args.file} --out {out} --resume", file=sys.stderr)
+        return 130
+    return EXIT_OK
+
+
+# ---- eval and predict ------------------------------------------------------------------
+
+
+def _open_run(path: str):
+    from .checkpoint import CheckpointError
+    from .run import load_run
+
+    try:
+        return load_run(path)
+    except (FileNotFoundError, CheckpointError) as exc:
+        raise RunError(str(exc)) from None
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import evaluate_run
+
+    model, variables = _open_run(args.dir)
+    try:
+        report = evaluate_run(Path(args.dir), model, variables, args.split)
+    except Exception as exc:
+        from .data import DataError
+
+        if isinstance(exc, DataError):
+            raise RunError(f"data: {exc}") from None
+        raise
+    if args.json:
+        print(json.dumps(report))
+    else:
+        from .evaluate import print_report
+
+        print_report(report)
+    return EXIT_OK
+
+
+def cmd_predict(args) -> int:
+    from .data import DataError
+    from .evaluate import predict_file
+
+    model, variables = _open_run(args.dir)
+    try:
+        n = predict_file(model, variables, Path(args.input), Path(args.out))
+    except DataError as exc:
+        raise RunError(f"input: {exc}") from None
+    print(f"{n} predictions written to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _gradcheck(args) -> int:
+    try:
+        from .gradcheck import cmd_gradcheck
+    except ImportError:  # pragma: no cover
+        print("netc: gradcheck is not available in this build", file=sys.stderr)
+        return EXIT_ERROR
+    return cmd_gradcheck(args)

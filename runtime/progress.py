@@ -1,0 +1,84 @@
+"""Progress of a run: a live rich display on a terminal, plain lines otherwise, or nothing."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def _fmt(rec: dict) -> str:
+    parts = [f"loss {rec['loss']:.4f}"]
+    if "accuracy" in rec:
+        parts.append(f"acc {rec['accuracy']:.3f}")
+    if "dev_loss" in rec:
+        parts.append(f"dev_loss {rec['dev_loss']:.4f}")
+    if "dev_accuracy" in rec:
+        parts.append(f"dev_acc {rec['dev_accuracy']:.3f}")
+    return "  ".join(parts)
+
+
+class Reporter:
+    """Prints to stderr so that stdout stays clean for --json."""
+
+    def __init__(self, mode: str = "auto", stream=None):
+        self.stream = stream or sys.stderr
+        if mode == "auto":
+            mode = "rich" if self.stream.isatty() else "plain"
+        self.mode = mode
+        self._live = None
+
+    def warn(self, message: str) -> None:
+        if self.mode != "quiet" or message.startswith("warning"):
+            print(message, file=self.stream)
+
+    def start(self, net, trainer, done: int) -> None:
+        self.total = net.train.epochs
+        self.examples = trainer.train_data.m
+        self.t0 = time.perf_counter()
+        self.done0 = done
+        self.last_line = 0.0
+        if self.mode == "quiet":
+            return
+        where = f", resuming after epoch {done}" if done else ""
+        print(f"training {net.name}: {self.examples} examples, batch {trainer.batch}, "
+              f"{self.total} epochs, {trainer.loop} loop{where}", file=self.stream)
+        if self.mode == "rich":
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._live = Progress(TextColumn("epoch"), MofNCompleteColumn(), BarColumn(),
+                                  TextColumn("{task.fields[metrics]}"),
+                                  TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                                  console=Console(file=self.stream), transient=False)
+            self._task = self._live.add_task("train", total=self.total, completed=done,
+                                             metrics="", rate="")
+            self._live.start()
+
+    def epochs(self, records: list[dict]) -> None:
+        last = records[-1]
+        elapsed = time.perf_counter() - self.t0
+        rate = (last["epoch"] - self.done0) * self.examples / max(elapsed, 1e-9)
+        if self._live is not None:
+            self._live.update(self._task, completed=last["epoch"], metrics=_fmt(last),
+                              rate=f"{rate:,.0f} ex/s")
+        elif self.mode == "plain":
+            now = time.perf_counter()
+            if now - self.last_line >= 1.0 or last["epoch"] == self.total:
+                self.last_line = now
+                print(f"epoch {last['epoch']}/{self.total}  {_fmt(last)}  {rate:,.0f} ex/s",
+                      file=self.stream, flush=True)
+
+    def finish(self, final: dict, interrupted: bool) -> None:
+        if self._live is not None:
+            self._live.stop()
+        if self.mode == "quiet":
+            return
+        for split, metrics in final.items():
+            acc = f"  accuracy {metrics['accuracy']:.4f}" if "accuracy" in metrics else ""
+            print(f"{split:>5}: loss {metrics['loss']:.4f}{acc}", file=self.stream)

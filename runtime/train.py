@@ -1,0 +1,262 @@
+"""The training loop: data -> device, one compiled step, epochs, metrics, checkpoints.
+
+Randomness is a pure function of (seed, epoch, step): the shuffle of epoch e is
+permutation(fold_in(key, e)), dropout's key folds in the epoch and the step. So a run resumed
+from the checkpoint of epoch k ends with exactly the parameters of an uninterrupted run.
+
+Two ways to loop over minibatches, picked per model and backend (see benchmarks/RESULTS.md):
+  step  a jitted step per minibatch called from Python (XLA:CPU's fast convolution path);
+  scan  `lax.scan` over the minibatches of a chunk of epochs in one dispatch (tiny nets,
+        where Python's per-step overhead dominates).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from netc.compiler.ir import Net
+from netc.compiler.model import Model, compile_net
+
+from .optim import build_optimizer
+
+
+class TrainingDiverged(Exception):
+    pass
+
+
+@dataclass
+class Data:
+    """Arrays on the device for one split."""
+
+    x: jax.Array
+    y: jax.Array
+
+    @property
+    def m(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclass
+class Progress:
+    """Where a run stands; the loop hands one record per finished epoch to `on_epochs`."""
+
+    history: list[dict] = field(default_factory=list)
+
+
+def choose_loop(net: Net, requested: str = "auto") -> str:
+    """step or scan. On CPU, convolutions inside lax.scan leave XLA's fast path (LeNet-5 ran
+    4x slower fused); dense nets gain from fusing. Elsewhere fusing wins."""
+    if requested != "auto":
+        return requested
+    has_conv = any(leaf.kind == "conv" for leaf in net.leaves())
+    if jax.default_backend() == "cpu" and has_conv:
+        return "step"
+    return "scan"
+
+
+class Trainer:
+    """Runs epochs of a compiled model over device data. Holds no Python state per step."""
+
+    def __init__(self, net: Net, train: Data, dev: Data | None, *, loop: str = "auto",
+                 chunk_epochs: int | None = None):
+        cfg = net.train
+        self.net, self.cfg = net, cfg
+        self.model: Model = compile_net(net)
+        self.train_data, self.dev_data = train, dev
+        self.batch = min(cfg.batch or train.m, train.m)
+        self.full_batches, self.remainder = divmod(train.m, self.batch)
+        self.steps_per_epoch = self.full_batches + (1 if self.remainder else 0)
+        self.tx, self.rate_of_epoch = build_optimizer(
+            cfg.optimizer, cfg.schedule, epochs=cfg.epochs, steps_per_epoch=self.steps_per_epoch)
+        self.loop = choose_loop(net, loop)
+        self.shuffle = self.batch < train.m
+        root = jax.random.key(cfg.seed)
+        self.init_key, self.shuffle_key, self.dropout_key = jax.random.split(root, 3)
+        self.step_body = self.model.step_fn(self.tx)
+        self.chunk = chunk_epochs or self._default_chunk()
+        self._compiled = {}
+
+    def _default_chunk(self) -> int:
+        if self.loop == "step":
+            return 1
+        # about 2000 minibatch steps per dispatch: metrics reach the host a few times a second
+        return max(1, min(self.cfg.epochs, 2000 // self.steps_per_epoch))
+
+    # ---- state ---------------------------------------------------------------------
+    def init_state(self):
+        variables = self.model.init(self.init_key)
+        return variables["params"], variables["state"], self.tx.init(variables["params"])
+
+    def opt_treedef(self, params):
+        return jax.tree.structure(self.tx.init(params))
+
+    # ---- one epoch, traced ---------------------------------------------------------
+    def _order(self, epoch):
+        m = self.train_data.m
+        if not self.shuffle:
+            return jnp.arange(m)
+        return jax.random.permutation(jax.random.fold_in(self.shuffle_key, epoch), m)
+
+    def _step_on(self, carry, x_all, y_all, idx, epoch, i):
+        params, state, opt = carry
+        rng = jax.random.fold_in(jax.random.fold_in(self.dropout_key, epoch), i)
+        params, state, opt, cost, metrics = self.step_body(params, state, opt, x_all[idx],
+                                                            y_all[idx], rng)
+        n = idx.shape[0]
+        sums = jnp.stack([cost * n, jnp.asarray(n, jnp.float32),
+                          metrics.get("hits", jnp.float32(0)),
+                          metrics.get("counted", jnp.float32(0))])
+        return (params, state, opt), sums
+
+    def _epoch(self, carry, epoch, x_all, y_all):
+        """All minibatches of one epoch inside one trace (the scan loop)."""
+        order = self._order(epoch)
+        b, full = self.batch, self.full_batches
+        sums = jnp.zeros(4, jnp.float32)
+        if full:
+            batches = order[: full * b].reshape(full, b)
+
+            def body(c, xs):
+                i, idx = xs
+                return self._step_on(c, x_all, y_all, idx, epoch, i)
+            carry, per = jax.lax.scan(body, carry, (jnp.arange(full), batches))
+            sums = sums + per.sum(axis=0)
+        if self.remainder:
+            carry, last = self._step_on(carry, x_all, y_all, order[full * b:], epoch, full)
+            sums = sums + last
+        return carry, sums
+
+    # ---- compiled entry points ------------------------------------------------------
+    def _scan_chunk(self):
+        """jit: run a chunk of epochs; epochs < 0 are skipped (a short last chunk)."""
+        if "scan" not in self._compiled:
+            def chunk(carry, epochs, x_all, y_all):
+                def one(c, epoch):
+                    def run(c):
+                        c, sums = self._epoch(c, epoch, x_all, y_all)
+                        return c, jnp.concatenate([sums, self._dev_sums(c, self.dev_data)])
+                    return jax.lax.cond(epoch >= 0, run,
+                                        lambda c: (c, jnp.zeros(8, jnp.float32)), c)
+                return jax.lax.scan(one, carry, epochs)
+            self._compiled["scan"] = jax.jit(chunk, donate_argnums=(0,))
+        return self._compiled["scan"]
+
+    def _dev_sums(self, carry, dev: Data | None):
+        if dev is None:
+            return jnp.zeros(4, jnp.float32)
+        params, state, _ = carry
+        r = self.model.evaluate_batch({"params": params, "state": state}, dev.x, dev.y,
+                                      jnp.ones(dev.m, jnp.float32))
+        return jnp.stack([r["loss_sum"], r["n"], r.get("hits", jnp.float32(0)),
+                          r.get("counted", jnp.float32(0))])
+
+    def _step_fns(self):
+        if "step" not in self._compiled:
+            step = jax.jit(self._step_on, donate_argnums=(0,))
+            order = jax.jit(self._order)
+            dev = jax.jit(lambda c: self._dev_sums(c, self.dev_data))
+            self._compiled["step"] = (step, order, dev)
+        return self._compiled["step"]
+
+    # ---- running ---------------------------------------------------------------------
+    def run_epochs(self, carry, first: int, count: int):
+        """Run epochs first .. first+count-1 -> (carry, per-epoch sums as numpy (count, 8))."""
+        x, y = self.train_data.x, self.train_data.y
+        if self.loop == "scan":
+            epochs = np.full(self.chunk, -1, np.int32)
+            epochs[:count] = np.arange(first, first + count)
+            carry, sums = self._scan_chunk()(carry, jnp.asarray(epochs), x, y)
+            return carry, np.asarray(sums)[:count]
+        step, order_of, dev_sums = self._step_fns()
+        rows = []
+        b = self.batch
+        for epoch in range(first, first + count):
+            order = order_of(epoch)
+            total = jnp.zeros(4, jnp.float32)
+            for i in range(self.steps_per_epoch):
+                carry, sums = step(carry, x, y, order[i * b:(i + 1) * b], epoch, i)
+                total = total + sums
+            rows.append(jnp.concatenate([total, dev_sums(carry)]))
+        return carry, np.asarray(jnp.stack(rows))
+
+    def records(self, sums: np.ndarray, first: int, seconds: float) -> list[dict]:
+        """Per-epoch metric records from the summed figures."""
+        out = []
+        per_epoch = seconds / max(len(sums), 1)
+        for k, row in enumerate(sums):
+            loss_sum, n, hits, counted, dl, dn, dh, dc = (float(v) for v in row)
+            rec = {"epoch": first + k + 1, "lr": float(self.rate_of_epoch(first + k)),
+                   "loss": loss_sum / n}
+            if counted:
+                rec["accuracy"] = hits / counted
+            if self.dev_data is not None and dn:
+                rec["dev_loss"] = dl / dn
+                if dc:
+                    rec["dev_accuracy"] = dh / dc
+            rec["seconds"] = per_epoch
+            out.append(rec)
+        return out
+
+
+def evaluate(model: Model, variables, data: Data, batch: int = 1024) -> dict:
+    """Loss (without L2) and accuracy in inference mode over a whole split."""
+    totals = {"loss_sum": 0.0, "n": 0.0, "hits": 0.0, "counted": 0.0}
+    m = data.m
+    for start in range(0, m, batch):
+        x, y = data.x[start:start + batch], data.y[start:start + batch]
+        k = x.shape[0]
+        if k < batch and m > batch:  # pad the tail to the compiled shape
+            pad = batch - k
+            x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
+            y = jnp.concatenate([y, jnp.zeros((pad, *y.shape[1:]), y.dtype)])
+        weights = (jnp.arange(x.shape[0]) < k).astype(jnp.float32)
+        r = model.evaluate_batch(variables, x, y, weights)
+        for key in totals:
+            totals[key] += float(r.get(key, 0.0))
+    out = {"loss": totals["loss_sum"] / max(totals["n"], 1)}
+    if totals["counted"]:
+        out["accuracy"] = totals["hits"] / totals["counted"]
+    return out
+
+
+class StopRequested:
+    """Ctrl-C handling: the first SIGINT asks the loop to stop at the next epoch boundary
+    (it then saves a checkpoint); a second one interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def first_bad_epoch(records: list[dict]) -> int | None:
+    for rec in records:
+        if not math.isfinite(rec["loss"]):
+            return rec["epoch"]
+    return None
+
+
+def now() -> float:
+    return time.perf_counter()
