@@ -73,7 +73,8 @@ def cmd_train(args) -> int:
     source, name = read_spec(args.file)
     source = apply_overrides(source, args.set, name)
     net = check_source(source, name)
-    out = Path(args.out) if args.out else Path("runs") / f"{net.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("runs") / f"{net.name}-{stamp}"
     if args.resume and not args.out:
         raise UsageError("--resume needs --out DIR (the run to continue)")
     if out.exists() and not args.resume and any(out.iterdir()):
