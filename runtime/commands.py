@@ -51,6 +51,25 @@ def register(sub) -> None:
     p.set_defaults(run=_gradcheck)
 
 
+def configure_jax() -> None:
+    """Use JAX's persistent compilation cache, so a second run of the same spec and shapes
+    skips XLA compilation. NETC_CACHE_DIR moves it; NETC_CACHE_DIR=off disables it."""
+    import os
+
+    import jax
+
+    where = os.environ.get("NETC_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "netc", "xla")
+    if where == "off":
+        return
+    try:
+        os.makedirs(where, exist_ok=True)
+    except OSError:
+        return
+    jax.config.update("jax_compilation_cache_dir", where)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -85,6 +104,7 @@ def cmd_train(args) -> int:
     from .progress import Reporter
     from .run import RunFailed, train_run
 
+    configure_jax()
     reporter = Reporter("quiet" if args.quiet or args.json else "auto")
     try:
         result = train_run(net, out, base_dir=Path(args.file).resolve().parent,
@@ -111,6 +131,7 @@ def cmd_train(args) -> int:
 
 
 def _open_run(path: str):
+    configure_jax()
     from .checkpoint import CheckpointError
     from .run import load_run
 
