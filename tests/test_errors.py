@@ -1,0 +1,527 @@
+"""Diagnostics as a user sees them: every broken spec in tests/broken/ beside its exact stderr.
+
+Each `tests/broken/NAME.net` holds ONE kind of mistake; `NAME.expected` is the exact stderr of
+`netc check tests/broken/NAME.net` run from the repository root. The checker runs in-process
+(`netc.runtime.cli.main`), so the whole folder checks in about a second.
+
+    NETC_UPDATE_SNAPSHOTS=1 python -m pytest tests/test_errors.py   # rewrite the snapshots
+
+then read every changed `.expected` as a user would before committing it: the caret under
+the offending token, a message that stands alone, a hint where one helps.
+
+`ok_*.net` in the same folder are valid specs written with CRLF, CR, tabs or a BOM: they must
+check fine. Tests marked xfail(strict=True) describe the wanted behaviour for a known product
+bug; each reason says what is wrong and where.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from netc.runtime.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+BROKEN = ROOT / "tests" / "broken"
+UPDATE = os.environ.get("NETC_UPDATE_SNAPSHOTS") == "1"
+
+CASES = sorted(p.stem for p in BROKEN.glob("*.net") if not p.stem.startswith("ok_"))
+VALID_VARIANTS = sorted(p.stem for p in BROKEN.glob("ok_*.net"))
+HEADER = re.compile(r"^(?P<file>.+):(?P<line>\d+):(?P<col>\d+): error: (?P<msg>.+)$")
+
+
+def check(capsys, *args: str) -> tuple[int, str, str]:
+    """`netc ARGS` in-process: (exit status, stdout, stderr)."""
+    capsys.readouterr()
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def check_json(capsys, path: str) -> tuple[int, dict]:
+    rc, out, err = check(capsys, "check", path, "--json")
+    assert "Traceback" not in out + err
+    return rc, json.loads(out)
+
+
+@pytest.fixture(autouse=True)
+def _at_repo_root(monkeypatch):
+    """Snapshots name files as `tests/broken/NAME.net`, so run from the repository root."""
+    monkeypatch.chdir(ROOT)
+
+
+def spec(name: str) -> str:
+    return f"tests/broken/{name}.net"
+
+
+# ---- the snapshot folder -----------------------------------------------------------------
+
+
+def test_folder_has_enough_cases():
+    assert len(CASES) >= 30
+    missing = [n for n in CASES if not (BROKEN / f"{n}.expected").exists() and not UPDATE]
+    assert not missing, f"no snapshot for {missing}; run with NETC_UPDATE_SNAPSHOTS=1"
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_snapshot(name, capsys):
+    rc, out, err = check(capsys, "check", spec(name))
+    assert "Traceback" not in out + err
+    assert "internal error" not in err
+    assert out == ""
+    snapshot = BROKEN / f"{name}.expected"
+    if UPDATE:
+        snapshot.write_bytes(err.encode("utf-8"))
+    else:
+        assert err == snapshot.read_bytes().decode("utf-8")
+    assert rc == 1
+    lines = err.splitlines()
+    assert HEADER.match(lines[0]), lines[0]
+    assert re.fullmatch(r"\d+ errors? in tests/broken/" + re.escape(name) + r"\.net", lines[-1])
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if n != "too_many_layers"])  # slow: 1 s
+def test_json_agrees_with_text(name, capsys):
+    """--json reports the same errors, at the same places, as the text output."""
+    rc, data = check_json(capsys, spec(name))
+    assert rc == 1
+    assert data["errors"], data
+    _, _, err = check(capsys, "check", spec(name))
+    headers = [HEADER.match(line) for line in err.splitlines()]
+    places = [(int(m["line"]), int(m["col"]), m["msg"]) for m in headers if m]
+    assert places == [(e["line"], e["col"], e["message"]) for e in data["errors"]]
+    for e in data["errors"]:
+        assert re.fullmatch(r"E[1-4]\d\d", e["code"]), e
+
+
+@pytest.mark.parametrize("name", VALID_VARIANTS)
+def test_line_ending_and_tab_variants_check_fine(name, capsys):
+    rc, data = check_json(capsys, spec(name))
+    assert rc == 0, data
+    assert data["net"] == "ok"
+    assert (data["params"], data["state"], data["macs"]) == (3022, 80, 436424)
+    assert data["output"] == [10]
+    assert len(data["layers"]) == 18
+    assert data["warnings"] == []
+    lines = {layer["name"]: layer["line"] for layer in data["layers"]}
+    # line numbers survive CRLF / CR-only endings: the softmax head is on line 15
+    assert lines["softmax_1"] == 15
+    assert lines["block_1/conv_1"] == 6
+
+
+# ---- the intent of each mistake, without opening the snapshots --------------------------
+
+# name, code, line, col, a fragment of the message, a fragment of the help ("" = not checked)
+KEY_FIELDS = [
+    ("unknown_layer", "E210", 2, 25, "unknown layer 'maxpol'", "did you mean maxpool?"),
+    ("conv_too_big", "E301", 2, 1, "(4 + 2*0 - 5)/1 + 1 = 0", "p=2"),
+    ("concat_mismatch", "E305", 2, 1, "branch 2 (line 4) gives 26x26x8", "p=same"),
+    ("recursive_def", "E212", 3, 12, "def 'a' calls itself (a -> b -> a)", "repeat"),
+    ("dropout_both", "E301", 2, 10, "exactly one of keep=P", ""),
+    ("bad_split_sum", "E403", 4, 3, "0.8 + 0.1 + 0.2 = 1.1", "split 0.8 0.1 0.1"),
+    ("unknown_train_key", "E401", 4, 3, "unknown train setting 'epoch'", "did you mean epochs?"),
+    ("unclosed_brace", "E103", 3, 30, "a '{' is never closed", "add the missing '}'"),
+    ("comma_args", "E103", 2, 9, "unexpected ','", "not commas"),
+    ("missing_arrow", "E207", 2, 14, "unexpected 'relu' after conv", "'->' missing"),
+    ("def_wrong_arg_count", "E213", 3, 1, "block takes 1 argument (n) but 2 were given", ""),
+    ("duplicate_name", "E208", 2, 27, "layer name 'hidden' is used twice", ""),
+    ("residual_no_integer_stride", "E304", 2, 1, "10x10x4 into 7x7x8", "shortcut"),
+    ("residual_rank_change", "E304", 2, 1, "cannot change the rank", "shortcut"),
+    ("not_utf8", "E101", 2, 19, "not UTF-8 text (byte 0xe9)", "UTF-8"),
+    ("empty", "E217", 1, 1, "missing 'input'", "input 28x28x1"),
+    ("huge_number", "E104", 2, 4, "number too large", ""),
+    ("bad_padding_word", "E206", 2, 14, "conv p=sme", "did you mean same?"),
+    ("loss_mismatch", "E407", 4, 3, "needs the net to end in softmax", "softmax N"),
+    ("conv_after_fc", "E301", 2, 10, "conv needs an HxWxC image", "before fc"),
+    ("unknown_optimizer", "E405", 4, 13, "unknown optimizer 'adma'", "did you mean adam?"),
+    ("unknown_data", "E405", 4, 8, "unknown data set 'mons'", "did you mean moons?"),
+    ("repeat_zero", "E214", 2, 8, "repeat count must be a positive integer, got 0", ""),
+    ("second_chain", "E216", 4, 1, "one model chain", "'->'"),
+    ("def_shadows_layer", "E221", 2, 5, "name of a built-in layer", ""),
+    ("division_by_zero", "E205", 2, 31, "division by zero", ""),
+    ("pool_pad_too_big", "E301", 2, 1, "more than half the window", ""),
+    ("shortcut_mismatch", "E303", 2, 45, "body gives 8x8x8 but the shortcut gives 8x8x4", ""),
+    ("unknown_layer_key", "E202", 2, 6, "fc has no argument 'bais'", "did you mean bias?"),
+    ("missing_required_arg", "E201", 2, 1, "conv needs c=", "c=16"),
+    ("arg_given_twice", "E203", 2, 10, "'f' is given twice", ""),
+    ("float_for_int", "E206", 2, 4, "expects a whole number", "write 2"),
+    ("def_without_parens", "E209", 3, 1, "'block' is a def", "block(...)"),
+    ("layer_with_parens", "E211", 2, 9, "'relu' is a layer, not a def", ""),
+    ("input_twice", "E215", 2, 1, "'input' is declared twice", ""),
+    ("input_zero", "E219", 1, 1, "got 0x28x1", ""),
+    ("setting_twice", "E402", 5, 3, "'epochs' is set twice (first at line 4)", ""),
+    ("optimizer_no_name", "E404", 4, 3, "optimizer needs a name first", "optimizer gd"),
+    ("empty_data_path", "E406", 4, 8, "data path is empty", ""),
+    ("colon_for_equals", "E102", 2, 7, "unexpected character ':'", "use '='"),
+    ("nul_byte", "E102", 2, 13, "U+0000", ""),
+    ("too_many_layers", "E220", 2, 1, "more than 100,000 layers", ""),
+    ("crlf_error", "E210", 3, 4, "unknown layer 'maxpol'", "did you mean maxpool?"),
+    ("tab_error", "E210", 3, 5, "unknown layer 'maxpol'", "did you mean maxpool?"),
+]
+
+
+@pytest.mark.parametrize(("name", "code", "line", "col", "message", "help"), KEY_FIELDS,
+                         ids=[case[0] for case in KEY_FIELDS])
+def test_key_fields(name, code, line, col, message, help, capsys):
+    rc, data = check_json(capsys, spec(name))
+    assert rc == 1
+    first = data["errors"][0]
+    assert (first["code"], first["line"], first["col"]) == (code, line, col), first
+    assert message in first["message"]
+    assert help in first.get("help", "")
+
+
+def test_caret_sits_under_the_token_with_tabs_and_crlf(capsys):
+    for name in ("tab_error", "crlf_error", "unknown_layer"):
+        _, _, err = check(capsys, "check", spec(name))
+        source_line, caret_line = err.splitlines()[1:3]
+        text = source_line.split(" | ", 1)[1]
+        carets = caret_line.split(" | ", 1)[1]
+        start = carets.index("^")
+        assert text[start:start + len("maxpol")] == "maxpol", (text, carets)
+        assert carets.strip() == "^" * len("maxpol")
+
+
+def test_size_arithmetic_is_shown(capsys):
+    _, _, err = check(capsys, "check", spec("conv_too_big"))
+    assert "conv f=5 does not fit a 4x4x8 input: (4 + 2*0 - 5)/1 + 1 = 0" in err
+    assert "^^^^^^^^^^^^^ output would be 0 rows" in err
+
+
+# ---- the command line ----------------------------------------------------------------------
+
+
+def stride_warning_spec(tmp_path) -> Path:
+    path = tmp_path / "strided.net"
+    path.write_text("input 8x8x1\nconv f=3 s=2 c=4 -> relu\n")
+    return path
+
+
+def test_warnings_do_not_fail_the_check(tmp_path, capsys):
+    path = stride_warning_spec(tmp_path)
+    rc, data = check_json(capsys, str(path))
+    assert rc == 0
+    assert data["output"] == [3, 3, 4]
+    assert data["warnings"], data
+    for w in data["warnings"]:
+        assert w["code"] == "W301"
+        assert (w["line"], w["col"]) == (2, 1)
+        assert "(8 + 2*0 - 3) = 5 is not divisible by s=2" in w["message"]
+    rc, out, err = check(capsys, "check", str(path))
+    assert rc == 0
+    assert f"{path}:2:1: warning: conv f=3 s=2" in err
+    assert "error" not in err
+    assert "conv_1" in out
+
+
+def test_warnings_ride_along_with_errors_in_json(tmp_path, capsys):
+    path = tmp_path / "both.net"
+    path.write_text("input 8x8x1\nconv f=3 s=2 c=4 -> reluu\n")
+    rc, data = check_json(capsys, str(path))
+    assert rc == 1
+    assert [e["code"] for e in data["errors"]] == ["E210"]
+    assert {w["code"] for w in data["warnings"]} == {"W301"}
+
+
+def test_nonexistent_file_exits_2_with_one_line(capsys):
+    rc, out, err = check(capsys, "check", "tests/broken/no_such_file.net")
+    assert rc == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("netc: error: cannot read 'tests/broken/no_such_file.net'")
+
+
+def test_no_file_argument_exits_2(capsys):
+    rc, out, err = check(capsys, "check")
+    assert rc == 2
+    assert err.startswith("netc: error:") and "file" in err
+    assert "Traceback" not in err
+
+
+def test_no_command_exits_2(capsys):
+    rc, _, err = check(capsys)
+    assert rc == 2
+    assert "usage" in err
+
+
+def test_directory_as_file_exits_2(capsys):
+    rc, out, err = check(capsys, "check", "tests/broken")
+    assert rc == 2
+    assert err.count("\n") == 1
+    assert err.startswith("netc: error: cannot read 'tests/broken'")
+
+
+def _stdin(monkeypatch, data: bytes) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
+def test_stdin_dash_checks_a_valid_spec(monkeypatch, capsys):
+    _stdin(monkeypatch, (BROKEN / "ok_crlf.net").read_bytes())
+    rc, out, err = check(capsys, "check", "-", "--json")
+    assert rc == 0, err
+    data = json.loads(out)
+    assert data["params"] == 3022
+
+
+def test_stdin_dash_reports_errors(monkeypatch, capsys):
+    _stdin(monkeypatch, (BROKEN / "unknown_layer.net").read_bytes())
+    rc, out, err = check(capsys, "check", "-")
+    assert rc == 1
+    assert ":2:25: error: unknown layer 'maxpol'" in err.splitlines()[0]
+    assert "Traceback" not in err
+
+
+@pytest.mark.xfail(strict=True, reason="bug: errors read from stdin are labelled '-' "
+                   "('-:2:25: error', '1 error in -') while the net is named '<stdin>'; "
+                   "runtime/cli.py cmd_check passes args.file instead of the display name")
+def test_stdin_errors_are_labelled_stdin(monkeypatch, capsys):
+    _stdin(monkeypatch, (BROKEN / "unknown_layer.net").read_bytes())
+    _, _, err = check(capsys, "check", "-")
+    assert err.startswith("<stdin>:2:25: error:")
+
+
+def test_real_entry_point_never_prints_a_traceback():
+    env = {k: v for k, v in os.environ.items() if k != "NETC_DEBUG"}
+    for name in ("unknown_layer", "not_utf8", "nested_too_deep"):
+        proc = subprocess.run([sys.executable, "-m", "netc", "check", spec(name)], cwd=ROOT,
+                              capture_output=True, text=True, env=env, timeout=60, check=False)
+        assert proc.returncode == 1, proc.stderr
+        assert "Traceback" not in proc.stdout + proc.stderr
+        assert proc.stderr == (BROKEN / f"{name}.expected").read_text(encoding="utf-8")
+
+
+# ---- known product bugs: the wanted behaviour, xfail until fixed ---------------------------
+
+
+def _errors(capsys, path) -> list[dict]:
+    rc, data = check_json(capsys, str(path))
+    assert rc == 1, data
+    return data["errors"]
+
+
+@pytest.mark.xfail(strict=True, reason="bug: an expression error (unknown name, division by "
+                   "zero) in a REQUIRED argument also reports 'conv needs c=', sorted first; "
+                   "compiler/args.py bind() skips the argument on EvalError instead of marking "
+                   "it present-but-invalid")
+def test_expression_error_is_not_followed_by_needs_value(capsys):
+    errors = _errors(capsys, spec("unknown_name_in_expr"))
+    assert [e["code"] for e in errors] == ["E204"]
+
+
+@pytest.mark.xfail(strict=True, reason="bug: a word after a layer that lacks '->' gives a "
+                   "second, cascading error for the next layer's arguments ('relu takes no "
+                   "positional value (2)'); compiler/args.py bind()/_too_many_positional should "
+                   "stop at the first stray word")
+def test_missing_arrow_across_lines_is_one_error(capsys):
+    errors = _errors(capsys, spec("second_chain_layer"))
+    assert len(errors) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="bug: two settings on one line in train { } get the "
+                   "hint \"is a '->' missing before batch?\" (train settings never use '->') "
+                   "plus a cascading second error; compiler/settings.py reuses args.bind's "
+                   "layer wording")
+def test_two_settings_on_one_line(capsys):
+    errors = _errors(capsys, spec("settings_on_one_line"))
+    assert len(errors) == 1
+    assert "->" not in errors[0].get("help", "")
+    assert "line" in errors[0].get("help", "")
+
+
+@pytest.mark.xfail(strict=True, reason="bug: the internal argument name 'value' leaks into "
+                   "train messages: 'batch value=0: ...', 'e.g. normalize value=3', 'batch "
+                   "takes: value'; compiler/settings.py _one_value + args.bind")
+def test_setting_messages_do_not_say_value(capsys, tmp_path):
+    errors = _errors(capsys, spec("batch_bad"))
+    path = tmp_path / "normalize.net"
+    path.write_text("input 2\nfc 4 -> sigmoid 1\ntrain {\n  normalize\n}\n")
+    errors += _errors(capsys, path)
+    for e in errors:
+        assert "value" not in e["message"] + e.get("help", ""), e
+
+
+@pytest.mark.xfail(strict=True, reason="bug: split takes three positional values but "
+                   "'split 0.7 0.1 0.1 0.1' says 'split takes one positional value, got "
+                   "another'; compiler/args.py _too_many_positional ignores len(positional)")
+def test_split_with_four_values(capsys):
+    errors = _errors(capsys, spec("split_too_many"))
+    assert "one positional" not in errors[0]["message"]
+    assert "three" in errors[0]["message"] or "3" in errors[0]["message"]
+
+
+@pytest.mark.xfail(strict=True, reason="bug: the same mistake inside a def body is reported "
+                   "once per call (identical diagnostics), with no note of the call site; "
+                   "compiler/check.py _Checker.call")
+def test_mistake_in_def_body_reported_once(capsys):
+    errors = _errors(capsys, spec("def_error_called_twice"))
+    assert len(errors) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="bug: a shape error inside a def body does not say "
+                   "which call it came from (block(3) on line 5, the second of two); "
+                   "compiler/check.py _Checker.call should add a note with the call site")
+def test_shape_error_in_def_names_the_call(capsys):
+    _, _, err = check(capsys, "check", spec("def_body_too_small"))
+    assert "line 5" in err
+
+
+@pytest.mark.xfail(strict=True, reason="bug: render() splits the source with str.splitlines(), "
+                   "which also breaks at form feed (whitespace in the grammar), \\x0b, "
+                   "\\x1c-\\x1e, \\x85, U+2028/2029, while the parser counts only \\n/\\r: "
+                   "the wrong source line is shown; dsl/diagnostics.py render")
+def test_form_feed_does_not_shift_the_shown_line(capsys, tmp_path):
+    _, _, err = check(capsys, "check", spec("form_feed"))
+    assert "fc 4 -> relu -> foo" in err.splitlines()[1]
+    path = tmp_path / "ls.net"
+    path.write_text("input 8 # a\u2028b\nfc 4 -> foo\n", encoding="utf-8")
+    _, _, err = check(capsys, "check", str(path))
+    assert "fc 4 -> foo" in err.splitlines()[1]
+
+
+@pytest.mark.xfail(strict=True, reason="bug: a long chain of defs calling each other (valid, "
+                   "400 deep) overflows Python's stack in the checker: exit 3 'internal error: "
+                   "RecursionError'; compiler/check.py _Checker.call/chain have no depth guard")
+def test_deep_def_chain_is_not_an_internal_error(capsys, tmp_path):
+    depth = 1000
+    text = "input 8\n" + "".join(f"def d{i}(n) {{ d{i + 1}(n) }}\n" for i in range(depth))
+    text += f"def d{depth}(n) {{ fc n }}\nd0(3)\n"
+    path = tmp_path / "deep_defs.net"
+    path.write_text(text)
+    rc, out, err = check(capsys, "check", str(path), "--json")
+    assert rc in (0, 1), err
+    assert "internal error" not in err
+
+
+@pytest.mark.xfail(strict=True, reason="bug: 'the spec is nested too deeply to read' points at "
+                   "1:1 (the 'input' line) instead of where the nesting gets too deep; "
+                   "dsl/parser.py parse() RecursionError handler")
+def test_too_deep_points_at_the_nesting(capsys):
+    errors = _errors(capsys, spec("nested_too_deep"))
+    assert errors[0]["line"] > 1
+
+
+@pytest.mark.xfail(strict=True, reason="bug: sizes far beyond int64 are accepted: 'fc 10^44' "
+                   "checks fine with 9e44 params, 'seed 10^23' passes and fails later in JAX; "
+                   "dsl/parser.py _int only rejects >4300 digits, converters have no upper bound")
+@pytest.mark.parametrize("text", [
+    "input 8\nfc " + "9" * 44 + "\n",
+    "input " + "9" * 30 + "\nfc 2\n",
+    "input 8x8x1\nconv f=" + "9" * 25 + " p=" + "9" * 25 + " c=1\n",
+    "input 2\nfc 1\ntrain {\n  seed " + "9" * 25 + "\n}\n",
+])
+def test_absurd_numbers_are_errors(text, capsys, tmp_path):
+    path = tmp_path / "absurd.net"
+    path.write_text(text)
+    rc, data = check_json(capsys, str(path))
+    assert rc == 1, data
+
+
+@pytest.mark.xfail(strict=True, reason="weak: 'missing input' points at the end of the last "
+                   "line (after 'relu'), as if something were wrong there; it belongs at 1:1 "
+                   "where the declaration goes; compiler/check.py check_module E217 span")
+def test_missing_input_points_at_the_top(capsys):
+    errors = _errors(capsys, spec("missing_input"))
+    assert (errors[0]["line"], errors[0]["col"]) == (1, 1)
+
+
+@pytest.mark.xfail(strict=True, reason="weak: inside a def, 'fc 2*n' is a bare syntax error "
+                   "('unexpected *') with no hint that arithmetic goes in key=value (fc "
+                   "units=2*n); 'fc (2*n)' even says \"'fc' is a layer, not a def\"; "
+                   "dsl/parser.py _token_help")
+def test_positional_expression_hint(capsys):
+    errors = _errors(capsys, spec("positional_expression"))
+    assert "units=" in errors[0].get("help", "")
+
+
+@pytest.mark.xfail(strict=True, reason="weak: a typographic arrow '→' gets no hint to write "
+                   "'->'; dsl/parser.py _CHARACTER_HELP")
+def test_unicode_arrow_hint(capsys):
+    errors = _errors(capsys, spec("unicode_arrow"))
+    assert "->" in errors[0].get("help", "")
+
+
+@pytest.mark.xfail(strict=True, reason="weak: an unclosed string is reported as 'unexpected "
+                   "character '\"'' with no mention of the missing closing quote; "
+                   "dsl/parser.py _syntax_error")
+def test_unclosed_string_hint(capsys):
+    errors = _errors(capsys, spec("unclosed_string"))
+    assert "quote" in errors[0]["message"] + errors[0].get("help", "")
+
+
+@pytest.mark.xfail(strict=True, reason="weak: 'seed -1' is a syntax error ('unexpected -') "
+                   "instead of 'seed expects an integer >= 0': values in settings and "
+                   "positional layer values cannot be negative; dsl/grammar.lark setting_arg")
+def test_negative_setting_is_a_range_error(capsys):
+    errors = _errors(capsys, spec("negative_setting"))
+    assert errors[0]["code"] == "E206"
+
+
+@pytest.mark.xfail(strict=True, reason="bug: the '}' that closes an empty concat branch gets "
+                   "the help \"this '}' closes nothing\" although it closes the concat; "
+                   "dsl/parser.py _token_help ignores open_braces")
+def test_empty_branch_brace_hint(capsys):
+    errors = _errors(capsys, spec("empty_concat"))
+    assert "closes nothing" not in errors[0].get("help", "")
+
+
+@pytest.mark.xfail(strict=True, reason="bug: 'block(3 -> relu' (missing ')') gets the help "
+                   "\"'->' joins two layers: put a layer on both sides of it\"; dsl/parser.py "
+                   "_token_help should name the unclosed '('")
+def test_unclosed_paren_hint(capsys):
+    errors = _errors(capsys, spec("unclosed_paren"))
+    assert ")" in errors[0].get("help", "") + errors[0]["message"]
+    assert "both sides" not in errors[0].get("help", "")
+
+
+@pytest.mark.xfail(strict=True, reason="weak: 'input 28 x 28 x 1' says \"unknown layer 'x'\" "
+                   "with the list of layers; it should suggest 28x28x1 (no spaces); "
+                   "compiler/check.py unknown_kind / dsl/parser.py")
+def test_spaced_dims_hint(capsys):
+    errors = _errors(capsys, spec("input_spaced_dims"))
+    assert "28x28" in errors[0].get("help", "")
+
+
+@pytest.mark.xfail(strict=True, reason="weak: 'repeat n { ... }' outside a def says 'repeat "
+                   "count must be a positive integer, got n' instead of \"unknown name 'n'\"; "
+                   "compiler/check.py _Checker.repeat")
+def test_repeat_unknown_name(capsys):
+    errors = _errors(capsys, spec("repeat_unknown_name"))
+    assert errors[0]["code"] == "E204"
+
+
+@pytest.mark.xfail(strict=True, reason="weak: a default that uses a later parameter "
+                   "(def block(k=n*2, n=1)) gets the help \"the names in scope are the def's "
+                   "parameters (none here)\", although the def has two; compiler/check.py "
+                   "bind_call evaluates defaults with only earlier values as env")
+def test_default_order_hint(capsys):
+    errors = _errors(capsys, spec("def_default_order"))
+    assert "none here" not in errors[0].get("help", "")
+
+
+@pytest.mark.xfail(strict=True, reason="bug: the 100,000-layer limit is found only after "
+                   "building 100,000 layers: the 2-line 'repeat 99999999999 { residual { fc 8 "
+                   "-> relu } }' takes ~4 s (with a concat of convs ~6 s) to be rejected; "
+                   "compiler/check.py _Checker.repeat could size one copy and multiply")
+def test_expansion_limit_is_found_without_expanding(monkeypatch, capsys, tmp_path):
+    import netc.compiler.check as check_module
+
+    calls = 0
+    real_bind = check_module.bind
+
+    def counting_bind(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        return real_bind(*args, **kwargs)
+
+    monkeypatch.setattr(check_module, "bind", counting_bind)
+    path = tmp_path / "huge_repeat.net"
+    path.write_text("input 8\nrepeat 99999999999 { fc 8 }\n")
+    errors = _errors(capsys, path)
+    assert [e["code"] for e in errors] == ["E220"]
+    assert calls < 1000, f"{calls} layers bound before giving up"
