@@ -116,12 +116,14 @@ def show(value: Any) -> str:
 
 
 def bind(written: tuple[n.Arg, ...], schema: tuple[Arg, ...], env: dict, what: str,
-         span: n.Span, diags: list[Diagnostic], extra_ok: bool = False) -> dict[str, Any]:
+         span: n.Span, diags: list[Diagnostic], extra_ok: bool = False,
+         separator: str = "a '->'") -> dict[str, Any]:
     """Match written arguments against `schema`. Returns {name: value} with defaults filled in.
 
     Problems are appended to `diags`; the returned dict then lacks the bad entries. With
     `extra_ok`, unknown keys are kept (unconverted) for the caller to judge.
-    `what` names the layer or setting in messages (e.g. "conv").
+    `what` names the layer or setting in messages (e.g. "conv"); `separator` is what may be
+    missing before a stray word ("a '->'" in a chain, "a line break" in a train block).
     """
     by_name = {a.name: a for a in schema}
     positional = [a for a in schema if a.positional]
@@ -129,14 +131,9 @@ def bind(written: tuple[n.Arg, ...], schema: tuple[Arg, ...], env: dict, what: s
     spans: dict[str, n.Span] = {}
     next_pos = 0
     for arg in written:
-        try:
-            value = evaluate(arg.value, env)
-        except EvalError as exc:
-            diags.append(exc.diagnostic)
-            continue
         if arg.key is None:
             if next_pos >= len(positional):
-                diags.append(_too_many_positional(arg, value, what, positional))
+                diags.append(_too_many_positional(arg, env, what, positional, separator))
                 continue
             target = positional[next_pos]
             next_pos += 1
@@ -144,30 +141,37 @@ def bind(written: tuple[n.Arg, ...], schema: tuple[Arg, ...], env: dict, what: s
             target = by_name.get(arg.key)
             if target is None:
                 if extra_ok:
-                    values[arg.key] = value
+                    values[arg.key] = _evaluate_into(arg, env, diags)
                     spans[arg.key] = arg.span
                     continue
-                keys = ", ".join(a.name for a in schema) or "none"
-                hint = suggest(arg.key, by_name)
+                named = [a.name for a in schema if not a.positional]
+                hint = suggest(arg.key, named)
+                takes = f"{what} takes: {', '.join(named)}" if named else \
+                    f"{what} takes no key=value arguments"
                 diags.append(error("E202", f"{what} has no argument '{arg.key}'", arg.span,
-                                   help=(hint + " " if hint else "") + f"{what} takes: {keys}"))
+                                   help=(hint + " " if hint else "") + takes))
                 continue
             if target.name in values:
                 diags.append(error("E203", f"{what}: '{target.name}' is given twice", arg.span))
                 continue
+        value = _evaluate_into(arg, env, diags)
+        if value is _INVALID:
+            values[target.name] = _INVALID
+            continue
         try:
             values[target.name] = target.convert(value)
             spans[target.name] = arg.span
         except ArgTypeError as exc:
-            diags.append(error("E206", f"{what} {target.name}={show(value)}: {exc}", arg.span,
-                               help=exc.help))
+            shown = show(value) if target.positional else f"{target.name}={show(value)}"
+            diags.append(error("E206", f"{what} {shown}: {exc}", arg.span, help=exc.help))
             values[target.name] = _INVALID
     for a in schema:
         if a.name not in values:
             if a.default is REQUIRED:
                 needed = "a value" if a.positional else f"{a.name}="
+                example = f"e.g. {what} 3" if a.positional else f"e.g. {what} {a.name}=3"
                 diags.append(error("E201", f"{what} needs {needed}", span,
-                                   help=a.doc or f"e.g. {what} {a.name}=3"))
+                                   help=a.doc or example))
             else:
                 values[a.name] = a.default
     return {k: v for k, v in values.items() if v is not _INVALID}
@@ -176,13 +180,27 @@ def bind(written: tuple[n.Arg, ...], schema: tuple[Arg, ...], env: dict, what: s
 _INVALID = object()
 
 
-def _too_many_positional(arg: n.Arg, value, what: str, positional) -> Diagnostic:
+def _evaluate_into(arg: n.Arg, env: dict, diags: list) -> Any:
+    try:
+        return evaluate(arg.value, env)
+    except EvalError as exc:
+        diags.append(exc.diagnostic)
+        return _INVALID
+
+
+def _too_many_positional(arg: n.Arg, env, what: str, positional, separator) -> Diagnostic:
+    try:
+        value = evaluate(arg.value, env)
+    except EvalError as exc:
+        return exc.diagnostic
     if isinstance(value, Sym):
         return error("E207", f"unexpected '{value}' after {what}", arg.span,
-                     help=f"is a '->' missing before {value}?")
+                     help=f"is {separator} missing before {value}?")
     if positional:
-        return error("E207", f"{what} takes one positional value, got another: {show(value)}",
-                     arg.span, help="name the others, e.g. key=value")
+        count = len(positional)
+        return error("E207", f"{what} takes {count} positional value{'s' * (count != 1)}, "
+                     f"got another: {show(value)}", arg.span,
+                     help="name the others, e.g. key=value")
     return error("E207", f"{what} takes no positional value ({show(value)}); "
                  "arguments are written key=value", arg.span)
 
@@ -194,7 +212,12 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+MAX_INT = 2**31 - 1
+
+
 def positive_int(v):
+    if _is_int(v) and v > MAX_INT:
+        raise ArgTypeError(f"is too large (at most {MAX_INT})")
     if _is_int(v) and v > 0:
         return v
     if isinstance(v, float) and v.is_integer() and v > 0:
@@ -203,6 +226,8 @@ def positive_int(v):
 
 
 def nonneg_int(v):
+    if _is_int(v) and v > MAX_INT:
+        raise ArgTypeError(f"is too large (at most {MAX_INT})")
     if _is_int(v) and v >= 0:
         return v
     raise ArgTypeError("expects an integer >= 0")
@@ -210,6 +235,8 @@ def nonneg_int(v):
 
 def size2(v):
     """A window or stride: an integer n (n x n) or HxW."""
+    if (_is_int(v) and v > MAX_INT) or (isinstance(v, tuple) and max(v, default=0) > MAX_INT):
+        raise ArgTypeError(f"is too large (at most {MAX_INT})")
     if _is_int(v) and v > 0:
         return (v, v)
     if isinstance(v, tuple) and len(v) == 2 and all(x > 0 for x in v):
@@ -221,6 +248,8 @@ def padding(v):
     """Padding: same, valid, an integer p, or PHxPW."""
     if isinstance(v, Sym) and v in ("same", "valid"):
         return str(v) if v == "same" else (0, 0)
+    if (_is_int(v) and v > MAX_INT) or (isinstance(v, tuple) and max(v, default=0) > MAX_INT):
+        raise ArgTypeError(f"is too large (at most {MAX_INT})")
     if _is_int(v) and v >= 0:
         return (v, v)
     if isinstance(v, tuple) and len(v) == 2:

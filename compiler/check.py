@@ -23,6 +23,7 @@ from .ir import Net, Node, Shape
 from .settings import check_train
 
 MAX_LAYERS = 100_000  # an expansion larger than this is a mistake (or an attack), not a net
+MAX_DEF_DEPTH = 64
 KEYWORDS = ("net", "input", "def", "train", "residual", "concat", "repeat", "shortcut", "as")
 
 
@@ -143,6 +144,10 @@ class _Checker:
                 hint = suggest(el.name, self.defs) or (
                     "defs here: " + ", ".join(self.defs) if self.defs else "no defs are declared")
             self.diags.append(error("E211", msg, el.name_span, help=hint))
+            return None
+        if len(self.call_stack) >= MAX_DEF_DEPTH:
+            self.diags.append(error("E212", f"defs call each other more than {MAX_DEF_DEPTH} "
+                                    "deep", el.span, help="flatten the chain of defs"))
             return None
         if el.name in self.call_stack:
             path = " -> ".join(self.call_stack[self.call_stack.index(el.name):] + (el.name,))
@@ -344,7 +349,8 @@ def check_module(module: n.Module) -> Net:
         diags.append(error("E218", "the spec has no layers", end,
                            help="e.g. fc 4 -> tanh -> sigmoid 1"))
     input_shape = inputs[0].dims if inputs else None
-    if input_shape is not None and (0 in input_shape or len(input_shape) not in (1, 2, 3)):
+    if input_shape is not None and (0 in input_shape or len(input_shape) not in (1, 2, 3)
+                                    or max(input_shape) > 2**31 - 1):
         diags.append(error("E219", f"input must be N, HxW or HxWxC with sizes >= 1, got "
                            f"{'x'.join(map(str, input_shape))}", inputs[0].span))
         input_shape = None

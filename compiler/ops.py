@@ -96,10 +96,11 @@ def _window(kind: str, in_shape, f_hw, s_hw, pad, args_text: str):
                     f"({n} + 2*{p} - {f})/{s} + 1 = {o}",
                     label=f"output would be {o} {axis}",
                     help=f"pad with p={(f - 1) // 2 or 1} or p=same, or use a smaller f")
-            if (n + 2 * p - f) % s:
+            skipped = (n + 2 * p - f) % s - p  # left-over cells beyond the padding
+            if skipped > 0:
                 warnings.append(
                     f"{args_text} on {n} {axis}: ({n} + 2*{p} - {f}) = {n + 2 * p - f} is not "
-                    f"divisible by s={s}, so the last {(n + 2 * p - f) % s} of them are never "
+                    f"divisible by s={s}, so the last {skipped} of the {axis} are never "
                     "visited")
         out.append(o)
         pads.append((lo, hi))

@@ -88,8 +88,8 @@ class TrainConfig:
     spans: dict = field(default_factory=dict, compare=False)  # key -> Span, for later messages
 
 
-def _one_value(convert):
-    return (Arg("value", convert, positional=True),)
+def _one_value(convert, doc: str = ""):
+    return (Arg("value", convert, positional=True, doc=doc),)
 
 
 def _split_value(v):
@@ -103,6 +103,7 @@ _SIMPLE = {
     "seed": _one_value(nonneg_int),
     "loss": _one_value(choice(*LOSSES)),
 }
+_LINE_BREAK = "a line break (one setting per line)"
 KEYS = ("data", "split", "normalize", "batch", "epochs", "optimizer", "schedule", "l2", "init",
         "loss", "seed")
 
@@ -127,8 +128,9 @@ def check_train(block: n.TrainBlock | None, diags: list[Diagnostic]) -> TrainCon
                                setting.key_span))
             continue
         seen[key] = setting
+        before = len(diags)
         value = _check_setting(setting, diags)
-        if value is not None:
+        if len(diags) == before and (value is not None or key == "batch"):
             values[key] = value
     spans = {k: s.span for k, s in seen.items()}
     return replace(config, **values, spans=spans)
@@ -138,15 +140,18 @@ def _check_setting(s: n.Setting, diags: list[Diagnostic]):
     before = len(diags)
     key = s.key
     if key in _SIMPLE:
-        bound = bind(s.args, _SIMPLE[key], {}, key, s.span, diags)
+        bound = bind(s.args, _SIMPLE[key], {}, key, s.span, diags,
+                     separator=_LINE_BREAK)
         value = bound.get("value")
         return LOSSES.get(value, value) if key == "loss" else value
     if key == "batch":
-        bound = bind(s.args, _one_value(_batch), {}, key, s.span, diags)
-        return bound.get("value", 64) if len(diags) == before else None
+        bound = bind(s.args, _one_value(_batch), {}, key, s.span, diags,
+                     separator=_LINE_BREAK)
+        return bound.get("value")  # None: the full batch
     if key == "split":
         bound = bind(s.args, tuple(Arg(p, nonneg_number, positional=True)
-                                   for p in ("train", "dev", "test")), {}, key, s.span, diags)
+                                   for p in ("train", "dev", "test")), {}, key, s.span, diags,
+                     separator=_LINE_BREAK)
         if len(diags) > before:
             return None
         fractions = (bound["train"], bound["dev"], bound["test"])
@@ -190,7 +195,8 @@ def _check_named(s: n.Setting, table: dict, aliases: dict, what: str, diags) -> 
                            help=(hint + " " if hint else "") + f"{what}s: " + ", ".join(table)))
         return None
     before = len(diags)
-    options = bind(s.args[1:], table[name], {}, f"{what} {name}", s.span, diags)
+    options = bind(s.args[1:], table[name], {}, f"{what} {name}", s.span, diags,
+                   separator=_LINE_BREAK)
     return Choice(name, options) if len(diags) == before else None
 
 

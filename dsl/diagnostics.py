@@ -67,7 +67,7 @@ def render(diag: Diagnostic, source: str, filename: str) -> str:
     """The diagnostic as text: header line, the source line, a caret line, notes and help."""
     span = diag.span
     head = f"{filename}:{span.line}:{span.col}: {diag.severity}: {diag.message}"
-    lines = source.splitlines()
+    lines = source.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     out = [head]
     if 1 <= span.line <= len(lines):
         text = _display(lines[span.line - 1])

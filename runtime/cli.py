@@ -71,7 +71,8 @@ def cmd_check(args) -> int:
         source, name = read_spec(args.file)
         net = check_source(source, name)
     except SpecError as exc:
-        return report_spec_error(exc, args.file, args.json, source)
+        shown = "<stdin>" if args.file == "-" else args.file
+        return report_spec_error(exc, shown, args.json, source)
     if args.json:
         print(json.dumps(to_json(net)))
         return EXIT_OK

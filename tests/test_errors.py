@@ -277,9 +277,6 @@ def test_stdin_dash_reports_errors(monkeypatch, capsys):
     assert "Traceback" not in err
 
 
-@pytest.mark.xfail(strict=True, reason="bug: errors read from stdin are labelled '-' "
-                   "('-:2:25: error', '1 error in -') while the net is named '<stdin>'; "
-                   "runtime/cli.py cmd_check passes args.file instead of the display name")
 def test_stdin_errors_are_labelled_stdin(monkeypatch, capsys):
     _stdin(monkeypatch, (BROKEN / "unknown_layer.net").read_bytes())
     _, _, err = check(capsys, "check", "-")
@@ -305,10 +302,6 @@ def _errors(capsys, path) -> list[dict]:
     return data["errors"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an expression error (unknown name, division by "
-                   "zero) in a REQUIRED argument also reports 'conv needs c=', sorted first; "
-                   "compiler/args.py bind() skips the argument on EvalError instead of marking "
-                   "it present-but-invalid")
 def test_expression_error_is_not_followed_by_needs_value(capsys):
     errors = _errors(capsys, spec("unknown_name_in_expr"))
     assert [e["code"] for e in errors] == ["E204"]
@@ -346,9 +339,6 @@ def test_setting_messages_do_not_say_value(capsys, tmp_path):
         assert "value" not in e["message"] + e.get("help", ""), e
 
 
-@pytest.mark.xfail(strict=True, reason="bug: split takes three positional values but "
-                   "'split 0.7 0.1 0.1 0.1' says 'split takes one positional value, got "
-                   "another'; compiler/args.py _too_many_positional ignores len(positional)")
 def test_split_with_four_values(capsys):
     errors = _errors(capsys, spec("split_too_many"))
     assert "one positional" not in errors[0]["message"]
@@ -371,10 +361,6 @@ def test_shape_error_in_def_names_the_call(capsys):
     assert "line 5" in err
 
 
-@pytest.mark.xfail(strict=True, reason="bug: render() splits the source with str.splitlines(), "
-                   "which also breaks at form feed (whitespace in the grammar), \\x0b, "
-                   "\\x1c-\\x1e, \\x85, U+2028/2029, while the parser counts only \\n/\\r: "
-                   "the wrong source line is shown; dsl/diagnostics.py render")
 def test_form_feed_does_not_shift_the_shown_line(capsys, tmp_path):
     _, _, err = check(capsys, "check", spec("form_feed"))
     assert "fc 4 -> relu -> foo" in err.splitlines()[1]
@@ -384,9 +370,6 @@ def test_form_feed_does_not_shift_the_shown_line(capsys, tmp_path):
     assert "fc 4 -> foo" in err.splitlines()[1]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a long chain of defs calling each other (valid, "
-                   "400 deep) overflows Python's stack in the checker: exit 3 'internal error: "
-                   "RecursionError'; compiler/check.py _Checker.call/chain have no depth guard")
 def test_deep_def_chain_is_not_an_internal_error(capsys, tmp_path):
     depth = 1000
     text = "input 8\n" + "".join(f"def d{i}(n) {{ d{i + 1}(n) }}\n" for i in range(depth))
@@ -406,9 +389,6 @@ def test_too_deep_points_at_the_nesting(capsys):
     assert errors[0]["line"] > 1
 
 
-@pytest.mark.xfail(strict=True, reason="bug: sizes far beyond int64 are accepted: 'fc 10^44' "
-                   "checks fine with 9e44 params, 'seed 10^23' passes and fails later in JAX; "
-                   "dsl/parser.py _int only rejects >4300 digits, converters have no upper bound")
 @pytest.mark.parametrize("text", [
     "input 8\nfc " + "9" * 44 + "\n",
     "input " + "9" * 30 + "\nfc 2\n",

@@ -253,8 +253,6 @@ def test_course_training_settings():
     assert (deep.train.init.name, deep.train.optimizer.options["lr"]) == ("xavier", 0.0075)
 
 
-@pytest.mark.xfail(reason="settings.check_train drops the None that `batch full` parses to, "
-                   "so the default batch 64 is kept (product bug, reported)")
 def test_batch_full_is_batch_gradient_descent():
     for rel in ("logistic_regression.net", "planar_flower.net", "deep_l_layer.net"):
         assert net(rel).train.batch is None, rel
