@@ -1,0 +1,218 @@
+"""`netc train / eval / predict` on bad input: one clear line on stderr, the documented exit
+status (1: the user's data or run, 2: command-line misuse), never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from netc.runtime import cli
+
+MLP = """net t
+input 2
+fc 3 -> relu -> {head}
+train {{
+  {data}
+  epochs 2
+}}
+"""
+
+
+def spec(folder: Path, data: str, head: str = "sigmoid 1", name: str = "t.net") -> Path:
+    path = folder / name
+    path.write_text(MLP.format(head=head, data=data))
+    return path
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert lines[0].startswith("netc: error: ")
+    return lines[0]
+
+
+def x2(m: int = 10) -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(m, 2)).astype(np.float32)
+
+
+def y01(m: int = 10) -> np.ndarray:
+    return (np.arange(m) % 2).astype(np.float32).reshape(-1, 1)
+
+
+# ----------------------------------------------------------------------- data errors
+
+DATA_ERRORS = {
+    # name: (arrays or None, data line, head, words the message must hold)
+    "feature_count": ({"x": np.zeros((10, 3), np.float32), "y": y01()}, 'data "d.npz"',
+                      "sigmoid 1", ["3 features", "input is 2"]),
+    "label_out_of_range": ({"x": x2(), "y": np.array([0, 1, 2, 3, 0, 1, 2, 0, 1, 2])},
+                           'data "d.npz"\n  split 1 0 0', "softmax 3",
+                           ["label 3", "out of range", "softmax 3"]),
+    "negative_label": ({"x": x2(), "y": np.array([0, 1, 2, -1, 0, 1, 2, 0, 1, 2])},
+                       'data "d.npz"\n  split 1 0 0', "softmax 3", ["out of range"]),
+    "nan_input": ({"x": np.where(np.arange(20).reshape(10, 2) == 9, np.nan, x2()),
+                   "y": y01()}, 'data "d.npz"\n  split 1 0 0', "sigmoid 1",
+                  ["NaN", "row 4"]),
+    "inf_input": ({"x": np.where(np.arange(20).reshape(10, 2) == 9, np.inf, x2()),
+                   "y": y01()}, 'data "d.npz"\n  split 1 0 0', "sigmoid 1", ["inf"]),
+    "empty_npz": ({"x": np.zeros((0, 2), np.float32), "y": np.zeros((0, 1), np.float32)},
+                  'data "d.npz"', "sigmoid 1", ["empty"]),
+    "x_y_lengths": ({"x": x2(10), "y": y01(9)}, 'data "d.npz"', "sigmoid 1",
+                    ["10", "9"]),
+    "no_y_array": ({"x": x2()}, 'data "d.npz"', "sigmoid 1", ["'y'"]),
+    "sigmoid_label_2": ({"x": x2(), "y": np.full((10, 1), 2.0, np.float32)}, 'data "d.npz"',
+                        "sigmoid 1", ["0, 1"]),
+    "missing_file": (None, 'data "nope.npz"', "sigmoid 1", ["nope.npz", "not found"]),
+    "no_data_line": (None, "split 1 0 0", "sigmoid 1", ["no data"]),
+}
+
+
+@pytest.mark.parametrize("case", list(DATA_ERRORS))
+def test_data_error_exits_1_with_one_line(tmp_path, capsys, case):
+    arrays, data, head, words = DATA_ERRORS[case]
+    if arrays is not None:
+        np.savez(tmp_path / "d.npz", **arrays)
+    path = spec(tmp_path, data, head)
+    out = tmp_path / "run"
+    code, stdout, err = run(capsys, "train", path, "--out", out)
+    assert code == 1
+    line = one_line(err)
+    for word in words:
+        assert word in line, line
+    assert stdout == ""
+    # nothing half-written: the same --out can be used again without --resume
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_data_error_through_the_real_entry_point(tmp_path):
+    path = spec(tmp_path, 'data "nope.npz"')
+    proc = subprocess.run([sys.executable, "-m", "netc", "train", str(path), "--out",
+                           str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"netc: error: data: data file 'nope.npz' not found (looked in {tmp_path / 'nope.npz'})"]
+
+
+def test_bad_split_is_reported(tmp_path, capsys):
+    np.savez(tmp_path / "d.npz", x=x2(), y=y01())
+    path = spec(tmp_path, 'data "d.npz"')
+    code, _, err = run(capsys, "train", path, "--out", tmp_path / "run", "--set",
+                       "split=0 0.5 0.5")
+    assert code == 1
+    assert "split" in err and "Traceback" not in err
+
+
+# -------------------------------------------------------------------- misuse: exit 2
+
+
+def test_existing_run_folder_without_resume_exits_2(tmp_path, capsys):
+    path = spec(tmp_path, "data moons n=40")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    code, _, err = run(capsys, "train", path, "--out", out)
+    assert code == 2
+    line = one_line(err)
+    assert "--resume" in line and str(out) in line
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_empty_existing_folder_is_fine(tmp_path, capsys):
+    path = spec(tmp_path, "data moons n=40")
+    out = tmp_path / "run"
+    out.mkdir()
+    code, _, err = run(capsys, "train", path, "--out", out, "--quiet")
+    assert code == 0, err
+    assert (out / "model.safetensors").exists()
+
+
+def test_resume_without_out_exits_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = spec(tmp_path, "data moons n=40")
+    code, _, err = run(capsys, "train", path, "--resume")
+    assert code == 2
+    assert "--out" in one_line(err)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("argv", [["--loop", "fast"], ["--checkpoint-every", "0"],
+                                  ["--checkpoint-every", "x"], ["--bogus"]])
+def test_bad_train_options_exit_2(tmp_path, capsys, argv):
+    path = spec(tmp_path, "data moons n=40")
+    code, _, err = run(capsys, "train", path, "--out", tmp_path / "run", *argv)
+    assert code == 2
+    one_line(err)
+
+
+def test_missing_spec_file_exits_2(tmp_path, capsys):
+    code, _, err = run(capsys, "train", tmp_path / "nope.net", "--out", tmp_path / "run")
+    assert code == 2
+    assert "nope.net" in one_line(err)
+
+
+# ------------------------------------------------------------------ eval and predict
+
+
+def test_eval_on_a_folder_that_is_not_a_run_exits_1(tmp_path, capsys):
+    (tmp_path / "random.txt").write_text("hello")
+    code, stdout, err = run(capsys, "eval", tmp_path)
+    assert code == 1 and stdout == ""
+    assert "not a netc run" in one_line(err)
+
+
+def test_eval_on_a_missing_folder_exits_1(tmp_path, capsys):
+    code, _, err = run(capsys, "eval", tmp_path / "nowhere", "--json")
+    assert code == 1
+    one_line(err)
+
+
+def test_eval_on_a_run_without_weights_exits_1(tmp_path, capsys):
+    (tmp_path / "spec.net").write_text(MLP.format(head="sigmoid 1", data="data moons n=40"))
+    code, _, err = run(capsys, "eval", tmp_path)
+    assert code == 1
+    assert "no trained variables" in one_line(err)
+
+
+def test_eval_on_a_corrupt_model_exits_1(tmp_path, capsys):
+    path = spec(tmp_path, "data moons n=40")
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "train", path, "--out", out, "--quiet")
+    assert code == 0, err
+    (out / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    code, _, err = run(capsys, "eval", out)
+    assert code == 1
+    assert "model.safetensors" in one_line(err)
+    # predict reads the same file
+    np.savez(tmp_path / "in.npz", x=x2())
+    code, _, err = run(capsys, "predict", out, tmp_path / "in.npz", "--out", tmp_path / "p.npz")
+    assert code == 1
+    one_line(err)
+
+
+def test_predict_on_bad_inputs_exits_1(tmp_path, capsys):
+    path = spec(tmp_path, "data moons n=40")
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "train", path, "--out", out, "--quiet")
+    assert code == 0, err
+    np.savez(tmp_path / "three.npz", x=np.zeros((4, 3), np.float32))
+    code, _, err = run(capsys, "predict", out, tmp_path / "three.npz", "--out",
+                       tmp_path / "p.npz")
+    assert code == 1
+    assert "3" in one_line(err)
+    code, _, err = run(capsys, "predict", out, tmp_path / "missing.npz", "--out",
+                       tmp_path / "p.npz")
+    assert code == 1
+    assert "missing.npz" in one_line(err)
+    assert not (tmp_path / "p.npz").exists()

@@ -1,0 +1,514 @@
+"""`netc train` end to end, in process: parameter trajectories against the independent numpy
+reference (tests/numpy_reference.py), schedules, minibatches, seeds, loops, the course's
+example nets, the run folder, `netc eval` / `netc predict`, and --set overrides."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import stat
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from netc.compiler.check import check_source
+from netc.runtime import cli
+from netc.runtime.checkpoint import load_tensors
+from netc.runtime.run import load_run, train_run
+
+try:  # tests/ on sys.path (conftest puts it there)
+    import numpy_reference as R
+except ImportError:  # tests/ is a package
+    from tests import numpy_reference as R
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SHARED = Path(os.environ.get("NETC_SHARED", ROOT.parent / "shared")) / "specs"
+
+# --------------------------------------------------------------------------------- helpers
+
+
+def train_spec(text: str, folder: Path, name: str = "run", **kwargs) -> Path:
+    """Write `text` to folder/NAME.net, train it in process into folder/NAME; the run dir."""
+    spec = folder / f"{name}.net"
+    spec.write_text(text)
+    out = folder / name
+    train_run(check_source(text, str(spec)), out, base_dir=folder, **kwargs)
+    return out
+
+
+def params_of(run_dir: Path) -> dict:
+    """The final params of a run as numpy arrays (netc.load is broken, see below)."""
+    _, variables = load_run(run_dir)
+    return jax.tree.map(np.asarray, variables["params"])
+
+
+def metrics_of(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_trees_close(a: dict, b: dict, atol: float = 0.0) -> None:
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(x, y, rtol=0, atol=atol)
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def example_text(name: str) -> str:
+    """examples/NAME if present, else the shared corpus' copy."""
+    for folder in (EXAMPLES, SHARED):
+        if (folder / name).exists():
+            return (folder / name).read_text()
+    pytest.skip(f"{name} is in neither examples/ nor the shared specs")
+
+
+# ------------------------------------------------------------- logistic regression data
+
+M, N_FEATURES, EPOCHS = 40, 4, 30
+
+
+@pytest.fixture(scope="module")
+def lr_data(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A folder with lr.npz: X (40, 4) float32, Y (40, 1) in {0, 1} from a noisy linear rule."""
+    folder = tmp_path_factory.mktemp("logreg")
+    rng = np.random.default_rng(20240611)
+    x = rng.normal(size=(M, N_FEATURES)).astype(np.float32)
+    w = np.array([1.5, -2.0, 1.0, -0.7])
+    y = ((x @ w + 0.8 * rng.normal(size=M)) > 0).astype(np.float32).reshape(-1, 1)
+    np.savez(folder / "lr.npz", x=x, y=y)
+    return folder, x, y
+
+
+def logreg_spec(optimizer: str, *, schedule: str = "", l2: float = 0.0, epochs: int = EPOCHS,
+                batch: str = "full", extra: str = "") -> str:
+    return f"""net logreg
+input {N_FEATURES}
+sigmoid 1
+train {{
+  data "lr.npz"
+  split 1 0 0
+  init zeros
+  optimizer {optimizer}
+  {schedule}
+  l2 {l2}
+  batch {batch}
+  epochs {epochs}
+  {extra}
+}}
+"""
+
+
+# ----------------------------------------------- 1. trajectories against numpy reference
+
+OPTIMIZERS = [  # name, spec options, reference kwargs, lr
+    ("gd", "", {}, 0.5),
+    ("momentum", "beta=0.8", {"beta": 0.8}, 0.5),
+    ("rmsprop", "beta=0.9 eps=1e-8", {"beta": 0.9, "eps": 1e-8}, 0.01),
+    ("adam", "b1=0.9 b2=0.999 eps=1e-8", {"b1": 0.9, "b2": 0.999, "eps": 1e-8}, 0.05),
+    # the reference's AdamW is optax.adamw's formula: W -= lr*(adam + wd*W), biases included
+    ("adamw", "wd=0.1", {"wd": 0.1}, 0.05),
+]
+
+
+@pytest.mark.parametrize("l2", [0.0, 2.0], ids=["no_l2", "l2"])
+@pytest.mark.parametrize("decay", [None, 0.3], ids=["constant", "inverse_time"])
+@pytest.mark.parametrize("opt,options,kwargs,lr", OPTIMIZERS, ids=[o[0] for o in OPTIMIZERS])
+def test_logistic_regression_matches_numpy_reference(lr_data, tmp_path, opt, options, kwargs,
+                                                     lr, decay, l2):
+    folder, x, y = lr_data
+    schedule = f"schedule inverse_time decay={decay}" if decay else ""
+    text = logreg_spec(f"{opt} lr={lr} {options}", schedule=schedule, l2=l2)
+    run = train_spec(text, folder, name=tmp_path.name)
+
+    sched = functools.partial(R.inverse_time, decay=decay) if decay else None
+    W, b, costs = R.logistic_regression_train(x, y, optimizer=opt, lr=lr, epochs=EPOCHS, l2=l2,
+                                              schedule=sched, **kwargs)
+    params = params_of(run)["sigmoid_1"]
+    assert params["kernel"].shape == (N_FEATURES, 1)
+    np.testing.assert_allclose(params["kernel"], W, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(params["bias"].reshape(()), b, rtol=1e-4, atol=1e-6)
+
+    # "loss" of epoch k is the cost at the parameters before that epoch's (single) step,
+    # with the L2 term included
+    records = metrics_of(run)
+    assert [r["epoch"] for r in records] == list(range(1, EPOCHS + 1))
+    np.testing.assert_allclose([r["loss"] for r in records], costs, rtol=1e-5, atol=1e-6)
+    if decay:
+        np.testing.assert_allclose([r["lr"] for r in records],
+                                   [sched(lr, e) for e in range(EPOCHS)], rtol=1e-6)
+    if l2:  # the L2 term is really part of the logged loss (not the plain cross-entropy)
+        _, _, plain = R.logistic_regression_train(x, y, optimizer=opt, lr=lr, epochs=EPOCHS,
+                                                  l2=0.0, schedule=sched, **kwargs)
+        assert abs(records[-1]["loss"] - plain[-1]) > 1e-3
+
+
+SCHEDULES = [  # spec text, formula of (lr, e), epochs
+    ("", lambda lr, e: lr),
+    ("schedule constant", lambda lr, e: lr),
+    ("schedule inverse_time decay=0.5 every=3",
+     lambda lr, e: lr / (1 + 0.5 * math.floor(e / 3))),
+    ("schedule exponential rate=0.8 every=2", lambda lr, e: lr * 0.8 ** math.floor(e / 2)),
+    ("schedule exponential", lambda lr, e: lr * 0.95 ** e),
+    ("schedule inverse_sqrt k=2", lambda lr, e: lr * 2 / math.sqrt(e + 1)),
+    ("schedule cosine", functools.partial(R.cosine, epochs=12)),
+    ("schedule cosine min=0.01",
+     lambda lr, e: 0.01 + (lr - 0.01) * 0.5 * (1 + math.cos(math.pi * e / 12))),
+]
+
+
+@pytest.mark.parametrize("schedule,formula", SCHEDULES, ids=[s[0] or "default" for s in SCHEDULES])
+def test_schedule_rate_per_epoch(lr_data, tmp_path, schedule, formula):
+    """metrics' lr of epoch k is schedule(lr, e) with e = k - 1, and it is the rate the
+    optimiser really used (gd's trajectory equals the reference run with that schedule)."""
+    folder, x, y = lr_data
+    text = logreg_spec("gd lr=0.3", schedule=schedule, epochs=12)
+    run = train_spec(text, folder, name=tmp_path.name)
+    records = metrics_of(run)
+    expected = [formula(0.3, e) for e in range(12)]
+    np.testing.assert_allclose([r["lr"] for r in records], expected, rtol=1e-6, atol=1e-7)
+    W, b, _ = R.logistic_regression_train(x, y, optimizer="gd", lr=0.3, epochs=12,
+                                          schedule=formula)
+    np.testing.assert_allclose(params_of(run)["sigmoid_1"]["kernel"], W, rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------------- minibatches, seeds
+
+
+def test_minibatches_with_partial_last_batch_match_reference(lr_data, tmp_path):
+    """batch 16 of m=40: ceil(40/16) = 3 steps per epoch (16, 16, 8), reshuffled each epoch
+    as documented (permutation(fold_in(shuffle_key, e))); the L2 term uses each minibatch's
+    own size m; the logged loss is the example-weighted mean of the minibatch costs."""
+    folder, x, y = lr_data
+    epochs, batch, lam, lr, seed = 5, 16, 3.0, 0.05, 11
+    text = logreg_spec(f"adam lr={lr}", l2=lam, epochs=epochs, batch=str(batch),
+                       extra=f"seed {seed}")
+    run = train_spec(text, folder, name=tmp_path.name)
+
+    steps = math.ceil(M / batch)
+    _, shuffle_key, _ = jax.random.split(jax.random.key(seed), 3)
+    params = {"W": np.zeros((N_FEATURES, 1)), "b": np.zeros(())}
+    opt = R.Adam()
+    losses = []
+    for e in range(epochs):
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(shuffle_key, e), M))
+        total = 0.0
+        for i in range(steps):
+            idx = order[i * batch:(i + 1) * batch]
+            xb, yb = x[idx], y[idx]
+            total += len(idx) * R.logistic_regression_cost(xb, yb, params["W"], params["b"],
+                                                           lam)
+            dW, db = R.logistic_regression_grads(xb, yb, params["W"], params["b"], lam)
+            params = opt.step(params, {"W": dW, "b": np.asarray(db)}, lr)
+        losses.append(total / M)
+    assert opt.t == epochs * steps
+
+    got = params_of(run)["sigmoid_1"]
+    np.testing.assert_allclose(got["kernel"], params["W"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got["bias"].reshape(()), params["b"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose([r["loss"] for r in metrics_of(run)], losses, rtol=1e-5)
+    # the optimiser's step count in the last checkpoint: epochs * ceil(m / batch)
+    newest = sorted((run / "checkpoints").glob("ckpt-*.safetensors"))[-1]
+    tensors, meta = load_tensors(newest)
+    assert meta["epoch"] == epochs
+    counts = [int(v.reshape(-1)[0]) for k, v in tensors.items()
+              if k.startswith("opt/") and v.size == 1 and np.issubdtype(v.dtype, np.integer)]
+    assert counts and set(counts) == {epochs * steps}
+
+
+MLP = """net mlp
+input 2
+fc 8 -> relu -> {dropout}fc 6 -> tanh -> sigmoid 1
+train {{
+  data moons n=90 noise=0.25
+  split 1 0 0
+  init he
+  optimizer momentum lr=0.1
+  batch 16
+  epochs 8
+  seed {seed}
+}}
+"""
+
+
+def test_same_seed_same_run_other_seed_differs(tmp_path):
+    a = params_of(train_spec(MLP.format(dropout="", seed=4), tmp_path, "a"))
+    b = params_of(train_spec(MLP.format(dropout="", seed=4), tmp_path, "b"))
+    c = params_of(train_spec(MLP.format(dropout="", seed=5), tmp_path, "c"))
+    assert_trees_close(a, b, atol=0.0)  # bitwise
+    assert not all(np.array_equal(p, q) for p, q in zip(jax.tree.leaves(a), jax.tree.leaves(c)))
+    assert [r["loss"] for r in metrics_of(tmp_path / "a")] == \
+        [r["loss"] for r in metrics_of(tmp_path / "b")]
+
+
+@pytest.mark.parametrize("dropout", ["", "dropout keep=0.7 -> "], ids=["no_dropout", "dropout"])
+def test_step_and_scan_loops_agree(tmp_path, dropout):
+    text = MLP.format(dropout=dropout, seed=2)
+    step = params_of(train_spec(text, tmp_path, "step", loop="step"))
+    scan = params_of(train_spec(text, tmp_path, "scan", loop="scan"))
+    assert_trees_close(step, scan, atol=1e-5)
+    np.testing.assert_allclose([r["loss"] for r in metrics_of(tmp_path / "step")],
+                               [r["loss"] for r in metrics_of(tmp_path / "scan")], rtol=1e-5)
+
+
+# --------------------------------------------------------------------- the course's nets
+
+
+@pytest.mark.slow
+def test_moons_adam_reaches_course_accuracy(tmp_path):
+    """Course 2 week 2: 3-layer net, minibatch Adam, ~94% train accuracy."""
+    run = train_spec(example_text("moons_adam.net"), tmp_path)
+    info = json.loads((run / "run.json").read_text())
+    assert info["epochs_done"] == 10000
+    assert info["final"]["train"]["accuracy"] >= 0.92
+
+
+DIGITS_INLINE = """net digits_small
+input 8x8x1
+conv f=3 p=same c=16 -> relu -> maxpool f=2 -> conv f=3 p=same c=32 -> relu -> flatten
+-> softmax 10
+train {
+  data digits
+  split 0.8 0.1 0.1
+  optimizer adam lr=0.003
+  batch 64
+  epochs 30
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("digits")
+    text = (EXAMPLES / "digits_convnet.net").read_text() \
+        if (EXAMPLES / "digits_convnet.net").exists() else DIGITS_INLINE
+    return train_spec(text, folder)
+
+
+@pytest.mark.slow
+def test_digits_convnet_test_accuracy(digits_run):
+    info = json.loads((digits_run / "run.json").read_text())
+    assert info["examples"] == {"train": 1439, "dev": 179, "test": 179}
+    assert info["final"]["test"]["accuracy"] >= 0.97
+
+
+@pytest.mark.slow
+def test_eval_json_report_is_consistent(digits_run, capsys):
+    code, out, _ = run_cli(["eval", digits_run, "--json"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    test = report["splits"]["test"]
+    assert test["examples"] == 179
+    info = json.loads((digits_run / "run.json").read_text())
+    assert test["accuracy"] == pytest.approx(info["final"]["test"]["accuracy"])
+    confusion = np.array(test["confusion"])
+    assert confusion.shape == (10, 10) and confusion.sum() == 179
+    assert np.trace(confusion) / 179 == pytest.approx(test["accuracy"])
+    assert sum(row["support"] for row in test["per_class"]) == 179
+    for row in test["per_class"]:
+        c = row["class"]
+        tp = confusion[c, c]
+        precision = tp / confusion[:, c].sum() if confusion[:, c].sum() else 0.0
+        recall = tp / confusion[c].sum() if confusion[c].sum() else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        assert row["support"] == confusion[c].sum()
+        assert (row["precision"], row["recall"], row["f1"]) == pytest.approx(
+            (precision, recall, f1))
+    code, out, _ = run_cli(["eval", digits_run, "--json", "--split", "all"], capsys)
+    assert code == 0
+    sizes = {k: v["examples"] for k, v in json.loads(out)["splits"].items()}
+    assert sizes == {"train": 1439, "dev": 179, "test": 179}
+    for name, split in json.loads(out)["splits"].items():
+        assert np.array(split["confusion"]).sum() == sizes[name]
+
+
+@pytest.mark.slow
+def test_predict_digits_writes_probabilities(digits_run, tmp_path, capsys):
+    from sklearn.datasets import load_digits
+
+    images = (load_digits().images[:13] / 16.0).astype(np.float32)
+    np.savez(tmp_path / "in.npz", x=images.reshape(13, 64))  # flat rows are reshaped
+    code, _, err = run_cli(["predict", digits_run, tmp_path / "in.npz", "--out",
+                            tmp_path / "pred.npz"], capsys)
+    assert code == 0 and "13" in err
+    with np.load(tmp_path / "pred.npz") as pred:
+        assert pred["outputs"].shape == (13, 10)
+        np.testing.assert_allclose(pred["outputs"].sum(axis=1), 1.0, rtol=1e-5)
+        assert pred["classes"].shape == (13,)
+        assert (pred["classes"] == load_digits().target[:13]).mean() >= 0.9
+
+
+@pytest.fixture(scope="module")
+def flower_run(tmp_path_factory) -> Path:
+    """Course 1 week 3: 4 tanh units on the planar flower, gd lr=1.2, batch full."""
+    text = example_text("planar_flower.net")
+    text = text.replace("epochs 10000", "epochs 3000")
+    assert "epochs 3000" in text and "data flower" in text
+    return train_spec(text, tmp_path_factory.mktemp("flower"))
+
+
+@pytest.mark.slow
+def test_flower_eval_and_decision_boundary(flower_run, capsys):
+    from PIL import Image
+
+    info = json.loads((flower_run / "run.json").read_text())
+    assert info["final"]["train"]["accuracy"] > 0.85
+    code, out, _ = run_cli(["eval", flower_run, "--json"], capsys)
+    assert code == 0
+    train = json.loads(out)["splits"]["train"]
+    assert train["examples"] == 400 and np.array(train["confusion"]).sum() == 400
+    assert 0.85 < train["accuracy"] <= 1.0
+    png = flower_run / "decision_boundary.png"
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(png) as img:
+        img.verify()
+    with Image.open(png) as img:
+        assert img.format == "PNG" and min(img.size) > 50
+    # the human-readable report names the plot
+    code, _, _ = run_cli(["eval", flower_run], capsys)
+    assert code == 0
+
+
+@pytest.mark.slow
+def test_predict_flower_shapes(flower_run, tmp_path, capsys):
+    x = np.random.default_rng(0).normal(size=(25, 2)).astype(np.float32)
+    np.savez(tmp_path / "pts.npz", x=x)
+    code, _, _ = run_cli(["predict", flower_run, tmp_path / "pts.npz", "--out",
+                          tmp_path / "p.npz"], capsys)
+    assert code == 0
+    with np.load(tmp_path / "p.npz") as pred:
+        assert pred["outputs"].shape == (25, 1)
+        assert ((pred["outputs"] > 0) & (pred["outputs"] < 1)).all()
+        np.testing.assert_array_equal(pred["classes"], (pred["outputs"][:, 0] > 0.5))
+    code, _, _ = run_cli(["predict", flower_run, tmp_path / "pts.npz", "--out",
+                          tmp_path / "p.csv"], capsys)
+    assert code == 0
+    assert np.loadtxt(tmp_path / "p.csv", delimiter=",").shape == (25,)
+
+
+# ------------------------------------------------------------------------ the run folder
+
+
+@pytest.mark.slow
+def test_run_folder_layout(flower_run):
+    from PIL import Image
+
+    for name in ("spec.net", "run.json", "metrics.jsonl", "model.safetensors",
+                 "learning_curve.png"):
+        assert (flower_run / name).is_file(), name
+    assert list((flower_run / "checkpoints").glob("ckpt-*.safetensors"))
+    assert "net planar_flower" in (flower_run / "spec.net").read_text()
+    records = metrics_of(flower_run)
+    assert [r["epoch"] for r in records] == list(range(1, 3001))
+    for r in records:
+        assert {"epoch", "lr", "loss", "seconds"} <= set(r)
+        assert r["lr"] == pytest.approx(1.2) and r["seconds"] >= 0
+    info = json.loads((flower_run / "run.json").read_text())
+    assert info["input"] == [2] and info["output"] == [1]
+    assert info["loss"] == "binary_cross_entropy" and info["epochs_done"] == 3000
+    tensors, meta = load_tensors(flower_run / "model.safetensors")
+    assert meta["epochs"] == 3000
+    assert {k: v.shape for k, v in tensors.items()} == {
+        "params/fc_1/kernel": (2, 4), "params/fc_1/bias": (4,),
+        "params/sigmoid_1/kernel": (4, 1), "params/sigmoid_1/bias": (1,)}
+    with Image.open(flower_run / "learning_curve.png") as img:
+        img.verify()
+
+
+@pytest.mark.xfail(strict=True, reason="bug: every file of a run folder is created 0600 "
+                   "(checkpoint.atomic_write writes through tempfile.mkstemp and renames it), "
+                   "ignoring the umask: spec.net, run.json, model.safetensors are unreadable to "
+                   "the group/others")
+def test_run_files_respect_the_umask(lr_data, tmp_path):
+    """Files of a run folder are created like any other file (0666 & ~umask)."""
+    folder, _, _ = lr_data
+    run = train_spec(logreg_spec("gd lr=0.1", epochs=2), folder, name=tmp_path.name)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in run.iterdir() if p.is_file()}
+    assert modes == dict.fromkeys(modes, oct(0o666 & ~umask))
+
+
+# ------------------------------------------------------------------------------- --set
+
+
+def test_set_overrides_are_applied(lr_data, tmp_path, capsys):
+    folder, _, _ = lr_data
+    spec = folder / f"{tmp_path.name}.net"
+    spec.write_text(logreg_spec("momentum lr=0.01 beta=0.8", epochs=40))
+    out = tmp_path / "run"
+    code, _, err = run_cli(["train", spec, "--out", out, "--quiet", "--set", "epochs=3",
+                            "--set", "optimizer.lr=0.5"], capsys)
+    assert code == 0, err
+    text = (out / "spec.net").read_text()
+    assert "epochs 3" in text and "epochs 40" not in text
+    assert "lr=0.5" in text and "beta=0.8" in text and "momentum" in text
+    records = metrics_of(out)
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert all(r["lr"] == pytest.approx(0.5) for r in records)
+    assert json.loads((out / "run.json").read_text())["epochs_done"] == 3
+
+
+@pytest.mark.parametrize("item", ["epochs=abc", "optimizer.lr=-1", "epoch=3", "epochs"])
+def test_bad_set_exits_1_naming_set(lr_data, tmp_path, capsys, item):
+    folder, _, _ = lr_data
+    spec = folder / f"{tmp_path.name}.net"
+    spec.write_text(logreg_spec("gd lr=0.1", epochs=2))
+    code, out, err = run_cli(["train", spec, "--out", tmp_path / "run", "--set", item], capsys)
+    assert code == 1
+    assert "Traceback" not in err
+    assert f"--set {item}" in err.splitlines()[0]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.xfail(strict=True, reason="bug: a bad --set value is rendered as a spec "
+                   "diagnostic at FILE:1:1, quoting the spec's first line with a caret and "
+                   "adding '1 error in FILE' (apply_overrides uses Span(1,1,1,2); cli.main "
+                   "renders it against the spec source) instead of one line")
+def test_bad_set_is_one_line_not_pinned_to_the_spec(lr_data, tmp_path, capsys):
+    folder, _, _ = lr_data
+    spec = folder / f"{tmp_path.name}.net"
+    spec.write_text(logreg_spec("gd lr=0.1", epochs=2))
+    code, _, err = run_cli(["train", spec, "--out", tmp_path / "run", "--set", "epochs=abc"],
+                           capsys)
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"{spec}:1:1" not in err
+
+
+# ----------------------------------------------------------- known bugs, kept as xfails
+
+
+@pytest.mark.xfail(strict=True, raises=ImportError,
+                   reason="bug: netc.load imports load_run from netc.runtime.checkpoint; it "
+                   "lives in netc.runtime.run")
+def test_netc_load_returns_model_and_variables(lr_data, tmp_path):
+    import netc
+
+    folder, _, _ = lr_data
+    run = train_spec(logreg_spec("gd lr=0.1", epochs=2), folder, name=tmp_path.name)
+    model, variables = netc.load(str(run))
+    assert variables["params"]["sigmoid_1"]["kernel"].shape == (N_FEATURES, 1)
+    assert model.input_shape == (N_FEATURES,)
+
+
+@pytest.mark.xfail(strict=True, reason="bug: netc eval resolves a spec's relative data path "
+                   "against the run folder (evaluate_run passes base_dir=run_dir to load_data) "
+                   "instead of the spec's folder: 'data file not found (looked in DIR/lr.npz)'")
+def test_eval_finds_relative_data_file(lr_data, tmp_path, capsys):
+    folder, _, _ = lr_data
+    spec = folder / f"{tmp_path.name}.net"
+    spec.write_text(logreg_spec("gd lr=0.1", epochs=2))
+    out = tmp_path / "run"  # not the spec's folder
+    code, _, err = run_cli(["train", spec, "--out", out, "--quiet"], capsys)
+    assert code == 0, err
+    code, out_text, err = run_cli(["eval", out, "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out_text)["splits"]["train"]["examples"] == M
