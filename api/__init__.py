@@ -31,7 +31,7 @@ def compile(path_or_source: str, **options):
 
 def load(run_dir: str):
     """(model, variables) from a directory written by `netc train --out DIR`."""
-    from netc.runtime.checkpoint import load_run
+    from netc.runtime.run import load_run
 
     return load_run(run_dir)
 

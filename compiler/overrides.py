@@ -9,10 +9,14 @@ Each override is first checked on its own, so a bad value is reported against `-
 from __future__ import annotations
 
 from netc.dsl import nodes as n
-from netc.dsl.diagnostics import SpecError, error
+from netc.dsl.diagnostics import SpecError
 from netc.dsl.parser import parse
 
 from .settings import KEYS, TrainConfig, check_train
+
+
+class OverrideError(Exception):
+    """A --set that cannot be applied; the message is one line naming it."""
 
 _DEFAULT_NAMES = {"optimizer": TrainConfig().optimizer.name, "schedule": "constant",
                   "init": "he"}
@@ -33,13 +37,12 @@ def _one_line(where: str, text: str):
         module = parse(fake, where)
         block = next(s for s in module.statements if isinstance(s, n.TrainBlock))
     except SpecError as exc:
-        raise SpecError([error(d.code, f"{where}: {d.message}", n.Span(1, 1, 1, 2))
-                         for d in exc.diagnostics]) from None
+        raise OverrideError(f"{where}: {exc.diagnostics[0].message}") from None
     diags = []
     check_train(block, diags)
     if diags:
-        raise SpecError([error(d.code, f"{where}: {d.message}", n.Span(1, 1, 1, 2),
-                               help=d.help) for d in diags])
+        hint = f" ({diags[0].help})" if diags[0].help else ""
+        raise OverrideError(f"{where}: {diags[0].message}{hint}")
     return block.settings[0]
 
 
@@ -59,11 +62,10 @@ def apply_overrides(source: str, overrides: list[str], filename: str = "<spec>")
         key, value = key.strip(), value.strip()
         base, _, option = key.partition(".")
         if not sep or not base or not value:
-            raise SpecError([error("E408", f"{where}: write KEY=VALUE, e.g. --set epochs=5",
-                                   n.Span(1, 1, 1, 2))])
+            raise OverrideError(f"{where}: write KEY=VALUE, e.g. --set epochs=5")
         if base not in KEYS:
-            raise SpecError([error("E401", f"{where}: unknown train setting '{base}'",
-                                   n.Span(1, 1, 1, 2), help="settings: " + ", ".join(KEYS))])
+            raise OverrideError(f"{where}: unknown train setting '{base}' (settings: "
+                                + ", ".join(KEYS) + ")")
         if option:
             current = settings.get(base) or f"{base} {_DEFAULT_NAMES.get(base, '')}".strip()
             words = [w for w in current.split() if not w.startswith(option + "=")]

@@ -87,10 +87,19 @@ def _positive(text: str) -> int:
 
 def cmd_train(args) -> int:
     from netc.compiler.check import check_source
-    from netc.compiler.overrides import apply_overrides
+    from netc.compiler.overrides import OverrideError, apply_overrides
 
     source, name = read_spec(args.file)
-    source = apply_overrides(source, args.set, name)
+    saved = Path(args.out) / "spec.net" if args.out else None
+    if args.resume and saved is not None and saved.exists():
+        # continue the run as it was run (its overrides included); new --set apply on top
+        source = saved.read_text()
+        if not args.quiet and not args.json:
+            print(f"resuming with {saved} (the spec as run)", file=sys.stderr)
+    try:
+        source = apply_overrides(source, args.set, name)
+    except OverrideError as exc:
+        raise RunError(str(exc)) from None
     net = check_source(source, name)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("runs") / f"{net.name}-{stamp}"

@@ -44,7 +44,10 @@ def class_report(truth: np.ndarray, pred: np.ndarray, k: int) -> dict:
 def evaluate_run(run_dir: Path, model, variables, which: str | None) -> dict:
     net = model.net
     base = Path(run_dir)
-    splits, _ = load_data(net, base_dir=base, loss=model.loss_name)
+    info_path = base / "run.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    data_dir = Path(info.get("data_dir") or base)  # relative data paths: the spec's folder
+    splits, _ = load_data(net, base_dir=data_dir, loss=model.loss_name)
     parts = dict(splits.parts())
     if which is None:
         which = "test" if "test" in parts else "dev" if "dev" in parts else "train"

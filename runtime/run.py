@@ -115,7 +115,8 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     if not resume or done == 0:
         log.truncate(0)
     ckpt.atomic_write_text(out_dir / "spec.net", net.source)
-    _write_run_json(out_dir, net, model, splits, done, None)
+    info = {"data_dir": str(Path(base_dir).resolve())}
+    _write_run_json(out_dir, net, model, splits, done, None, info)
 
     cfg = net.train
     meta = {"net": net.name, "seed": cfg.seed}
@@ -163,7 +164,7 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     if splits.test is not None:
         final["test"] = evaluate(model, variables, to_device(splits.test))
     save_model(out_dir / "model.safetensors", variables, stats, done)
-    _write_run_json(out_dir, net, model, splits, done, final)
+    _write_run_json(out_dir, net, model, splits, done, final, info)
     from .plots import learning_curve
 
     learning_curve(history, out_dir / "learning_curve.png", title=net.name)
@@ -207,8 +208,10 @@ def save_model(path: Path, variables: dict, stats: dict, epochs: int) -> None:
     ckpt.save_tensors(path, tensors, {"epochs": epochs})
 
 
-def _write_run_json(out_dir: Path, net: Net, model, splits: Splits, done: int, final) -> None:
-    info = {"net": net.name, "input": list(net.input_shape), "output": list(net.output_shape),
+def _write_run_json(out_dir: Path, net: Net, model, splits: Splits, done: int, final,
+                    extra: dict) -> None:
+    info = {**extra, "net": net.name, "input": list(net.input_shape),
+            "output": list(net.output_shape),
             "loss": model.loss_name, "epochs_done": done, "epochs": net.train.epochs,
             "class_names": list(splits.class_names) if splits.class_names else None,
             "examples": {name: len(part) for name, part in splits.parts()},

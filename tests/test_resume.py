@@ -296,10 +296,6 @@ def test_diverging_run_in_process_raises_run_failed(tmp_path):
 # ------------------------------------------------------------- the resume hint
 
 
-@pytest.mark.xfail(strict=True, reason="bug: after Ctrl-C, cmd_train's hint 'continue with: "
-                   "netc train FILE --out DIR --resume' drops the --set overrides of the run, "
-                   "and --resume does not compare FILE with DIR/spec.net: following the hint "
-                   "silently continues with the spec's own settings and overwrites spec.net")
 def test_following_the_resume_hint_keeps_set_overrides(spec_file, tmp_path, capsys,
                                                        monkeypatch):
     import shlex

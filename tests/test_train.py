@@ -422,10 +422,6 @@ def test_run_folder_layout(flower_run):
         img.verify()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: every file of a run folder is created 0600 "
-                   "(checkpoint.atomic_write writes through tempfile.mkstemp and renames it), "
-                   "ignoring the umask: spec.net, run.json, model.safetensors are unreadable to "
-                   "the group/others")
 def test_run_files_respect_the_umask(lr_data, tmp_path):
     """Files of a run folder are created like any other file (0666 & ~umask)."""
     folder, _, _ = lr_data
@@ -468,10 +464,6 @@ def test_bad_set_exits_1_naming_set(lr_data, tmp_path, capsys, item):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a bad --set value is rendered as a spec "
-                   "diagnostic at FILE:1:1, quoting the spec's first line with a caret and "
-                   "adding '1 error in FILE' (apply_overrides uses Span(1,1,1,2); cli.main "
-                   "renders it against the spec source) instead of one line")
 def test_bad_set_is_one_line_not_pinned_to_the_spec(lr_data, tmp_path, capsys):
     folder, _, _ = lr_data
     spec = folder / f"{tmp_path.name}.net"
@@ -486,9 +478,6 @@ def test_bad_set_is_one_line_not_pinned_to_the_spec(lr_data, tmp_path, capsys):
 # ----------------------------------------------------------- known bugs, kept as xfails
 
 
-@pytest.mark.xfail(strict=True, raises=ImportError,
-                   reason="bug: netc.load imports load_run from netc.runtime.checkpoint; it "
-                   "lives in netc.runtime.run")
 def test_netc_load_returns_model_and_variables(lr_data, tmp_path):
     import netc
 
@@ -499,9 +488,6 @@ def test_netc_load_returns_model_and_variables(lr_data, tmp_path):
     assert model.input_shape == (N_FEATURES,)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: netc eval resolves a spec's relative data path "
-                   "against the run folder (evaluate_run passes base_dir=run_dir to load_data) "
-                   "instead of the spec's folder: 'data file not found (looked in DIR/lr.npz)'")
 def test_eval_finds_relative_data_file(lr_data, tmp_path, capsys):
     folder, _, _ = lr_data
     spec = folder / f"{tmp_path.name}.net"
