@@ -137,7 +137,7 @@ def _batchnorm(node: Node) -> Forward:
     def forward(run, x):
         p, s = run.params[node.name], run.state[node.name]
         if run.train:
-            x32 = x.astype(jnp.float32)
+            x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
             mean, var = jnp.mean(x32, axes), jnp.var(x32, axes)
             run.new_state[node.name] = {
                 "mean": momentum * s["mean"] + (1 - momentum) * lax.stop_gradient(mean),

@@ -69,7 +69,8 @@ class Model:
                              f"{', '.join(map(str, self.input_shape))}), got {x.shape}")
         for step in self._trunk:
             x = step(run, x)
-        out = self._logits(run, x).astype(jnp.float32)
+        out = self._logits(run, x)
+        out = out.astype(jnp.promote_types(out.dtype, jnp.float32))  # bf16 -> f32, f64 stays
         return out, {**run.state, **run.new_state}
 
     def activate(self, out):
@@ -97,7 +98,7 @@ class Model:
             cost = jnp.sum(per_example * weights) / m
         lam = self.net.train.l2 if l2 is None else l2
         if lam:
-            squares = sum(jnp.sum(jnp.square(params[name]["kernel"].astype(jnp.float32)))
+            squares = sum(jnp.sum(jnp.square(_at_least_f32(params[name]["kernel"])))
                           for name in self._l2_names)
             cost = cost + lam / (2 * m) * squares
         return cost, (new_state, out)
@@ -129,7 +130,8 @@ class Model:
     @cached_property
     def loss_and_grad(self):
         """jit(value_and_grad(loss)): ((J, (new_state, out)), grads)."""
-        return jax.jit(jax.value_and_grad(self.loss, has_aux=True))
+        return jax.jit(jax.value_and_grad(self.loss, has_aux=True),
+                       static_argnames=("train", "l2"))
 
     def step_fn(self, tx: optax.GradientTransformation):
         """The (unjitted) train step: step(params, state, opt_state, x, y, rng, weights=None)
@@ -155,6 +157,10 @@ class Model:
             return {"loss_sum": jnp.sum(per * weights), "n": jnp.sum(weights),
                     **self.metrics(out, y, weights)}
         return jax.jit(run)
+
+
+def _at_least_f32(a):
+    return a.astype(jnp.promote_types(a.dtype, jnp.float32))
 
 
 _FINAL_FOR_LOSS = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}

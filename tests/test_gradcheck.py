@@ -4,9 +4,8 @@ gradcheck() enables float64 only inside `jax.enable_x64(True)` (a context, not t
 flag), so these checks run in this process without disturbing other tests; one test makes
 sure the flag is off again afterwards.
 
-Every layer case must give a relative difference below 1e-6 (the course's "about 1e-7").
-They are xfail(strict) for now because of two bugs in compiler code (see BUG_* below):
-with the float32 casts removed, all of them give 1e-10 to 1e-8.
+Every layer case must give a relative difference below 1e-6 (the course's "about 1e-7");
+they give 1e-10 to 1e-8.
 """
 
 from __future__ import annotations
@@ -25,19 +24,6 @@ try:  # tests/ on sys.path (pytest's default rootdir-relative import)
     import numpy_reference as R
 except ImportError:  # tests/ is a package
     from tests import numpy_reference as R
-
-BUG_F32_OUTPUT = (
-    "bug: Model.forward (compiler/model.py) ends with `.astype(jnp.float32)`, so a model "
-    "compiled with dtype=float64 returns float32 outputs and a float32-rounded cost; "
-    "two-sided differences with eps=1e-7 are then noise (difference ~1e-1)")
-BUG_F32_BN = (
-    "bug: lower._batchnorm computes the training-mode mean and variance of x.astype(float32) "
-    "even in a float64 model (difference ~6e-2 after the forward cast is fixed); " +
-    BUG_F32_OUTPUT)
-BUG_F32_L2 = (
-    "bug: Model.loss (compiler/model.py) sums the L2 term over kernel.astype(jnp.float32), "
-    "so the L2 part of a float64 cost is rounded to float32 (difference ~1e-1 after the "
-    "forward cast is fixed); " + BUG_F32_OUTPUT)
 
 # (id, spec, options for gradcheck, label kind override)
 CASES = [
@@ -90,13 +76,8 @@ def run_case(case_id, spec, options, m=6):
     return G.gradcheck(model, x, labels(case_id, model, m, rng), **options)
 
 
-def _marks(case_id):
-    reason = {"batchnorm-train": BUG_F32_BN, "l2": BUG_F32_L2}.get(case_id, BUG_F32_OUTPUT)
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
 @pytest.mark.parametrize("case_id, spec, options", [
-    pytest.param(*c, id=c[0], marks=_marks(c[0])) for c in CASES])
+    pytest.param(*c, id=c[0]) for c in CASES])
 def test_gradients_of_every_layer_kind(case_id, spec, options):
     result = run_case(case_id, spec, options)
     assert result["checked"] == min(result["total"], options.get("samples", 200))
@@ -252,7 +233,6 @@ def test_cmd_gradcheck_report_and_exit_status(tmp_path, capsys):
     assert "fc_1" in out or "softmax_1" in out
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_F32_OUTPUT)
 def test_cmd_gradcheck_passes_on_a_correct_net(tmp_path, capsys):
     path = tmp_path / "ok.net"
     path.write_text("input 4x4x1\nconv f=3 p=same c=2 -> relu -> maxpool f=2 -> softmax 3\n")

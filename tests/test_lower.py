@@ -491,10 +491,6 @@ def test_l2_is_lambda_over_2m_times_squared_kernels_only():
             np.testing.assert_allclose(d, want, rtol=1e-4, atol=1e-5, err_msg=f"{name}.{pname}")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Model.loss_and_grad is jax.jit(value_and_grad("
-                   "loss)) without static_argnames=('train', 'l2'), so its documented keywords "
-                   "train=/l2= are traced and `if run.train` / `if lam` raise "
-                   "TracerBoolConversionError")
 def test_loss_and_grad_accepts_the_loss_keywords():
     model = netc.compile("input 3\nfc 2 -> bn -> softmax 2")
     v = model.init(jax.random.key(0))
