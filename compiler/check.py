@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from netc.dsl import nodes as n
 from netc.dsl.diagnostics import Diagnostic, SpecError, error, warning
-from netc.dsl.parser import parse
+from netc.dsl.parser import end_of_file, parse
 
 from . import ops
 from .args import ArgTypeError, EvalError, bind, evaluate, positive_int, show, suggest
@@ -341,7 +341,7 @@ def check_module(module: n.Module) -> Net:
     for s in chains[1:]:
         diags.append(error("E216", "a spec holds one model chain; this is a second one", s.span,
                            help="join layers with '->' (a chain may span lines)"))
-    end = _end(module.source)
+    end = end_of_file(module.source)
     if not inputs:
         diags.append(error("E217", "missing 'input': declare the example shape first", end,
                            help="e.g. input 28x28x1 (an image) or input 2 (a vector)"))
@@ -400,13 +400,6 @@ def _check_loss(train, body: Node, diags) -> None:
         diags.append(error("E407", f"loss {train.loss} needs the net to end in {needs}, but it "
                            f"ends in {head.kind}", span,
                            help=f"end the chain with {needs} N, or use loss mse"))
-
-
-def _end(source: str) -> n.Span:
-    text = source.rstrip()
-    line = text.count("\n") + 1 if text else 1
-    col = len(text) - (text.rfind("\n") + 1) + 1 if text else 1
-    return n.Span(line, col, line, col + 1)
 
 
 def _stem(filename: str) -> str:

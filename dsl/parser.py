@@ -252,7 +252,8 @@ def parse(source: str, filename: str = "<spec>") -> n.Module:
     return n.Module(statements, filename, source)
 
 
-def _end_of_file(source: str) -> n.Span:
+def end_of_file(source: str) -> n.Span:
+    """The position just after the last non-blank character (1:1 for an empty file)."""
     text = source.rstrip()
     line = text.count("\n") + 1
     col = len(text) - (text.rfind("\n") + 1) + 1
@@ -292,7 +293,7 @@ def _syntax_error(exc: UnexpectedInput, source: str, open_braces: list[Token]) -
     tok = exc.token if isinstance(exc, UnexpectedToken) else Token("$END", "")
     expected = exc.expected
     if tok.type == "$END" or isinstance(exc, UnexpectedEOF):
-        span = _end_of_file(source)
+        span = end_of_file(source)
         if "RBRACE" in expected and open_braces:
             brace = open_braces[-1]
             return error("E103", "unexpected end of file: a '{' is never closed", span,
