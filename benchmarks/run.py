@@ -253,7 +253,7 @@ def busy_cores(interval=0.5):
 def wait_quiet(max_wait_s, threshold=0.25):
     """Wait (up to max_wait_s) until background load is below `threshold` cores."""
     deadline = time.time() + max_wait_s
-    load = busy_cores()
+    load = busy_cores(0.5 if max_wait_s > 0 else 0.2)
     while load > threshold and time.time() < deadline:
         load = busy_cores(1.0)
     return load
@@ -474,7 +474,7 @@ def write_markdown(path, doc):
                 "",
             ]
             for k, v in res["agreement"].items():
-                L.append(f"- {k}: {v:.3g}")
+                L.append(f"- {k}: {v:.6f}" if k.startswith("final_loss") else f"- {k}: {v:.3g}")
             L.append("")
         if case == "lenet":
             flops = summ_first(res, REFERENCE["lenet"], "flops_per_step")
@@ -565,7 +565,16 @@ def main(argv=None):
         help="re-runs of a measurement whose background load exceeded 0.5 cores before or "
         "during it (default 1, --quick 0); the spoiled runs stay in results.json",
     )
+    p.add_argument(
+        "--render",
+        metavar="RESULTS_JSON",
+        help="only rewrite --out from an existing results.json (no measuring)",
+    )
     a = p.parse_args(argv)
+    if a.render:
+        write_markdown(a.out, json.loads(Path(a.render).read_text()))
+        print(f"wrote {a.out} from {a.render}")
+        return
     settings = Settings.make(a.quick, a.repeats)
     quiet_wait = a.quiet_wait if a.quiet_wait is not None else (0 if a.quick else 20)
     out_md = Path(a.out)
