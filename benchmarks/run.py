@@ -107,13 +107,20 @@ def resnet_args(s):
 
 def import_cmd(modules: str):
     """`python -c 'import <modules>'` timing itself; the parent also times the process."""
-    code = (
-        "import time; t=time.perf_counter(); "
-        + (f"import {modules}; " if modules else "")
-        + "import json; print(json.dumps({'import_s': time.perf_counter()-t}))"
+    code = "\n".join(
+        [
+            "import json, os, time",
+            "os.environ.setdefault('KERAS_BACKEND', 'jax')",
+            "t = time.perf_counter()",
+            "try:",
+            f"    {'import ' + modules if modules else 'pass'}",
+            "except ImportError as e:",
+            "    print(json.dumps({'skipped': f'not installed ({e.name})'}))",
+            "else:",
+            "    print(json.dumps({'import_s': time.perf_counter() - t}))",
+        ]
     )
-    env = "import os; os.environ['KERAS_BACKEND']='jax'; " if "keras" in modules else ""
-    return [PY, "-c", env + code]
+    return [PY, "-c", code]
 
 
 # case -> [(contender name, command)]; the first entry of REFERENCE is the ratio base.
