@@ -51,7 +51,7 @@ def suggest(word: str, choices) -> str:
 # ---- expression evaluation ------------------------------------------------------------
 
 
-def evaluate(expr: n.Expr, env: dict[str, Any], where: str = "") -> Any:
+def evaluate(expr: n.Expr, env: dict[str, Any]) -> Any:
     """An expression's value. Words bound in `env` (def parameters) are replaced by their value;
     other words stay words (Sym). Raises _EvalError with a diagnostic."""
     if isinstance(expr, n.Number):
@@ -63,13 +63,13 @@ def evaluate(expr: n.Expr, env: dict[str, Any], where: str = "") -> Any:
     if isinstance(expr, n.Word):
         return env[expr.name] if expr.name in env else Sym(expr.name)
     if isinstance(expr, n.Neg):
-        value = evaluate(expr.operand, env, where)
-        _require_number(value, expr.operand, env, where)
+        value = evaluate(expr.operand, env)
+        _require_number(value, expr.operand, env)
         return -value
-    left = evaluate(expr.left, env, where)
-    right = evaluate(expr.right, env, where)
-    _require_number(left, expr.left, env, where)
-    _require_number(right, expr.right, env, where)
+    left = evaluate(expr.left, env)
+    right = evaluate(expr.right, env)
+    _require_number(left, expr.left, env)
+    _require_number(right, expr.right, env)
     if expr.op == "+":
         return left + right
     if expr.op == "-":
@@ -88,7 +88,7 @@ class EvalError(Exception):
         self.diagnostic = diagnostic
 
 
-def _require_number(value, expr, env, where):
+def _require_number(value, expr, env):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         if isinstance(value, Sym):
             hint = suggest(value, env) if env else ""

@@ -9,7 +9,7 @@ shapes are unknown (None) so one mistake does not cascade.
 
 from __future__ import annotations
 
-import math
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -20,7 +20,7 @@ from netc.dsl.parser import end_of_file, parse
 from . import ops
 from .args import ArgTypeError, EvalError, bind, evaluate, positive_int, show, suggest
 from .ir import Net, Node, Shape
-from .settings import check_train
+from .settings import LOSS_HEAD, check_train
 
 MAX_LAYERS = 100_000  # an expansion larger than this is a mistake (or an attack), not a net
 MAX_DEF_DEPTH = 64
@@ -394,7 +394,7 @@ def _check_def(d: n.Def, defs: dict, diags) -> None:
 
 def _check_loss(train, body: Node, diags) -> None:
     head = list(body.leaves())[-1]
-    needs = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}.get(train.loss)
+    needs = LOSS_HEAD.get(train.loss)
     if needs and head.kind != needs:
         span = train.spans.get("loss", body.span)
         diags.append(error("E407", f"loss {train.loss} needs the net to end in {needs}, but it "
@@ -403,7 +403,6 @@ def _check_loss(train, body: Node, diags) -> None:
 
 
 def _stem(filename: str) -> str:
-    import os
     base = os.path.basename(filename)
     return base[:-4] if base.endswith(".net") else (base or "net")
 
@@ -419,12 +418,3 @@ def check_file(path) -> Net:
     with open(path, "rb") as fh:
         data = fh.read()
     return check_source(decode_source(data, str(path)), str(path))
-
-
-def summary_totals(net: Net) -> dict:
-    return {"params": net.params, "state": net.state, "macs": net.macs,
-            "activation_bytes": net.activation_bytes, "layers": len(net.leaves()),
-            "output": list(net.output_shape), "input": list(net.input_shape)}
-
-
-__all__ = ["check_file", "check_module", "check_source", "math"]

@@ -18,9 +18,9 @@ import optax
 from . import losses
 from .ir import Net
 from .lower import _dense, _Pass, init_variables, l2_kernels, lower_node
+from .settings import HEAD_LOSS, LOSS_HEAD
 
 _FINAL = {"softmax": jax.nn.softmax, "sigmoid": jax.nn.sigmoid}
-_DEFAULT_LOSS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy"}
 
 
 class Model:
@@ -46,7 +46,7 @@ class Model:
             trunk_nodes = children
             self._logits = lambda run, x: x
         self._trunk = [lower_node(c) for c in trunk_nodes]
-        self.loss_name = net.train.loss or _DEFAULT_LOSS.get(net.head.kind, "mse")
+        self.loss_name = net.train.loss or HEAD_LOSS.get(net.head.kind, "mse")
         self._l2_names = l2_kernels(net)
 
     def __repr__(self) -> str:
@@ -107,7 +107,7 @@ class Model:
         """The loss of each example, from logits when the net ends in the matching
         softmax/sigmoid (numerically stable), else from the activated outputs."""
         from_logits = (self.loss_name != "mse"
-                       and self.output_activation == _FINAL_FOR_LOSS[self.loss_name])
+                       and self.output_activation == LOSS_HEAD[self.loss_name])
         return losses.LOSSES[self.loss_name](out if from_logits else self.activate(out), y,
                                              from_logits)
 
@@ -161,9 +161,6 @@ class Model:
 
 def _at_least_f32(a):
     return a.astype(jnp.promote_types(a.dtype, jnp.float32))
-
-
-_FINAL_FOR_LOSS = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
 
 
 _CACHE: dict = {}

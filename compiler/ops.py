@@ -204,10 +204,6 @@ def _rate(v):
     raise ArgTypeError("expects a probability in [0, 1)", help="rate is the chance to drop a unit")
 
 
-def _units_or_none(v):
-    return positive_int(v)
-
-
 _init = Arg("init", choice(*INITIALIZERS), None, doc="he, xavier, glorot, random or zeros")
 _bias = Arg("bias", boolean, None)  # None: yes, unless the next layer is batchnorm
 _window_args = (Arg("f", size2, doc="the window, e.g. f=2"), Arg("s", size2, None),
@@ -241,9 +237,9 @@ _register(
     OpSpec("elu", (Arg("a", positive_number, 1.0),), _same_shape, _activation_doc),
     OpSpec("gelu", (), _same_shape, _activation_doc),
     OpSpec("silu", (), _same_shape, _activation_doc, aliases=("swish",)),
-    OpSpec("softmax", (Arg("units", _units_or_none, None, positional=True), _bias, _init),
+    OpSpec("softmax", (Arg("units", positive_int, None, positional=True), _bias, _init),
            _head, "softmax N = fc N -> softmax; bare softmax is the activation"),
-    OpSpec("sigmoid", (Arg("units", _units_or_none, None, positional=True), _bias, _init),
+    OpSpec("sigmoid", (Arg("units", positive_int, None, positional=True), _bias, _init),
            _head, "sigmoid N = fc N -> sigmoid; bare sigmoid is the activation"),
     OpSpec("dropout", (Arg("keep", _keep, None), Arg("rate", _rate, None)), _dropout,
            "inverted dropout: a * mask / keep in training, identity at inference"),

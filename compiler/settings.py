@@ -21,7 +21,6 @@ from .args import (
     fraction_open,
     nonneg_int,
     nonneg_number,
-    number,
     positive_int,
     positive_number,
     suggest,
@@ -59,6 +58,10 @@ SCHEDULES: dict[str, tuple[Arg, ...]] = {
     "cosine": (Arg("min", nonneg_number, 0.0),),
 }
 
+# The last layer each loss pairs with; a net ending in it gets that loss by default.
+LOSS_HEAD = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
+HEAD_LOSS = {head: loss for loss, head in LOSS_HEAD.items()}
+
 LOSSES = {"cross_entropy": "cross_entropy", "ce": "cross_entropy",
           "binary_cross_entropy": "binary_cross_entropy", "bce": "binary_cross_entropy",
           "mse": "mse"}
@@ -90,10 +93,6 @@ class TrainConfig:
 
 def _one_value(convert, doc: str = ""):
     return (Arg("value", convert, positional=True, doc=doc),)
-
-
-def _split_value(v):
-    return number(v)
 
 
 _SIMPLE = {

@@ -53,10 +53,6 @@ class SpecError(Exception):
         super().__init__(self.diagnostics[0].message if self.diagnostics else "spec error")
 
 
-def sorted_by_position(diags: list[Diagnostic]) -> list[Diagnostic]:
-    return sorted(diags, key=lambda d: (d.span.line, d.span.col))
-
-
 def _display(text: str) -> str:
     """A source line as shown, one cell per character so carets line up: a tab shows as a
     space and any other control character as '?'."""

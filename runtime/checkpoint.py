@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
 
 FORMAT = "netc-checkpoint-1"
 _CKPT = re.compile(r"^ckpt-(\d{6,})\.safetensors$")
@@ -112,11 +112,9 @@ def save_tensors(path: Path, tensors: dict[str, np.ndarray], meta: dict) -> None
 def load_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     """(tensors, meta). Raises CheckpointError for a missing, truncated or corrupted file."""
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="numpy") as fh:
             metadata = fh.metadata() or {}
-        tensors = load_file(str(path))
+            tensors = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118
     except (OSError, SafetensorError, ValueError) as exc:
         raise CheckpointError(f"{path.name}: unreadable ({exc})") from None
     if metadata.get("format") != FORMAT:

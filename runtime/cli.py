@@ -106,21 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(run=cmd_check)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
-    return parser
+    from netc.runtime import commands  # train, eval, predict, gradcheck: JAX only when run
 
-
-def _register_runtime_commands(sub) -> None:
-    """train, eval, predict and gradcheck live in commands.py (they import JAX when run)."""
-    try:
-        from netc.runtime import commands
-    except ImportError:  # pragma: no cover - during early development
-        return
     commands.register(sub)
-
-
-_EXTRA_COMMANDS = [_register_runtime_commands]
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import EXIT_ERROR, EXIT_OK, RunError, UsageError, read_spec
+from .cli import EXIT_OK, RunError, UsageError, read_spec
 
 
 def register(sub) -> None:
@@ -185,9 +185,6 @@ def cmd_predict(args) -> int:
 
 
 def _gradcheck(args) -> int:
-    try:
-        from .gradcheck import cmd_gradcheck
-    except ImportError:  # pragma: no cover
-        print("netc: gradcheck is not available in this build", file=sys.stderr)
-        return EXIT_ERROR
+    from .gradcheck import cmd_gradcheck
+
     return cmd_gradcheck(args)

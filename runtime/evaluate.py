@@ -168,7 +168,3 @@ def predict_file(model, variables, path: Path, out: Path) -> int:
                 np.savez(fh, **result)
         atomic_write(out, write)
     return len(x)
-
-
-def read_run_info(run_dir: Path) -> dict:
-    return json.loads((Path(run_dir) / "run.json").read_text())

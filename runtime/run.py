@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from netc.compiler.ir import Net
 from netc.compiler.model import compile_net
+from netc.compiler.settings import LOSS_HEAD
 
 from . import checkpoint as ckpt
 from .data import DataError, Splits, load_source, make_splits, prepare
@@ -39,7 +39,7 @@ class RunResult:
     interrupted: bool = False
 
 
-TASKS = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid", "mse": "regression"}
+TASKS = {**LOSS_HEAD, "mse": "regression"}  # the data module's name for each loss's labels
 
 
 def load_data(net: Net, base_dir: Path, loss: str) -> tuple[Splits, dict]:
@@ -243,7 +243,3 @@ def load_run(run_dir) -> tuple:
     if any(v is not None for v in norm.values()):
         variables["normalization"] = norm
     return model, variables
-
-
-def finite(x: float) -> bool:
-    return math.isfinite(x)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -24,10 +24,6 @@ from netc.compiler.ir import Net
 from netc.compiler.model import Model, compile_net
 
 from .optim import build_optimizer
-
-
-class TrainingDiverged(Exception):
-    pass
 
 
 @dataclass
@@ -40,13 +36,6 @@ class Data:
     @property
     def m(self) -> int:
         return int(self.x.shape[0])
-
-
-@dataclass
-class Progress:
-    """Where a run stands; the loop hands one record per finished epoch to `on_epochs`."""
-
-    history: list[dict] = field(default_factory=list)
 
 
 def choose_loop(net: Net, requested: str = "auto") -> str:
@@ -92,9 +81,6 @@ class Trainer:
     def init_state(self):
         variables = self.model.init(self.init_key)
         return variables["params"], variables["state"], self.tx.init(variables["params"])
-
-    def opt_treedef(self, params):
-        return jax.tree.structure(self.tx.init(params))
 
     # ---- one epoch, traced ---------------------------------------------------------
     def _order(self, epoch):
