@@ -39,7 +39,8 @@ class Arg:
     convert: Callable[[Any], Any]
     default: Any = REQUIRED
     positional: bool = False
-    doc: str = ""
+    doc: str = ""        # the help when it is missing, e.g. "e.g. fc 120"
+    expects: str = ""    # what a missing positional value should be, e.g. "none or standard"
 
 
 def suggest(word: str, choices) -> str:
@@ -84,8 +85,11 @@ def evaluate(expr: n.Expr, env: dict[str, Any]) -> Any:
 
 
 class EvalError(Exception):
-    def __init__(self, diagnostic: Diagnostic):
+    """An expression that has no value; `name` is the unknown word, if that is why."""
+
+    def __init__(self, diagnostic: Diagnostic, name: str | None = None):
         self.diagnostic = diagnostic
+        self.name = name
 
 
 def _require_number(value, expr, env):
@@ -95,7 +99,8 @@ def _require_number(value, expr, env):
             names = ", ".join(env) if env else "none here"
             raise EvalError(error(
                 "E204", f"unknown name '{value}' in an expression", expr.span,
-                help=hint or f"the names in scope are the def's parameters ({names})"))
+                help=hint or f"the names in scope are the def's parameters ({names})"),
+                name=str(value))
         raise EvalError(error("E204", f"arithmetic needs numbers, got {show(value)}", expr.span))
 
 
@@ -117,23 +122,32 @@ def show(value: Any) -> str:
 
 def bind(written: tuple[n.Arg, ...], schema: tuple[Arg, ...], env: dict, what: str,
          span: n.Span, diags: list[Diagnostic], extra_ok: bool = False,
-         separator: str = "a '->'") -> dict[str, Any]:
+         setting_keys: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Match written arguments against `schema`. Returns {name: value} with defaults filled in.
 
     Problems are appended to `diags`; the returned dict then lacks the bad entries. With
     `extra_ok`, unknown keys are kept (unconverted) for the caller to judge.
-    `what` names the layer or setting in messages (e.g. "conv"); `separator` is what may be
-    missing before a stray word ("a '->'" in a chain, "a line break" in a train block).
+    `what` names the layer or setting in messages (e.g. "conv"). `setting_keys` says the
+    arguments belong to a train setting (one per line, no '->'), and which keys start one.
+
+    A stray word where no positional value is left most likely begins the next layer (a
+    missing '->') or the next setting: it is reported once, and the words after it are not
+    judged as this layer's. Only the first surplus positional value is reported.
     """
     by_name = {a.name: a for a in schema}
     positional = [a for a in schema if a.positional]
     values: dict[str, Any] = {}
-    spans: dict[str, n.Span] = {}
     next_pos = 0
+    surplus = False
     for arg in written:
         if arg.key is None:
             if next_pos >= len(positional):
-                diags.append(_too_many_positional(arg, env, what, positional, separator))
+                diag, stray = _too_many_positional(arg, env, what, positional, setting_keys)
+                if stray or not surplus:
+                    diags.append(diag)
+                if stray:
+                    break
+                surplus = True
                 continue
             target = positional[next_pos]
             next_pos += 1
@@ -142,7 +156,6 @@ def bind(written: tuple[n.Arg, ...], schema: tuple[Arg, ...], env: dict, what: s
             if target is None:
                 if extra_ok:
                     values[arg.key] = _evaluate_into(arg, env, diags)
-                    spans[arg.key] = arg.span
                     continue
                 named = [a.name for a in schema if not a.positional]
                 hint = suggest(arg.key, named)
@@ -160,16 +173,22 @@ def bind(written: tuple[n.Arg, ...], schema: tuple[Arg, ...], env: dict, what: s
             continue
         try:
             values[target.name] = target.convert(value)
-            spans[target.name] = arg.span
         except ArgTypeError as exc:
-            shown = show(value) if target.positional else f"{target.name}={show(value)}"
+            shown = show(value) if arg.key is None else f"{arg.key}={show(value)}"
             diags.append(error("E206", f"{what} {shown}: {exc}", arg.span, help=exc.help))
             values[target.name] = _INVALID
+    missing_positional = False
     for a in schema:
         if a.name not in values:
             if a.default is REQUIRED:
-                needed = "a value" if a.positional else f"{a.name}="
-                example = f"e.g. {what} 3" if a.positional else f"e.g. {what} {a.name}=3"
+                if a.positional and missing_positional:
+                    continue  # one missing positional value is reported, not each
+                if a.positional:
+                    missing_positional = True
+                    needed = a.expects or "a value"
+                    example = f"e.g. {what} 3"
+                else:
+                    needed, example = f"{a.name}=", f"e.g. {what} {a.name}=3"
                 diags.append(error("E201", f"{what} needs {needed}", span,
                                    help=a.doc or example))
             else:
@@ -188,21 +207,36 @@ def _evaluate_into(arg: n.Arg, env: dict, diags: list) -> Any:
         return _INVALID
 
 
-def _too_many_positional(arg: n.Arg, env, what: str, positional, separator) -> Diagnostic:
+def _too_many_positional(arg: n.Arg, env, what: str, positional,
+                         setting_keys) -> tuple[Diagnostic, bool]:
+    """The diagnostic for a positional value with no place left, and whether it is a stray
+    word (which ends this layer's or setting's arguments)."""
     try:
         value = evaluate(arg.value, env)
     except EvalError as exc:
-        return exc.diagnostic
+        return exc.diagnostic, False
     if isinstance(value, Sym):
-        return error("E207", f"unexpected '{value}' after {what}", arg.span,
-                     help=f"is {separator} missing before {value}?")
+        if setting_keys is None:
+            hint = f"is a '->' missing before {value}?"
+        elif value in setting_keys:
+            hint = f"each setting goes on its own line: start a new line before {value}"
+        else:
+            hint = "each setting goes on its own line: a key, then its arguments"
+        return error("E207", f"unexpected '{value}' after {what}", arg.span, help=hint), True
+    count = len(positional)
+    if setting_keys is not None and count:
+        return error("E207", f"{what} takes {_count_words(count)}, got another: {show(value)}",
+                     arg.span), False
     if positional:
-        count = len(positional)
         return error("E207", f"{what} takes {count} positional value{'s' * (count != 1)}, "
                      f"got another: {show(value)}", arg.span,
-                     help="name the others, e.g. key=value")
+                     help="name the others, e.g. key=value"), False
     return error("E207", f"{what} takes no positional value ({show(value)}); "
-                 "arguments are written key=value", arg.span)
+                 "arguments are written key=value", arg.span), False
+
+
+def _count_words(count: int) -> str:
+    return "one argument" if count == 1 else f"{count} arguments"
 
 
 # ---- converters ------------------------------------------------------------------------

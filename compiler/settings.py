@@ -91,20 +91,34 @@ class TrainConfig:
     spans: dict = field(default_factory=dict, compare=False)  # key -> Span, for later messages
 
 
-def _one_value(convert, doc: str = ""):
-    return (Arg("value", convert, positional=True, doc=doc),)
+def _one_value(key: str, convert, expects: str, example: str) -> tuple[Arg, ...]:
+    """The schema of a setting written `KEY VALUE` (the value has no key=)."""
+    return (Arg(key, convert, positional=True, doc=f"e.g. {example}", expects=expects),)
+
+
+def _batch(v):
+    if isinstance(v, Sym) and v == "full":
+        return None
+    try:
+        return positive_int(v)
+    except ArgTypeError:
+        raise ArgTypeError("expects a positive integer or full") from None
 
 
 _SIMPLE = {
-    "normalize": _one_value(choice("none", "standard")),
-    "epochs": _one_value(positive_int),
-    "l2": _one_value(nonneg_number),
-    "seed": _one_value(nonneg_int),
-    "loss": _one_value(choice(*LOSSES)),
+    "normalize": _one_value("normalize", choice("none", "standard"), "none or standard",
+                            "normalize standard"),
+    "batch": _one_value("batch", _batch, "a positive integer or full", "batch 64"),
+    "epochs": _one_value("epochs", positive_int, "a positive integer", "epochs 10"),
+    "l2": _one_value("l2", nonneg_number, "a number >= 0", "l2 0.0001"),
+    "seed": _one_value("seed", nonneg_int, "an integer >= 0", "seed 0"),
+    "loss": _one_value("loss", choice(*LOSSES), "one of: " + ", ".join(LOSSES),
+                       "loss cross_entropy"),
 }
-_LINE_BREAK = "a line break (one setting per line)"
 KEYS = ("data", "split", "normalize", "batch", "epochs", "optimizer", "schedule", "l2", "init",
         "loss", "seed")
+_SPLIT = tuple(Arg(p, nonneg_number, positional=True, expects="three fractions",
+                   doc="e.g. split 0.8 0.1 0.1") for p in ("train", "dev", "test"))
 
 
 def check_train(block: n.TrainBlock | None, diags: list[Diagnostic]) -> TrainConfig:
@@ -139,18 +153,10 @@ def _check_setting(s: n.Setting, diags: list[Diagnostic]):
     before = len(diags)
     key = s.key
     if key in _SIMPLE:
-        bound = bind(s.args, _SIMPLE[key], {}, key, s.span, diags,
-                     separator=_LINE_BREAK)
-        value = bound.get("value")
-        return LOSSES.get(value, value) if key == "loss" else value
-    if key == "batch":
-        bound = bind(s.args, _one_value(_batch), {}, key, s.span, diags,
-                     separator=_LINE_BREAK)
-        return bound.get("value")  # None: the full batch
+        value = bind(s.args, _SIMPLE[key], {}, key, s.span, diags, setting_keys=KEYS).get(key)
+        return LOSSES.get(value, value) if key == "loss" else value  # batch None: full batch
     if key == "split":
-        bound = bind(s.args, tuple(Arg(p, nonneg_number, positional=True)
-                                   for p in ("train", "dev", "test")), {}, key, s.span, diags,
-                     separator=_LINE_BREAK)
+        bound = bind(s.args, _SPLIT, {}, key, s.span, diags, setting_keys=KEYS)
         if len(diags) > before:
             return None
         fractions = (bound["train"], bound["dev"], bound["test"])
@@ -171,15 +177,6 @@ def _check_setting(s: n.Setting, diags: list[Diagnostic]):
     return _check_named(s, table, aliases, what, diags)
 
 
-def _batch(v):
-    if isinstance(v, Sym) and v == "full":
-        return None
-    try:
-        return positive_int(v)
-    except ArgTypeError:
-        raise ArgTypeError("expects a positive integer or full") from None
-
-
 def _check_named(s: n.Setting, table: dict, aliases: dict, what: str, diags) -> Choice | None:
     """`optimizer adam lr=0.001`: a name from `table` then its key=value options."""
     if not s.args or s.args[0].key is not None or not isinstance(s.args[0].value, n.Word):
@@ -195,7 +192,7 @@ def _check_named(s: n.Setting, table: dict, aliases: dict, what: str, diags) -> 
         return None
     before = len(diags)
     options = bind(s.args[1:], table[name], {}, f"{what} {name}", s.span, diags,
-                   separator=_LINE_BREAK)
+                   setting_keys=KEYS)
     return Choice(name, options) if len(diags) == before else None
 
 
@@ -215,7 +212,8 @@ def _check_data(s: n.Setting, diags) -> Choice | None:
             return None
         schema = tuple(Arg(k, conv, None) for k, conv in BUILTIN_DATA[source.name].items())
         before = len(diags)
-        options = bind(s.args[1:], schema, {}, f"data {source.name}", s.span, diags)
+        options = bind(s.args[1:], schema, {}, f"data {source.name}", s.span, diags,
+                       setting_keys=KEYS)
         if len(diags) > before:
             return None
         return Choice(source.name, {k: v for k, v in options.items() if v is not None})
@@ -225,7 +223,7 @@ def _check_data(s: n.Setting, diags) -> Choice | None:
         return None
     schema = tuple(Arg(k, conv, None) for k, conv in FILE_OPTIONS.items())
     before = len(diags)
-    options = bind(s.args[1:], schema, {}, "data", s.span, diags)
+    options = bind(s.args[1:], schema, {}, "data", s.span, diags, setting_keys=KEYS)
     if len(diags) > before:
         return None
     options = {k: v for k, v in options.items() if v is not None}

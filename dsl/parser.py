@@ -176,6 +176,9 @@ class _ToAST(Transformer):
     def neg(self, meta, children):
         return n.Neg(children[1], n.Span.of(meta))
 
+    def negative(self, meta, children):
+        return n.Neg(self.number(meta, children[1:]), n.Span.of(meta))
+
     def number(self, meta, children):
         tok = children[0]
         value = _int(tok) if tok.type == "INT" else _float(tok)

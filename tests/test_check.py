@@ -9,7 +9,6 @@ import sys
 
 import pytest
 from conftest import SHARED_SPECS, shared_expected
-
 from netc.compiler.check import check_file, check_source
 from netc.runtime.cli import main
 

@@ -307,19 +307,11 @@ def test_expression_error_is_not_followed_by_needs_value(capsys):
     assert [e["code"] for e in errors] == ["E204"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a word after a layer that lacks '->' gives a "
-                   "second, cascading error for the next layer's arguments ('relu takes no "
-                   "positional value (2)'); compiler/args.py bind()/_too_many_positional should "
-                   "stop at the first stray word")
 def test_missing_arrow_across_lines_is_one_error(capsys):
     errors = _errors(capsys, spec("second_chain_layer"))
     assert len(errors) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="bug: two settings on one line in train { } get the "
-                   "hint \"is a '->' missing before batch?\" (train settings never use '->') "
-                   "plus a cascading second error; compiler/settings.py reuses args.bind's "
-                   "layer wording")
 def test_two_settings_on_one_line(capsys):
     errors = _errors(capsys, spec("settings_on_one_line"))
     assert len(errors) == 1
@@ -327,9 +319,6 @@ def test_two_settings_on_one_line(capsys):
     assert "line" in errors[0].get("help", "")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the internal argument name 'value' leaks into "
-                   "train messages: 'batch value=0: ...', 'e.g. normalize value=3', 'batch "
-                   "takes: value'; compiler/settings.py _one_value + args.bind")
 def test_setting_messages_do_not_say_value(capsys, tmp_path):
     errors = _errors(capsys, spec("batch_bad"))
     path = tmp_path / "normalize.net"
@@ -434,9 +423,6 @@ def test_unclosed_string_hint(capsys):
     assert "quote" in errors[0]["message"] + errors[0].get("help", "")
 
 
-@pytest.mark.xfail(strict=True, reason="weak: 'seed -1' is a syntax error ('unexpected -') "
-                   "instead of 'seed expects an integer >= 0': values in settings and "
-                   "positional layer values cannot be negative; dsl/grammar.lark setting_arg")
 def test_negative_setting_is_a_range_error(capsys):
     errors = _errors(capsys, spec("negative_setting"))
     assert errors[0]["code"] == "E206"
