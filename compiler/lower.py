@@ -202,30 +202,32 @@ def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
     return receptive * shape[-2], receptive * shape[-1]
 
 
-def initialize(name: str, options: dict, key: Array, shape, dtype) -> Array:
-    """The course's initialisers: he N(0,1)*sqrt(2/fan_in), xavier sqrt(1/fan_in), glorot
-    sqrt(2/(fan_in+fan_out)), random N(0,1)*scale, zeros."""
+def init_scale(name: str, options: dict, shape) -> float:
+    """The course's initialisers as a scale on N(0, 1): he sqrt(2/fan_in), xavier
+    sqrt(1/fan_in), glorot sqrt(2/(fan_in+fan_out)), random `scale` (0.01); zeros is 0."""
     if name == "zeros":
-        return jnp.zeros(shape, dtype)
+        return 0.0
     fan_in, fan_out = _fans(shape)
-    scale = {"he": math.sqrt(2 / fan_in), "xavier": math.sqrt(1 / fan_in),
-             "glorot": math.sqrt(2 / (fan_in + fan_out)),
-             "random": options.get("scale", 0.01)}[name]
-    return jax.random.normal(key, shape, dtype) * jnp.asarray(scale, dtype)
+    return {"he": math.sqrt(2 / fan_in), "xavier": math.sqrt(1 / fan_in),
+            "glorot": math.sqrt(2 / (fan_in + fan_out)),
+            "random": options.get("scale", 0.01)}[name]
 
 
 def init_variables(net: Net, key: Array, dtype=jnp.float32) -> dict:
+    """Fresh variables. Every kernel is a slice of ONE standard normal draw (in layer order)
+    times its scale: XLA compiles each random draw separately, and one draw per kernel made
+    LeNet-5's init take 1.6 s to compile against 0.3 s for a single draw."""
     default = net.train.init
     params, state = {}, {}
-    for index, leaf in enumerate(net.leaves()):
+    kernels = []  # (leaf name, shape, scale)
+    for leaf in net.leaves():
         if leaf.params:
             p = {}
-            leaf_key = jax.random.fold_in(key, index)
             for pname, shape in leaf.params.items():
                 if pname == "kernel":
                     choice = leaf.attrs.get("init") or default.name
                     opts = default.options if choice == default.name else {}
-                    p[pname] = initialize(choice, opts, leaf_key, shape, dtype)
+                    kernels.append((leaf.name, shape, init_scale(choice, opts, shape)))
                 elif pname == "gamma":
                     p[pname] = jnp.ones(shape, dtype)
                 else:  # bias, beta
@@ -234,6 +236,14 @@ def init_variables(net: Net, key: Array, dtype=jnp.float32) -> dict:
         if leaf.state:
             state[leaf.name] = {"mean": jnp.zeros(leaf.state["mean"], jnp.float32),
                                 "var": jnp.ones(leaf.state["var"], jnp.float32)}
+    total = sum(math.prod(shape) for _, shape, _ in kernels)
+    normal = jax.random.normal(key, (total,), dtype) if total else None
+    offset = 0
+    for name, shape, scale in kernels:
+        size = math.prod(shape)
+        draw = normal[offset:offset + size].reshape(shape)
+        params[name]["kernel"] = draw * jnp.asarray(scale, dtype)
+        offset += size
     return {"params": params, "state": state}
 
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 from functools import cached_property
 
 import jax
@@ -48,6 +49,7 @@ class Model:
         self._trunk = [lower_node(c) for c in trunk_nodes]
         self.loss_name = net.train.loss or HEAD_LOSS.get(net.head.kind, "mse")
         self._l2_names = l2_kernels(net)
+        self._init = jax.jit(functools.partial(init_variables, net, dtype=self.dtype))
 
     def __repr__(self) -> str:
         return (f"<netc.Model {self.name}: {self.input_shape} -> {self.output_shape}, "
@@ -56,7 +58,7 @@ class Model:
     # ---- the pure functions --------------------------------------------------------
     def init(self, key) -> dict:
         """Fresh variables {"params": {...}, "state": {...}} (a pytree of arrays)."""
-        return init_variables(self.net, key, self.dtype)
+        return self._init(key)
 
     def forward(self, variables, x, *, train: bool = False, rng=None):
         """(pre-activation output, updated state). The last softmax/sigmoid is not applied."""

@@ -127,31 +127,54 @@ def _float_option(options: dict, name: str, default: float, *, minimum: float = 
 # --------------------------------------------------------------------------------------------
 
 
+def _two_curves(outer: tuple[np.ndarray, np.ndarray], inner: tuple[np.ndarray, np.ndarray],
+                noise: float, gen: np.random.RandomState):
+    """The tail shared by sklearn's make_moons and make_circles (shuffle=True), step for step
+    so that the numbers are bit-identical: stack the two curves, shuffle, add noise."""
+    x = np.vstack([np.append(outer[0], inner[0]), np.append(outer[1], inner[1])]).T
+    y = np.hstack([np.zeros(len(outer[0]), dtype=np.intp), np.ones(len(inner[0]), dtype=np.intp)])
+    order = np.arange(len(y))
+    gen.shuffle(order)
+    x, y = x[order], y[order]
+    x += gen.normal(scale=noise, size=x.shape)
+    return {"x": x.astype(np.float32), "y": y.astype(np.float32).reshape(-1, 1)}
+
+
+# moons and circles are sklearn's make_moons / make_circles, re-stated in numpy: importing
+# sklearn (and scipy under it) costs ~1-2 s, more than training the course's moons model.
+# tests/test_data.py asserts bit-identity with sklearn.
+
+
 def _moons(options: dict, seed: int) -> dict[str, np.ndarray]:
     """sklearn's two interleaving half circles; y is (m, 1) float32 for a sigmoid output."""
-    from sklearn.datasets import make_moons
-
     _check_options("built-in data set 'moons'", options, ("n", "noise", "seed"))
     n = _int_option(options, "n", 300, minimum=2)
     noise = _float_option(options, "noise", 0.2)
-    seed = _int_option(options, "seed", seed)
-    x, y = make_moons(n_samples=n, noise=noise, random_state=seed)
-    return {"x": x.astype(np.float32), "y": y.astype(np.float32).reshape(-1, 1)}
+    gen = np.random.RandomState(_int_option(options, "seed", seed))
+    n_out = n // 2
+    n_in = n - n_out
+    outer = (np.cos(np.linspace(0, np.pi, n_out)), np.sin(np.linspace(0, np.pi, n_out)))
+    inner = (1 - np.cos(np.linspace(0, np.pi, n_in)),
+             1 - np.sin(np.linspace(0, np.pi, n_in)) - 0.5)
+    return _two_curves(outer, inner, noise, gen)
 
 
 def _circles(options: dict, seed: int) -> dict[str, np.ndarray]:
     """sklearn's two concentric circles; y is (m, 1) float32 for a sigmoid output."""
-    from sklearn.datasets import make_circles
-
     _check_options("built-in data set 'circles'", options, ("n", "noise", "factor", "seed"))
     n = _int_option(options, "n", 300, minimum=2)
     noise = _float_option(options, "noise", 0.05)
     factor = _float_option(options, "factor", 0.5)
     if factor >= 1:
         raise DataError(f"option factor={factor:g} must be below 1 (inner/outer circle ratio)")
-    seed = _int_option(options, "seed", seed)
-    x, y = make_circles(n_samples=n, noise=noise, factor=factor, random_state=seed)
-    return {"x": x.astype(np.float32), "y": y.astype(np.float32).reshape(-1, 1)}
+    gen = np.random.RandomState(_int_option(options, "seed", seed))
+    n_out = n // 2
+    n_in = n - n_out
+    t_out = np.linspace(0, 2 * np.pi, n_out, endpoint=False)
+    t_in = np.linspace(0, 2 * np.pi, n_in, endpoint=False)
+    outer = (np.cos(t_out), np.sin(t_out))
+    inner = (np.cos(t_in) * factor, np.sin(t_in) * factor)
+    return _two_curves(outer, inner, noise, gen)
 
 
 def _flower(options: dict) -> dict[str, np.ndarray]:

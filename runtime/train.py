@@ -175,10 +175,11 @@ class Trainer:
         """Per-epoch metric records from the summed figures."""
         out = []
         per_epoch = seconds / max(len(sums), 1)
-        for k, row in enumerate(sums):
-            loss_sum, n, hits, counted, dl, dn, dh, dc = (float(v) for v in row)
-            rec = {"epoch": first + k + 1, "lr": float(self.rate_of_epoch(first + k)),
-                   "loss": loss_sum / n}
+        rates = np.asarray(self.rate_of_epoch(np.arange(first, first + len(sums))),
+                           np.float64).tolist()  # one call for the chunk, not one per epoch
+        for k, row in enumerate(sums.tolist()):
+            loss_sum, n, hits, counted, dl, dn, dh, dc = row
+            rec = {"epoch": first + k + 1, "lr": rates[k], "loss": loss_sum / n}
             if counted:
                 rec["accuracy"] = hits / counted
             if self.dev_data is not None and dn:

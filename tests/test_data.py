@@ -60,6 +60,18 @@ def test_circles_equals_sklearn():
     np.testing.assert_array_equal(arrays["y"], y.reshape(-1, 1).astype(np.float32))
 
 
+@pytest.mark.parametrize(("n", "noise", "seed"), [(2, 0.0, 0), (7, 0.5, 1), (301, 0.1, 123)])
+def test_numpy_generators_are_bit_identical_to_sklearn(n, noise, seed):
+    moons = load_source("moons", {"n": n, "noise": noise}, seed=seed)
+    x, y = make_moons(n_samples=n, noise=noise, random_state=seed)
+    np.testing.assert_array_equal(moons["x"], x.astype(np.float32))
+    np.testing.assert_array_equal(moons["y"][:, 0], y.astype(np.float32))
+    circles = load_source("circles", {"n": n, "noise": noise, "factor": 0.7}, seed=seed)
+    x, y = make_circles(n_samples=n, noise=noise, factor=0.7, random_state=seed)
+    np.testing.assert_array_equal(circles["x"], x.astype(np.float32))
+    np.testing.assert_array_equal(circles["y"][:, 0], y.astype(np.float32))
+
+
 def _course_planar_dataset():
     """Transcription of load_planar_dataset() from the deep learning course (global RNG)."""
     np.random.seed(1)
