@@ -20,6 +20,7 @@ from lark.exceptions import (
 
 from . import nodes as n
 from .diagnostics import Diagnostic, SpecError, error
+from .tables import lark_parser
 
 # How terminals read in "expected ..." messages.
 TERMINAL_WORDS = {
@@ -71,11 +72,8 @@ class _LineBreaks:
 
 @functools.lru_cache(maxsize=1)
 def _parser() -> tuple[Lark, _LineBreaks]:
-    postlex = _LineBreaks()
-    lark = Lark.open_from_package("netc.dsl", "grammar.lark", parser="lalr",
-                                  propagate_positions=True, postlex=postlex,
-                                  maybe_placeholders=True)
-    return lark, postlex
+    postlex = _LineBreaks()  # the tables come from grammar_tables.json (see tables.py)
+    return lark_parser(postlex), postlex
 
 
 class _Abort(Exception):

@@ -1,0 +1,156 @@
+"""What keeps `netc check` quick to start (issue #2), checked for behaviour, not for time
+(benchmarks/check_startup.py measures the time):
+
+- the LALR tables ship as dsl/grammar_tables.json, generated from grammar.lark: the file must
+  be exactly what `python -m netc.dsl.build_tables` makes now (whatever the hash seed), and
+  the parser loaded from it must parse and fail exactly like one built from the grammar;
+- a missing, damaged or stale tables file only costs time: the parser is built instead;
+- `netc check --json` imports neither rich nor JAX; the table comes out the same as rich
+  renders it row by row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from lark import Lark, Token
+from lark.exceptions import UnexpectedInput
+from netc.dsl import build_tables, tables
+from netc.dsl import parser as netc_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+RESNET50 = ROOT / "examples" / "zoo" / "resnet50.net"
+SPECS = sorted(ROOT.glob("examples/**/*.net")) + sorted((ROOT / "tests" / "broken").glob("*.net"))
+EXTRA = [
+    "", "\n\n", "net", "input", "input 28x28x1 -> fc 3", "fc 3 -> -> relu", "conv f=3 c=8 {",
+    "residual { fc 4 } shortcut", "concat { fc 1 | fc 2 } as", "train {\n lr 0.1 0.2\n",
+    "def f(a, b=2*3) { fc a -> fc b }\nf(1, b=-(4 // 2))", "repeat 3 { fc 2 } | x", "x = = 1",
+    "train { seed -1 }", "fc 3 'quoted' \"s\" 1.5e3 .5 2x3x4", "conv f=3 ,", "}\n", "input 2\x00",
+]
+
+
+def shipped_tables() -> str:
+    return (ROOT / "dsl" / tables.TABLES).read_text(encoding="utf-8")
+
+
+def outcome(parser: Lark, text: str):
+    """What parsing gives: the tree, or the error's class, place and expected terminals."""
+    try:
+        tree = parser.parse(text)
+    except UnexpectedInput as exc:
+        return (type(exc).__name__, exc.line, exc.column, sorted(getattr(exc, "expected", ())),
+                str(getattr(exc, "token", "")))
+    # flat, as some specs nest deeper than comparing trees recursively allows
+    return [(t.data, sorted(vars(t.meta).items()),
+             [(c.type, str(c), c.line, c.column) if isinstance(c, Token)
+              else c if c is None else c.data for c in t.children])
+            for t in tree.iter_subtrees_topdown()]
+
+
+# ---- the shipped tables -------------------------------------------------------------------
+
+
+def test_tables_file_matches_the_grammar():
+    assert build_tables.generate(tables.read_grammar()) == shipped_tables(), (
+        "dsl/grammar_tables.json is stale: run python -m netc.dsl.build_tables")
+
+
+@pytest.mark.parametrize("seed", ["1", "2"])
+def test_generating_does_not_depend_on_the_hash_seed(seed):
+    env = dict(os.environ, PYTHONHASHSEED=seed)
+    out = subprocess.run([sys.executable, "-m", "netc.dsl.build_tables", "--check"],
+                         capture_output=True, text=True, env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "up to date" in out.stdout
+
+
+def test_parser_is_loaded_from_the_tables_not_built(monkeypatch):
+    def no_building(*args, **kwargs):
+        raise AssertionError("the parser was built from the grammar")
+
+    monkeypatch.setattr(tables, "build", no_building)
+    parser = tables.lark_parser(netc_parser._LineBreaks())
+    assert parser.parse("input 2\nfc 4 -> tanh").data == "start"
+
+
+def test_loaded_parser_parses_and_fails_like_a_built_one():
+    grammar = tables.read_grammar()
+    loaded = tables.from_tables(grammar, shipped_tables(), netc_parser._LineBreaks())
+    built = tables.build(grammar, netc_parser._LineBreaks())
+    assert loaded is not None
+    texts = [p.read_text(encoding="utf-8", errors="replace") for p in SPECS] + EXTRA
+    failures = 0
+    for text in texts:
+        expect = outcome(built, text)
+        assert outcome(loaded, text) == expect, text
+        failures += isinstance(expect, tuple)
+    assert 0 < failures < len(texts)  # both paths were exercised
+
+
+@pytest.mark.parametrize("damage", [
+    "missing", "empty", "not json", "truncated", "other grammar", "other options",
+    "other lark", "other format", "broken tables",
+])
+def test_damaged_or_stale_tables_are_not_used(damage):
+    grammar, text = tables.read_grammar(), shipped_tables()
+    doc = json.loads(text)
+    if damage == "missing":
+        given = None
+    elif damage == "empty":
+        given = b""
+    elif damage == "not json":
+        given = b"\x80 not json"
+    elif damage == "truncated":
+        given = text[: len(text) // 2]
+    else:
+        if damage == "other grammar":
+            doc["grammar"] += "\n// changed\n"
+        elif damage == "other options":
+            doc["options"]["propagate_positions"] = False
+        elif damage == "other lark":
+            doc["lark"] = "0.0.1"
+        elif damage == "other format":
+            doc["format"] = 0
+        else:
+            doc["data"]["parser"]["parser"]["states"] = {"x": {}}
+        given = json.dumps(doc)
+    assert tables.from_tables(grammar, given, netc_parser._LineBreaks()) is None
+
+
+def test_parse_falls_back_to_building_without_the_tables_file(monkeypatch):
+    source = RESNET50.read_text(encoding="utf-8")
+    expected = netc_parser.parse(source, "resnet50.net")
+    real = tables._package_data
+    monkeypatch.setattr(tables, "_package_data",
+                        lambda name: None if name == tables.TABLES else real(name))
+    netc_parser._parser.cache_clear()
+    try:
+        assert netc_parser.parse(source, "resnet50.net") == expected
+        with pytest.raises(netc_parser.SpecError) as err:
+            netc_parser.parse("fc 3 -> -> relu")
+        assert err.value.diagnostics[0].code == "E103"
+    finally:
+        netc_parser._parser.cache_clear()
+
+
+def test_tables_file_is_package_data():
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["netc.dsl"]
+    assert "grammar.lark" in [p.replace("*", "grammar") for p in patterns] or "*.lark" in patterns
+    assert any(Path(tables.TABLES).match(p) for p in patterns)
+
+
+def test_build_tables_command_rewrites_a_stale_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(build_tables, "tables_path", lambda: str(tmp_path / tables.TABLES))
+    (tmp_path / tables.TABLES).write_text("{}", encoding="utf-8")
+    assert build_tables.main(["--check"]) == 1
+    assert build_tables.main([]) == 0
+    assert (tmp_path / tables.TABLES).read_text(encoding="utf-8") == shipped_tables()
+    assert build_tables.main(["--check"]) == 0
+    assert build_tables.main(["--bogus"]) == 2
