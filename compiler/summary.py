@@ -48,7 +48,31 @@ def _shape(shape) -> str:
 
 def print_table(net: Net, console) -> None:
     """A rich table of the leaf layers with totals, on `console` (a rich.console.Console)."""
+    rows = _rows(net)
+    by_column = bool(rows) and all(_one_word(cell) for row in rows for cell in row)
+    console.print(_table(net, rows, by_column))
+    console.print(f"trainable params: {net.params:,}   state: {net.state:,}   "
+                  f"MACs: {net.macs:,}", highlight=False)
+    console.print(f"activations per example: {human_bytes(net.activation_bytes)} (float32)",
+                  highlight=False)
+
+
+def _rows(net: Net) -> list[tuple[str, ...]]:
+    rows = []
+    for leaf in net.leaves():
+        count = sum(math.prod(s) for s in leaf.params.values())
+        rows.append((leaf.name, leaf.kind, _shape(leaf.out_shape),
+                     f"{count:,}" if count else "", f"{leaf.macs:,}" if leaf.macs else ""))
+    return rows
+
+
+def _table(net: Net, rows: list[tuple[str, ...]], by_column: bool):
+    """The rich Table. Rendering a ResNet-50's 800 cells one by one takes ~50 ms, so with
+    `by_column` each column is one cell of lines (rich sizes, crops and aligns each line
+    alike, so the output is the same as row by row, as long as no cell holds whitespace,
+    which could wrap one line into two)."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"{net.name}  (input {_shape(net.input_shape)})", title_justify="left",
                   show_footer=True, header_style="bold", footer_style="bold")
@@ -57,12 +81,13 @@ def print_table(net: Net, console) -> None:
     table.add_column("output", footer=_shape(net.output_shape))
     table.add_column("params", justify="right", footer=f"{net.params:,}")
     table.add_column("MACs", justify="right", footer=f"{net.macs:,}")
-    for leaf in net.leaves():
-        count = sum(math.prod(s) for s in leaf.params.values())
-        table.add_row(leaf.name, leaf.kind, _shape(leaf.out_shape),
-                      f"{count:,}" if count else "", f"{leaf.macs:,}" if leaf.macs else "")
-    console.print(table)
-    console.print(f"trainable params: {net.params:,}   state: {net.state:,}   "
-                  f"MACs: {net.macs:,}", highlight=False)
-    console.print(f"activations per example: {human_bytes(net.activation_bytes)} (float32)",
-                  highlight=False)
+    if by_column:
+        table.add_row(*(Text("\n".join(column)) for column in zip(*rows)))
+    else:
+        for row in rows:
+            table.add_row(*row)
+    return table
+
+
+def _one_word(cell: str) -> bool:
+    return not cell or cell.split() == [cell]

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -154,3 +155,74 @@ def test_build_tables_command_rewrites_a_stale_file(tmp_path, monkeypatch, capsy
     assert (tmp_path / tables.TABLES).read_text(encoding="utf-8") == shipped_tables()
     assert build_tables.main(["--check"]) == 0
     assert build_tables.main(["--bogus"]) == 2
+
+
+# ---- the layer table ------------------------------------------------------------------------
+
+
+def render(net, by_column: bool | None, width: int, color: bool) -> str:
+    from netc.compiler import summary
+    from rich.console import Console
+
+    out = io.StringIO()
+    console = Console(file=out, width=width, highlight=False, force_terminal=color,
+                      color_system="truecolor" if color else None)
+    if by_column is None:
+        summary.print_table(net, console)
+    else:
+        rows = summary._rows(net)
+        console.print(summary._table(net, rows, by_column))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("examples/**/*.net")), ids=lambda p: p.stem)
+def test_table_by_columns_is_the_table_row_by_row(path):
+    from netc.compiler.check import check_source
+
+    net = check_source(path.read_text(encoding="utf-8"), path.name)
+    for width in (30, 64, 80, 120, 250):
+        for color in (False, True):
+            fast = render(net, True, width, color)
+            assert fast == render(net, False, width, color), (width, color)
+            assert fast in render(net, None, width, color)
+
+
+def test_table_lists_every_layer_and_the_totals():
+    from netc.compiler.check import check_source
+
+    net = check_source(RESNET50.read_text(encoding="utf-8"), "resnet50.net")
+    text = render(net, None, 200, False)
+    leaves = list(net.leaves())
+    assert len(leaves) > 100
+    lines = text.splitlines()
+    for leaf in leaves:
+        assert any(line.startswith(f"│ {leaf.name} ") and f" {leaf.kind} " in line
+                   for line in lines), leaf.name
+    assert f"{net.params:,}" in lines[-4] and "total" in lines[-4]
+    assert lines[-2].startswith(f"trainable params: {net.params:,}")
+
+
+def test_table_of_one_layer_and_cells_with_spaces():
+    from netc.compiler import summary
+    from netc.compiler.check import check_source
+
+    net = check_source("input 4\nfc 2", "one.net")
+    assert render(net, True, 80, False) == render(net, False, 80, False)
+    assert "fc_1" in render(net, None, 80, False)
+    assert summary._one_word("conv_1") and summary._one_word("")
+    assert not summary._one_word("two words") and not summary._one_word("a\nb")
+
+
+# ---- what `netc check` imports --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_check_imports_rich_only_for_the_table_and_never_jax(as_json):
+    code = ("import sys, io, contextlib; from netc.runtime.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()), "
+            "contextlib.redirect_stderr(io.StringIO()):\n"
+            f"    rc = main(['check', {str(RESNET50)!r}] + {['--json'] if as_json else []!r})\n"
+            "print(rc, 'rich' in sys.modules, 'jax' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", str(not as_json), "False"]
