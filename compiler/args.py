@@ -117,6 +117,29 @@ def show(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2}
+
+
+def show_expr(expr: n.Expr) -> str:
+    """An expression as the user would write it: `2*n`, `(c+1)//2`, `same`."""
+    if isinstance(expr, n.Number | n.Dims):
+        return show(expr.value)
+    if isinstance(expr, n.Word):
+        return expr.name
+    if isinstance(expr, n.String):
+        return show(expr.value)
+    if isinstance(expr, n.Neg):
+        inner = show_expr(expr.operand)
+        return f"-({inner})" if isinstance(expr.operand, n.BinOp) else f"-{inner}"
+    prec = _PRECEDENCE[expr.op]
+    left, right = show_expr(expr.left), show_expr(expr.right)
+    if isinstance(expr.left, n.BinOp) and _PRECEDENCE[expr.left.op] < prec:
+        left = f"({left})"
+    if isinstance(expr.right, n.BinOp) and _PRECEDENCE[expr.right.op] <= prec:
+        right = f"({right})"
+    return f"{left}{expr.op}{right}"
+
+
 # ---- binding ---------------------------------------------------------------------------
 
 

@@ -10,15 +10,16 @@ shapes are unknown (None) so one mistake does not cascade.
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from netc.dsl import nodes as n
 from netc.dsl.diagnostics import Diagnostic, SpecError, error, warning
 from netc.dsl.parser import end_of_file, parse
 
 from . import ops
-from .args import ArgTypeError, EvalError, bind, evaluate, positive_int, show, suggest
+from .args import EvalError, Sym, bind, evaluate, show, show_expr, suggest
 from .ir import Net, Node, Shape
 from .settings import LOSS_HEAD, check_train
 
@@ -43,7 +44,13 @@ class _Scope:
 
 
 class _TooBig(Exception):
-    pass
+    """The expansion passed MAX_LAYERS: at `span` (a repeat) if known, with call-site notes."""
+
+    def __init__(self, span: n.Span | None = None, label: str = ""):
+        super().__init__(label)
+        self.span = span
+        self.label = label
+        self.notes: list[str] = []
 
 
 @dataclass
@@ -54,6 +61,7 @@ class _Checker:
     names: dict[str, n.Span] = field(default_factory=dict)
     leaf_count: int = 0
     call_stack: tuple[str, ...] = ()
+    input_decl: n.InputDecl | None = None
 
     # ---- names -----------------------------------------------------------------------
     def claim(self, name: str, span: n.Span) -> None:
@@ -122,6 +130,8 @@ class _Checker:
                     el.span, inferred.params, inferred.state, inferred.macs)
 
     def unknown_kind(self, el: n.Layer) -> None:
+        if self.spaced_dims(el):
+            return
         if el.kind in self.defs:
             self.diags.append(error("E209", f"'{el.kind}' is a def; call it with parentheses",
                                     el.kind_span, help=f"{el.kind}(...)"))
@@ -132,13 +142,46 @@ class _Checker:
             "E210", f"unknown layer '{el.kind}'", el.kind_span,
             help=hint or "layers: " + ", ".join(sorted(ops.OPS))))
 
+    def spaced_dims(self, el: n.Layer) -> bool:
+        """`input 28 x 28 x 1` reads as `input 28` then a layer 'x': suggest 28x28x1."""
+        decl = self.input_decl
+        if (decl is None or not _DIM_WORD.fullmatch(el.kind)
+                or el.kind_span.line != decl.span.end_line):
+            return False
+        parts = [str(d) for d in decl.dims]
+        end = el.kind_span
+        want_number = el.kind[1:] == ""
+        if not want_number:
+            parts.append(el.kind[1:])
+        for arg in el.args:
+            value = arg.value
+            if arg.key is None and want_number and isinstance(value, n.Number) \
+                    and isinstance(value.value, int):
+                parts.append(str(value.value))
+                want_number = False
+            elif arg.key is None and not want_number and isinstance(value, n.Word) \
+                    and _DIM_WORD.fullmatch(value.name):
+                want_number = value.name[1:] == ""
+                if not want_number:
+                    parts.append(value.name[1:])
+            else:
+                break
+            end = arg.span
+        if want_number:
+            return False
+        dims = "x".join(parts)
+        self.diags.append(error("E219", "input dimensions are written without spaces",
+                                decl.span.to(end), help=f"write input {dims}"))
+        return True
+
     # ---- defs ------------------------------------------------------------------------
     def call(self, el: n.Call, in_shape, scope: _Scope, env) -> Node | None:
         d = self.defs.get(el.name)
         if d is None:
-            if ops.lookup(el.name) is not None:
+            spec = ops.lookup(el.name)
+            if spec is not None:
                 msg, hint = (f"'{el.name}' is a layer, not a def",
-                             f"write its arguments without parentheses: {el.name} ...")
+                             "write it without parentheses: " + _as_layer(el, spec))
             else:
                 msg = f"unknown def '{el.name}'"
                 hint = suggest(el.name, self.defs) or (
@@ -154,18 +197,38 @@ class _Checker:
             self.diags.append(error("E212", f"def '{el.name}' calls itself ({path})", el.span,
                                     help="defs cannot be recursive; use repeat N { ... }"))
             return None
+        before = len(self.diags), len(self.warnings)
         bound = self.bind_call(el, d, env)
         if bound is None:
+            self.note_call_site(el, None, before)
             return None
         name = scope.name(el.name, el.alias)
         self.claim(name, el.span)
         self.call_stack += (el.name,)
         try:
             node = self.chain(d.body, in_shape, scope.child(name), bound, name)
+        except _TooBig as exc:
+            exc.notes.append(_call_site(el, bound))
+            raise
         finally:
             self.call_stack = self.call_stack[:-1]
+        self.note_call_site(el, bound, before)
         return Node(name, "sequence", {"def": el.name}, in_shape, node.out_shape, el.span,
                     children=node.children)
+
+    def note_call_site(self, el: n.Call, bound: dict | None, before: tuple[int, int]) -> None:
+        """Tell each error and warning found inside the def's body (or its defaults) which
+        call it came from; `finish` then folds the same mistake seen in several calls."""
+        note = _call_site(el, bound)
+        for found, start in ((self.diags, before[0]), (self.warnings, before[1])):
+            for i in range(start, len(found)):
+                if not _within(found[i].span, el.span):  # not about the call's own text
+                    found[i] = replace(found[i], notes=found[i].notes + (note,))
+
+    def finish(self) -> None:
+        """Fold diagnostics that differ only in the call they came from into one."""
+        self.diags = _fold_calls(self.diags)
+        self.warnings = _fold_calls(self.warnings)
 
     def bind_call(self, el: n.Call, d: n.Def, env) -> dict | None:
         params = [p.name for p in d.params]
@@ -194,7 +257,7 @@ class _Checker:
             except EvalError as exc:
                 self.diags.append(exc.diagnostic)
                 ok = False
-        for p in d.params:
+        for i, p in enumerate(d.params):
             if p.name in values:
                 continue
             if p.default is None:
@@ -202,10 +265,11 @@ class _Checker:
                                         help=f"{d.name}({', '.join(params)})"))
                 ok = False
                 continue
+            earlier = {q.name: values[q.name] for q in d.params[:i] if q.name in values}
             try:
-                values[p.name] = evaluate(p.default, values)
+                values[p.name] = evaluate(p.default, earlier)
             except EvalError as exc:
-                self.diags.append(exc.diagnostic)
+                self.diags.append(_default_error(exc, d, i))
                 ok = False
         return values if ok else None
 
@@ -287,26 +351,127 @@ class _Checker:
 
     def repeat(self, el: n.Repeat, in_shape, scope: _Scope, env) -> Node | None:
         try:
-            count = positive_int(evaluate(el.count, env))
+            count = evaluate(el.count, env)
         except EvalError as exc:
             self.diags.append(exc.diagnostic)
             return None
-        except ArgTypeError:
-            value = evaluate(el.count, env)
+        if isinstance(count, Sym):
+            hint = suggest(count, env) or (
+                "names in scope: " + ", ".join(env) if env
+                else "a repeat count is a number, or inside a def an expression over its "
+                "parameters")
+            self.diags.append(error("E204", f"unknown name '{count}'", el.count.span,
+                                    help=hint))
+            return None
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            whole = isinstance(count, float) and count.is_integer() and count > 0
             self.diags.append(error("E214", f"repeat count must be a positive integer, got "
-                                    f"{show(value)}", el.count.span))
+                                    f"{show(count)}", el.count.span,
+                                    help=f"write {int(count)}" if whole else ""))
             return None
         nodes: list[Node] = []
         shape = in_shape
-        for _ in range(count):
-            before = len(self.diags)
+        for i in range(count):
+            before, leaves = len(self.diags), self.leaf_count
             seq = self.chain(el.body, shape, scope, env, "")
             nodes.extend(seq.children)
             shape = seq.out_shape
             if len(self.diags) > before:
                 shape = None
                 break  # the same mistake would repeat count times
+            if i == 0:  # every copy has as many layers as the first: size before expanding
+                per_copy = self.leaf_count - leaves
+                if leaves + per_copy * count > MAX_LAYERS:
+                    raise _TooBig(el.span, f"{count:,} copies of {per_copy:,} "
+                                  f"layer{'s' * (per_copy != 1)}")
         return Node("", "sequence", {}, in_shape, shape, el.span, children=tuple(nodes))
+
+
+_DIM_WORD = re.compile(r"[xX][0-9]*")
+
+
+def _call_site(el: n.Call, bound: dict | None) -> str:
+    if bound is None:
+        args = ", ".join(show_expr(a.value) if a.key is None else f"{a.key}={show_expr(a.value)}"
+                         for a in el.args)
+    else:
+        args = ", ".join(f"{k}={show(v)}" for k, v in bound.items())
+    return f"in the call {el.name}({args}) at line {el.span.line}, column {el.span.col}"
+
+
+def _within(span: n.Span, outer: n.Span) -> bool:
+    return ((outer.line, outer.col) <= (span.line, span.col)
+            and (span.end_line, span.end_col) <= (outer.end_line, outer.end_col))
+
+
+_MAX_AGAIN = 3
+
+
+def _fold_calls(diags: list[Diagnostic]) -> list[Diagnostic]:
+    """One diagnostic per mistake: the same message at the same place, reached through
+    several calls of a def, becomes one with a note per further call."""
+    kept: dict[tuple, int] = {}
+    again: dict[int, list[str]] = {}
+    out: list[Diagnostic] = []
+    for d in diags:
+        key = (d.severity, d.code, d.message, d.span, d.label, d.help)
+        if key not in kept:
+            kept[key] = len(out)
+            out.append(d)
+            continue
+        first = out[kept[key]]
+        new = [note for note in d.notes if note not in first.notes]
+        again.setdefault(kept[key], []).append(new[-1] if new else "")
+    for i, sites in again.items():
+        sites = [s for s in sites if s]
+        extra = tuple("and " + s for s in sites[:_MAX_AGAIN])
+        if len(sites) > _MAX_AGAIN:
+            more = len(sites) - _MAX_AGAIN
+            extra += (f"and in {more} more call{'s' * (more != 1)}",)
+        out[i] = replace(out[i], notes=out[i].notes + extra)
+    return out
+
+
+def _default_error(exc: EvalError, d: n.Def, i: int) -> Diagnostic:
+    """An error in the default of the i-th parameter, with a hint when it names a
+    parameter that is not yet known (defaults may use only earlier parameters)."""
+    diag = exc.diagnostic
+    p = d.params[i]
+    names = [q.name for q in d.params]
+    if exc.name is None:
+        return diag
+    if exc.name in names[i:]:
+        order = list(d.params)
+        later = order.pop(names.index(exc.name))
+        order.insert(i, later)
+        signature = ", ".join(q.name if q.default is None else f"{q.name}={show_expr(q.default)}"
+                              for q in order)
+        return replace(diag, help=f"a default may use only the parameters before it: declare "
+                       f"{exc.name} before {p.name}, e.g. def {d.name}({signature})")
+    if diag.help.startswith("did you mean"):
+        return diag
+    if i == 0:
+        hint = f"{p.name} is the first parameter, so its default cannot use any"
+    else:
+        hint = "a default may use only the parameters before it: " + ", ".join(names[:i])
+    return replace(diag, help=hint)
+
+
+def _as_layer(el: n.Call, spec: ops.OpSpec) -> str:
+    """A layer written like a call, `fc(2*n)`, as a layer: `fc units=2*n`."""
+    positional = [a.name for a in spec.args if a.positional]
+    if sum(a.key is None for a in el.args) > len(positional):
+        return f"{el.name} ..."
+    words = [el.name]
+    for arg in el.args:
+        value = arg.value
+        if arg.key is not None:
+            words.append(f"{arg.key}={show_expr(value)}")
+            continue
+        name = positional.pop(0)
+        plain = isinstance(value, n.Number | n.Word | n.Dims | n.String)
+        words.append(show_expr(value) if plain else f"{name}={show_expr(value)}")
+    return " ".join(words)
 
 
 def _is_batchnorm(el) -> bool:
@@ -342,8 +507,9 @@ def check_module(module: n.Module) -> Net:
         diags.append(error("E216", "a spec holds one model chain; this is a second one", s.span,
                            help="join layers with '->' (a chain may span lines)"))
     end = end_of_file(module.source)
-    if not inputs:
-        diags.append(error("E217", "missing 'input': declare the example shape first", end,
+    if not inputs:  # at 1:1, where the declaration goes
+        diags.append(error("E217", "missing 'input': declare the example shape first",
+                           n.Span(1, 1, 1, 2),
                            help="e.g. input 28x28x1 (an image) or input 2 (a vector)"))
     if not chains:
         diags.append(error("E218", "the spec has no layers", end,
@@ -355,14 +521,16 @@ def check_module(module: n.Module) -> Net:
                            f"{'x'.join(map(str, input_shape))}", inputs[0].span))
         input_shape = None
 
-    checker = _Checker(defs)
+    checker = _Checker(defs, input_decl=inputs[0] if inputs else None)
     body = None
     if chains:
         try:
             body = checker.chain(chains[0], input_shape, _Scope(), {}, "")
-        except _TooBig:
+        except _TooBig as exc:
             diags.append(error("E220", f"the net expands to more than {MAX_LAYERS:,} layers",
-                               chains[0].span, help="check the repeat counts"))
+                               exc.span or chains[0].span, label=exc.label,
+                               notes=tuple(exc.notes), help="check the repeat counts"))
+    checker.finish()
     diags += checker.diags
     train = check_train(trains[0] if trains else None, diags)
     if body is not None and body.out_shape is not None and train.loss is not None:

@@ -31,6 +31,8 @@ class Diagnostic:
                "code": self.code}
         if self.help:
             out["help"] = self.help
+        if self.notes:
+            out["notes"] = list(self.notes)
         return out
 
 

@@ -334,17 +334,11 @@ def test_split_with_four_values(capsys):
     assert "three" in errors[0]["message"] or "3" in errors[0]["message"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the same mistake inside a def body is reported "
-                   "once per call (identical diagnostics), with no note of the call site; "
-                   "compiler/check.py _Checker.call")
 def test_mistake_in_def_body_reported_once(capsys):
     errors = _errors(capsys, spec("def_error_called_twice"))
     assert len(errors) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a shape error inside a def body does not say "
-                   "which call it came from (block(3) on line 5, the second of two); "
-                   "compiler/check.py _Checker.call should add a note with the call site")
 def test_shape_error_in_def_names_the_call(capsys):
     _, _, err = check(capsys, "check", spec("def_body_too_small"))
     assert "line 5" in err
@@ -391,9 +385,6 @@ def test_absurd_numbers_are_errors(text, capsys, tmp_path):
     assert rc == 1, data
 
 
-@pytest.mark.xfail(strict=True, reason="weak: 'missing input' points at the end of the last "
-                   "line (after 'relu'), as if something were wrong there; it belongs at 1:1 "
-                   "where the declaration goes; compiler/check.py check_module E217 span")
 def test_missing_input_points_at_the_top(capsys):
     errors = _errors(capsys, spec("missing_input"))
     assert (errors[0]["line"], errors[0]["col"]) == (1, 1)
@@ -445,35 +436,21 @@ def test_unclosed_paren_hint(capsys):
     assert "both sides" not in errors[0].get("help", "")
 
 
-@pytest.mark.xfail(strict=True, reason="weak: 'input 28 x 28 x 1' says \"unknown layer 'x'\" "
-                   "with the list of layers; it should suggest 28x28x1 (no spaces); "
-                   "compiler/check.py unknown_kind / dsl/parser.py")
 def test_spaced_dims_hint(capsys):
     errors = _errors(capsys, spec("input_spaced_dims"))
     assert "28x28" in errors[0].get("help", "")
 
 
-@pytest.mark.xfail(strict=True, reason="weak: 'repeat n { ... }' outside a def says 'repeat "
-                   "count must be a positive integer, got n' instead of \"unknown name 'n'\"; "
-                   "compiler/check.py _Checker.repeat")
 def test_repeat_unknown_name(capsys):
     errors = _errors(capsys, spec("repeat_unknown_name"))
     assert errors[0]["code"] == "E204"
 
 
-@pytest.mark.xfail(strict=True, reason="weak: a default that uses a later parameter "
-                   "(def block(k=n*2, n=1)) gets the help \"the names in scope are the def's "
-                   "parameters (none here)\", although the def has two; compiler/check.py "
-                   "bind_call evaluates defaults with only earlier values as env")
 def test_default_order_hint(capsys):
     errors = _errors(capsys, spec("def_default_order"))
     assert "none here" not in errors[0].get("help", "")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the 100,000-layer limit is found only after "
-                   "building 100,000 layers: the 2-line 'repeat 99999999999 { residual { fc 8 "
-                   "-> relu } }' takes ~4 s (with a concat of convs ~6 s) to be rejected; "
-                   "compiler/check.py _Checker.repeat could size one copy and multiply")
 def test_expansion_limit_is_found_without_expanding(monkeypatch, capsys, tmp_path):
     import netc.compiler.check as check_module
 
