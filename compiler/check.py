@@ -577,7 +577,7 @@ def _stem(filename: str) -> str:
 
 def check_source(source: str, filename: str = "<spec>") -> Net:
     """Parse and check spec text. Raises SpecError."""
-    return check_module(parse(source, filename))
+    return check_module(parse(source, filename, positional_names=ops.POSITIONAL))
 
 
 def check_file(path) -> Net:

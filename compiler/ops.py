@@ -248,6 +248,11 @@ _register(
 )
 
 ALIASES: dict[str, str] = {a: spec.kind for spec in OPS.values() for a in spec.aliases}
+# The name of each kind's positional argument (`fc 120` is `fc units=120`), aliases included:
+# the parser's hint for `fc 2*n` names it.
+POSITIONAL: dict[str, str] = {
+    kind: next(a.name for a in OPS[ALIASES.get(kind, kind)].args if a.positional)
+    for kind in [*OPS, *ALIASES] if any(a.positional for a in OPS[ALIASES.get(kind, kind)].args)}
 
 
 def lookup(kind: str) -> OpSpec | None:

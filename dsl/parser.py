@@ -8,8 +8,11 @@
 from __future__ import annotations
 
 import functools
+import re
+from collections import deque
+from collections.abc import Mapping
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
@@ -39,22 +42,31 @@ _EXPECTED_ORDER = ["ARROW", "RBRACE", "RPAR", "LBRACE", "BAR", "EQUAL", "COMMA",
 
 class _LineBreaks:
     """Post-lexer: line breaks are whitespace, except inside `train { }` where each setting is
-    one line. Also remembers unclosed '{' so an unexpected end of file can point at it."""
+    one line. Also remembers, for syntax errors, the unclosed '{' and '(' (so an unexpected end
+    of file can point at them), each '}' that closed nothing, and the last few tokens."""
 
     always_accept = ("_NL",)
 
     def __init__(self):
         self.open_braces: list[Token] = []
+        self.open_parens: list[Token] = []
+        self.stray_closers: set[int] = set()  # start_pos of each '}' that closed no '{'
+        self.recent: deque[Token] = deque(maxlen=4)  # the last tokens passed on, newest last
+        self.in_train = False  # whether the last token passed on is inside train { }
 
     def process(self, stream):
         self.open_braces = open_braces = []
-        in_train = train_next = False
+        self.open_parens = open_parens = []
+        self.stray_closers = stray = set()
+        self.recent = recent = deque(maxlen=4)
+        self.in_train = in_train = train_next = False
         last_type = None
         for tok in stream:
             kind = tok.type
             if kind == "_NL":
                 if in_train and last_type not in ("_NL", "LBRACE"):
                     last_type = kind
+                    recent.append(tok)
                     yield tok
                 continue
             if kind == "TRAIN":
@@ -65,8 +77,16 @@ class _LineBreaks:
             elif kind == "RBRACE":
                 if open_braces:
                     open_braces.pop()
+                else:
+                    stray.add(tok.start_pos)
                 in_train = False
+            elif kind == "LPAR":
+                open_parens.append(tok)
+            elif kind == "RPAR" and open_parens:
+                open_parens.pop()
             last_type = kind
+            recent.append(tok)
+            self.in_train = in_train
             yield tok
 
 
@@ -234,23 +254,71 @@ def decode_source(data: bytes, filename: str) -> str:
     return text
 
 
-def parse(source: str, filename: str = "<spec>") -> n.Module:
-    """Parse a spec. Raises SpecError (with one syntax diagnostic) on malformed text."""
+MAX_NESTING = 100  # blocks in blocks, or operators in an expression; deeper is a mistake
+_NESTING = {"residual": "blocks", "concat": "blocks", "repeat": "blocks",
+            "binop": "expression", "neg": "expression"}
+
+
+def parse(source: str, filename: str = "<spec>", *,
+          positional_names: Mapping[str, str] | None = None) -> n.Module:
+    """Parse a spec. Raises SpecError (with one syntax diagnostic) on malformed text.
+
+    `positional_names` maps a layer kind to the name of its positional argument (fc: units);
+    it only makes hints more precise (`fc 2*n` -> write fc units=2*n)."""
     source = source.replace("\r\n", "\n").replace("\r", "\n")
     lark, postlex = _parser()
+    tree = None
     try:
         tree = lark.parse(source)
+        _check_nesting(tree)
         statements = _ToAST().transform(tree)
     except UnexpectedInput as exc:
-        raise SpecError([_syntax_error(exc, source, postlex.open_braces)]) from None
+        raise SpecError([_syntax_error(exc, source, postlex, positional_names or {})]) from None
     except VisitError as exc:
         if isinstance(exc.orig_exc, _Abort):
             raise SpecError([exc.orig_exc.diagnostic]) from None
         raise
-    except RecursionError:
-        raise SpecError([error("E105", "the spec is nested too deeply to read",
-                               n.Span(1, 1, 1, 2))]) from None
+    except RecursionError:  # not expected after _check_nesting; point at the deepest part
+        deepest = _walk_nesting(tree)[1] if tree is not None else None
+        span = n.Span.of(deepest.meta) if deepest is not None else n.Span(1, 1, 1, 2)
+        raise SpecError([error("E105", "the spec is nested too deeply to read", span)]) from None
     return n.Module(statements, filename, source)
+
+
+def _check_nesting(tree: Tree) -> None:
+    """E105 where blocks (or an expression's operators) first nest more than MAX_NESTING
+    deep, before the recursive Transformer and checker would run out of stack."""
+    node = _walk_nesting(tree)[0]
+    if node is None:
+        return
+    what = _NESTING[node.data]
+    if what == "blocks":
+        message = f"blocks are nested more than {MAX_NESTING} deep"
+        help = "write repeated structure with repeat N { ... } or a def"
+    else:
+        message = f"the expression nests more than {MAX_NESTING} operators deep"
+        help = "split it, e.g. into a def parameter"
+    raise SpecError([error("E105", message, n.Span.of(node.meta),
+                           label=f"level {MAX_NESTING + 1}", help=help)])
+
+
+def _walk_nesting(tree: Tree) -> tuple[Tree | None, Tree | None]:
+    """(the first node, in source order, nested more than MAX_NESTING deep; the deepest
+    node of the tree), without recursion."""
+    first = deepest = None
+    most = -1
+    stack = [(tree, 0, 0)]
+    while stack:
+        node, nesting, depth = stack.pop()
+        if node.data in _NESTING:
+            nesting += 1
+            if nesting > MAX_NESTING and first is None:
+                first = node
+        if depth > most and not node.meta.empty:
+            most, deepest = depth, node
+        stack.extend((c, nesting, depth + 1) for c in reversed(node.children)
+                     if isinstance(c, Tree))
+    return first, deepest
 
 
 def end_of_file(source: str) -> n.Span:
@@ -283,10 +351,18 @@ def _expected(names) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
-def _syntax_error(exc: UnexpectedInput, source: str, open_braces: list[Token]) -> Diagnostic:
+def _syntax_error(exc: UnexpectedInput, source: str, postlex: _LineBreaks,
+                  positional_names: Mapping[str, str]) -> Diagnostic:
+    open_braces = postlex.open_braces
     if isinstance(exc, UnexpectedCharacters):
         ch = source[exc.pos_in_stream] if exc.pos_in_stream < len(source) else ""
         span = n.Span(exc.line, exc.column, exc.line, exc.column + 1)
+        if ch in "\"'" and ch:
+            rest = source[exc.pos_in_stream + 1:].split("\n", 1)[0]
+            if ch not in rest:  # the string never ends on its line
+                return error("E102", f"unclosed string: the closing quote {ch} is missing",
+                             span, label="this string is never closed",
+                             help=f"a string ends on its own line: {ch}{rest.rstrip()}{ch}")
         help = _CHARACTER_HELP.get(ch, "")
         shown = repr(ch) if ch.isprintable() else f"U+{ord(ch):04X}" if ch else "?"
         return error("E102", f"unexpected character {shown}", span, help=help)
@@ -301,15 +377,23 @@ def _syntax_error(exc: UnexpectedInput, source: str, open_braces: list[Token]) -
                          notes=(f"the '{{' opened at line {brace.line}, column {brace.column}",),
                          help="add the missing '}'")
         if "RPAR" in expected:
-            return error("E103", "unexpected end of file: missing ')'", span)
+            notes = ()
+            if postlex.open_parens:
+                paren = postlex.open_parens[-1]
+                notes = (f"the '(' opened at line {paren.line}, column {paren.column}",)
+            return error("E103", "unexpected end of file: missing ')'", span, notes=notes,
+                         help="add the missing ')'")
         what = _expected(expected)
         return error("E103", "unexpected end of file" + (f"; expected {what}" if what else ""),
                      span)
 
     span = n.Span.of(tok)
+    if postlex.in_train:  # the LALR states for arguments are shared with layers
+        expected = set(expected) - {"ARROW", "BAR"}
     what = _expected(expected)
     message = f"unexpected {_describe(tok)}" + (f"; expected {what}" if what else "")
-    return error("E103", message, span, help=_token_help(tok, expected))
+    return error("E103", message, span,
+                 help=_token_help(tok, expected, postlex, source, positional_names))
 
 
 _CHARACTER_HELP = {
@@ -317,19 +401,76 @@ _CHARACTER_HELP = {
     ";": "layers are joined with '->', settings go one per line",
     "[": "write dimensions as 28x28x1",
     "\t": "",
+    "\u2192": "write '->' (a hyphen and a greater-than sign)",  # →
+    "\u27f6": "write '->' (a hyphen and a greater-than sign)",  # ⟶
+    "\u21d2": "write '->' (a hyphen and a greater-than sign)",  # ⇒
+    "\u2013": "write '->' with a plain hyphen '-', or '-' for minus",  # – en dash
+    "\u2014": "write '->' with a plain hyphen '-', or '-' for minus",  # — em dash
+    "\u2212": "write minus as a plain hyphen '-'",  # − minus sign
+    "\u00d7": "write dimensions with the letter x: 28x28x1",  # ×
+    "\u201c": "use straight quotes: \"data/train.npz\"",  # “
+    "\u201d": "use straight quotes: \"data/train.npz\"",  # ”
+    "\u2018": "use straight quotes: 'data/train.npz'",  # ‘
+    "\u2019": "use straight quotes: 'data/train.npz'",  # ’
 }
+# A positional value followed by arithmetic, e.g. `2*n` in `fc 2*n -> relu`.
+_SIMPLE_EXPR = re.compile(r"[\w.]+(?:\s*(?:\*|//|\+|-(?!>))\s*\(*\s*[\w.]+\s*\)*)+")
+_OPERATORS = ("STAR", "DSLASH", "PLUS", "MINUS")
+_VALUES = ("INT", "FLOAT", "NAME", "DIMS")
 
 
-def _token_help(tok: Token, expected) -> str:
+def _token_help(tok: Token, expected, postlex: _LineBreaks, source: str,
+                positional_names: Mapping[str, str]) -> str:
+    # The tokens before `tok`. The contextual lexer reports a token that no rule could take
+    # next before it reaches the post-lexer, so `tok` itself may or may not be among them.
+    recent = list(postlex.recent)
+    passed_on = bool(recent) and recent[-1].start_pos == tok.start_pos
+    if passed_on:
+        recent.pop()
+    prev = recent[-1].type if recent else None
     if tok.type == "COMMA":
         return "separate arguments with spaces, not commas (conv f=3 c=8)"
+    if ("RPAR" in expected and postlex.open_parens
+            and tok.type in ("ARROW", "RBRACE", "LBRACE", "BAR", "_NL")):
+        paren = postlex.open_parens[-1]
+        return (f"add the missing ')': the '(' at line {paren.line}, column {paren.column} "
+                "is never closed")
+    if tok.type in _OPERATORS and tok.type not in expected and prev in _VALUES:
+        return _arithmetic_help(recent, postlex.in_train, source, positional_names)
     if tok.type == "ARROW" and "ARROW" not in expected:
         return "'->' joins two layers: put a layer on both sides of it"
     if tok.type == "RBRACE" and "RBRACE" not in expected:
-        return "this '}' closes nothing"
+        if (tok.start_pos in postlex.stray_closers if passed_on else not postlex.open_braces):
+            return "this '}' closes nothing"
+        if prev == "BAR":
+            return "a concat branch needs at least one layer: remove the last '|' or add one"
+        if prev == "LBRACE":
+            return "a block needs at least one layer"
+        if prev == "ARROW":
+            return "'->' joins two layers: put a layer after it"
+        return ""
+    if tok.type == "BAR" and prev in ("LBRACE", "BAR"):
+        return "a concat branch needs at least one layer"
     if tok.type == "EQUAL":
         return "only key=value arguments use '=', and keys are names (f=3, c=16)"
     if tok.type in ("INT", "FLOAT", "DIMS") and "ARROW" in expected:
         return "a layer takes at most its positional value, then key=value arguments"
     return ""
+
+
+def _arithmetic_help(before: list[Token], in_train: bool, source: str,
+                     positional_names: Mapping[str, str]) -> str:
+    """`fc 2*n`: arithmetic in a positional value. Name the argument: fc units=2*n.
+    `before` holds the tokens up to the value, the last of them."""
+    if in_train:  # no setting takes arithmetic
+        return "a setting's values are plain numbers or words, without arithmetic"
+    value = before[-1]
+    kind = before[-2] if len(before) >= 2 and before[-2].type == "NAME" else None
+    name = positional_names.get(str(kind)) if kind is not None else None
+    general = "positional values are plain; arithmetic goes in key=value arguments"
+    if name is None:
+        return general + " (c=2*n)"
+    match = _SIMPLE_EXPR.match(source, value.start_pos)
+    expr = match.group(0).strip() if match else "..."
+    return f"{general}: {kind} {name}={expr}"
 

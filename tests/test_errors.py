@@ -364,9 +364,6 @@ def test_deep_def_chain_is_not_an_internal_error(capsys, tmp_path):
     assert "internal error" not in err
 
 
-@pytest.mark.xfail(strict=True, reason="bug: 'the spec is nested too deeply to read' points at "
-                   "1:1 (the 'input' line) instead of where the nesting gets too deep; "
-                   "dsl/parser.py parse() RecursionError handler")
 def test_too_deep_points_at_the_nesting(capsys):
     errors = _errors(capsys, spec("nested_too_deep"))
     assert errors[0]["line"] > 1
@@ -390,25 +387,16 @@ def test_missing_input_points_at_the_top(capsys):
     assert (errors[0]["line"], errors[0]["col"]) == (1, 1)
 
 
-@pytest.mark.xfail(strict=True, reason="weak: inside a def, 'fc 2*n' is a bare syntax error "
-                   "('unexpected *') with no hint that arithmetic goes in key=value (fc "
-                   "units=2*n); 'fc (2*n)' even says \"'fc' is a layer, not a def\"; "
-                   "dsl/parser.py _token_help")
 def test_positional_expression_hint(capsys):
     errors = _errors(capsys, spec("positional_expression"))
     assert "units=" in errors[0].get("help", "")
 
 
-@pytest.mark.xfail(strict=True, reason="weak: a typographic arrow '→' gets no hint to write "
-                   "'->'; dsl/parser.py _CHARACTER_HELP")
 def test_unicode_arrow_hint(capsys):
     errors = _errors(capsys, spec("unicode_arrow"))
     assert "->" in errors[0].get("help", "")
 
 
-@pytest.mark.xfail(strict=True, reason="weak: an unclosed string is reported as 'unexpected "
-                   "character '\"'' with no mention of the missing closing quote; "
-                   "dsl/parser.py _syntax_error")
 def test_unclosed_string_hint(capsys):
     errors = _errors(capsys, spec("unclosed_string"))
     assert "quote" in errors[0]["message"] + errors[0].get("help", "")
@@ -419,17 +407,11 @@ def test_negative_setting_is_a_range_error(capsys):
     assert errors[0]["code"] == "E206"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the '}' that closes an empty concat branch gets "
-                   "the help \"this '}' closes nothing\" although it closes the concat; "
-                   "dsl/parser.py _token_help ignores open_braces")
 def test_empty_branch_brace_hint(capsys):
     errors = _errors(capsys, spec("empty_concat"))
     assert "closes nothing" not in errors[0].get("help", "")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: 'block(3 -> relu' (missing ')') gets the help "
-                   "\"'->' joins two layers: put a layer on both sides of it\"; dsl/parser.py "
-                   "_token_help should name the unclosed '('")
 def test_unclosed_paren_hint(capsys):
     errors = _errors(capsys, spec("unclosed_paren"))
     assert ")" in errors[0].get("help", "") + errors[0]["message"]
