@@ -10,8 +10,8 @@ then read every changed `.expected` as a user would before committing it: the ca
 the offending token, a message that stands alone, a hint where one helps.
 
 `ok_*.net` in the same folder are valid specs written with CRLF, CR, tabs or a BOM: they must
-check fine. Tests marked xfail(strict=True) describe the wanted behaviour for a known product
-bug; each reason says what is wrong and where.
+check fine. A test marked xfail(strict=True) describes the wanted behaviour for a known
+product bug; its reason says what is wrong and where (none are open now).
 """
 
 from __future__ import annotations
@@ -293,7 +293,7 @@ def test_real_entry_point_never_prints_a_traceback():
         assert proc.stderr == (BROKEN / f"{name}.expected").read_text(encoding="utf-8")
 
 
-# ---- known product bugs: the wanted behaviour, xfail until fixed ---------------------------
+# ---- once-known product bugs: the wanted behaviour ----------------------------------------
 
 
 def _errors(capsys, path) -> list[dict]:
@@ -450,3 +450,120 @@ def test_expansion_limit_is_found_without_expanding(monkeypatch, capsys, tmp_pat
     errors = _errors(capsys, path)
     assert [e["code"] for e in errors] == ["E220"]
     assert calls < 1000, f"{calls} layers bound before giving up"
+
+
+# ---- the fixes above keep what worked -----------------------------------------------------
+
+
+def _layers(text: str) -> list[str]:
+    from netc.compiler.check import check_source
+    return [leaf.name for leaf in check_source(text).leaves()]
+
+
+def test_repeat_still_expands_with_the_same_names():
+    assert _layers("input 8\nfc 8 -> repeat 3 { fc 8 -> relu } -> fc 2\n") == [
+        "fc_1", "fc_2", "relu_1", "fc_3", "relu_2", "fc_4", "relu_3", "fc_5"]
+    assert _layers("input 4x4x2\nrepeat 2 { residual { conv f=1 c=4 } }\n") == [
+        "residual_1/conv_1", "residual_1/projection", "residual_2/conv_1"]
+    assert _layers("input 8\ndef b(n) { repeat n { fc n } }\nb(2) -> b(1)\n") == [
+        "b_1/fc_1", "b_1/fc_2", "b_2/fc_1"]
+
+
+def test_expansion_limit_counts_the_layers_before_the_repeat(monkeypatch, capsys, tmp_path):
+    import netc.compiler.check as check_module
+
+    monkeypatch.setattr(check_module, "MAX_LAYERS", 10)
+    path = tmp_path / "limit.net"
+    path.write_text("input 8\nrepeat 5 { fc 2 -> relu }\n")  # exactly 10
+    assert check_json(capsys, str(path))[0] == 0
+    path.write_text("input 8\nfc 2 -> repeat 5 { fc 2 -> relu }\n")  # 11
+    errors = _errors(capsys, path)
+    assert [(e["code"], e["line"], e["col"]) for e in errors] == [("E220", 2, 9)]
+    path.write_text("input 8\nrepeat 3 { repeat 4 { relu } }\n")  # 12, the outer repeat
+    errors = _errors(capsys, path)
+    assert [(e["code"], e["line"], e["col"]) for e in errors] == [("E220", 2, 1)]
+
+
+def test_repeat_with_a_mistake_reports_it_not_the_limit(capsys, tmp_path):
+    path = tmp_path / "huge_bad.net"
+    path.write_text("input 8\nrepeat 99999999999 { reluu }\n")
+    assert [e["code"] for e in _errors(capsys, path)] == ["E210"]
+
+
+def test_stray_word_ends_a_layer_but_not_its_own_mistakes(capsys, tmp_path):
+    path = tmp_path / "stray.net"
+    path.write_text("input 8x8x1\nconv 3 c=8 relu f=2\n")
+    errors = _errors(capsys, path)
+    assert [e["code"] for e in errors] == ["E201", "E207", "E207"]
+    assert "'->' missing before relu" in errors[2]["help"]
+
+
+def test_def_errors_from_different_calls_stay_apart(capsys, tmp_path):
+    path = tmp_path / "two_calls.net"
+    path.write_text("input 3x3x1\ndef b(f) { conv f=f c=2 }\nconcat { b(5) | b(7) }\n")
+    rc, out, err = check(capsys, "check", str(path))
+    assert rc == 1
+    assert err.count("error: conv f=5") == 1 and err.count("error: conv f=7") == 1
+    assert "= note: in the call b(f=5) at line 3, column 10" in err
+    _, data = check_json(capsys, str(path))
+    assert [e["notes"] for e in data["errors"]] == [
+        ["in the call b(f=5) at line 3, column 10"], ["in the call b(f=7) at line 3, column 17"]]
+
+
+def test_the_same_def_error_lists_every_call(capsys, tmp_path):
+    path = tmp_path / "many_calls.net"
+    path.write_text("input 8\ndef b(c) { fc c -> reluu }\nb(1) -> b(2) -> b(3) -> b(4) -> b(5)\n")
+    errors = _errors(capsys, path)
+    assert len(errors) == 1
+    assert errors[0]["notes"] == [
+        "in the call b(c=1) at line 3, column 1",
+        "and in the call b(c=2) at line 3, column 9",
+        "and in the call b(c=3) at line 3, column 17",
+        "and in the call b(c=4) at line 3, column 25",
+        "and in 1 more call"]
+
+
+def test_defaults_see_only_earlier_parameters(capsys, tmp_path):
+    path = tmp_path / "later.net"
+    path.write_text("input 8\ndef b(k=n*2, n=1) { fc units=k }\nb(n=3)\n")
+    errors = _errors(capsys, path)
+    assert [e["code"] for e in errors] == ["E204"]
+    assert "def b(n=1, k=n*2)" in errors[0]["help"]
+    path.write_text("input 8\ndef b(n=1, k=n*2) { fc units=k }\nb(n=3)\n")
+    rc, data = check_json(capsys, str(path))
+    assert rc == 0 and data["output"] == [6]
+
+
+def test_layer_called_like_a_def_is_shown_as_a_layer(capsys, tmp_path):
+    path = tmp_path / "parens.net"
+    path.write_text("input 8\ndef h(n) { fc(2*n, bias=false) }\nh(3)\n")
+    errors = _errors(capsys, path)
+    assert errors[0]["help"] == "write it without parentheses: fc units=2*n bias=false"
+
+
+@pytest.mark.parametrize(("text", "code", "message"), [
+    ("input 8\nfc -4\n", "E206", "fc -4: expects a positive integer"),
+    ("input 2\nfc 1\ntrain {\n  split 1.2 -0.1 -0.1\n}\n", "E206", "split -0.1"),
+    ("input 2\nfc 1\ntrain {\n  l2 -1e-3\n}\n", "E206", "l2 -0.001: expects a number >= 0"),
+])
+def test_negative_positional_values_are_range_errors(text, code, message, capsys, tmp_path):
+    path = tmp_path / "negative.net"
+    path.write_text(text)
+    errors = _errors(capsys, path)
+    assert errors[0]["code"] == code and message in errors[0]["message"], errors
+
+
+def test_minus_after_a_key_value_continues_its_expression(capsys, tmp_path):
+    path = tmp_path / "minus.net"
+    path.write_text("input 8x8x1\ndef b(c) { conv f=3 c=c -1 }\nb(5)\n")
+    rc, data = check_json(capsys, str(path))
+    assert rc == 0 and data["output"] == [6, 6, 4]
+
+
+def test_deep_but_allowed_nesting_checks(capsys, tmp_path):
+    path = tmp_path / "deep_ok.net"
+    path.write_text("input 8\n" + "residual {\n" * 100 + "fc 8\n" + "}\n" * 100)
+    assert check_json(capsys, str(path))[0] == 0
+    path.write_text("input 8\nfc units=" + "-" * 101 + "1\n")
+    errors = _errors(capsys, path)
+    assert (errors[0]["code"], errors[0]["col"]) == ("E105", 110)
