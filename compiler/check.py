@@ -208,7 +208,8 @@ class _Checker:
         try:
             node = self.chain(d.body, in_shape, scope.child(name), bound, name)
         except _TooBig as exc:
-            exc.notes.append(_call_site(el, bound))
+            if exc.span is not None:  # a repeat in this def's body
+                exc.notes.append(_call_site(el, bound))
             raise
         finally:
             self.call_stack = self.call_stack[:-1]
@@ -226,9 +227,9 @@ class _Checker:
                     found[i] = replace(found[i], notes=found[i].notes + (note,))
 
     def finish(self) -> None:
-        """Fold diagnostics that differ only in the call they came from into one."""
+        """Fold errors that differ only in the call they came from into one. (Warnings stay
+        one per layer: each is about a layer of the net, and they fail nothing.)"""
         self.diags = _fold_calls(self.diags)
-        self.warnings = _fold_calls(self.warnings)
 
     def bind_call(self, el: n.Call, d: n.Def, env) -> dict | None:
         params = [p.name for p in d.params]
@@ -529,7 +530,9 @@ def check_module(module: n.Module) -> Net:
         except _TooBig as exc:
             diags.append(error("E220", f"the net expands to more than {MAX_LAYERS:,} layers",
                                exc.span or chains[0].span, label=exc.label,
-                               notes=tuple(exc.notes), help="check the repeat counts"))
+                               notes=tuple(exc.notes),
+                               help="check the repeat counts" if exc.span else
+                               "check the repeat counts and the defs that call other defs"))
     checker.finish()
     diags += checker.diags
     train = check_train(trains[0] if trains else None, diags)
