@@ -217,12 +217,33 @@ def test_table_of_one_layer_and_cells_with_spaces():
 
 
 @pytest.mark.parametrize("as_json", [True, False])
-def test_check_imports_rich_only_for_the_table_and_never_jax(as_json):
+def test_check_imports_rich_only_for_the_table_and_never_jax_nor_regex(as_json):
     code = ("import sys, io, contextlib; from netc.runtime.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()), "
             "contextlib.redirect_stderr(io.StringIO()):\n"
             f"    rc = main(['check', {str(RESNET50)!r}] + {['--json'] if as_json else []!r})\n"
-            "print(rc, 'rich' in sys.modules, 'jax' in sys.modules)")
+            "print(rc, 'rich' in sys.modules, 'jax' in sys.modules, 'regex' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["0", str(not as_json), "False"]
+    assert out.stdout.split() == ["0", str(not as_json), "False", "False"]
+
+
+def test_cli_hides_regex_from_lark_only_in_its_own_process():
+    pytest.importorskip("regex")
+    script = ("import io, contextlib, netc\n"
+              "from netc.runtime.cli import main\n"
+              "with contextlib.redirect_stdout(io.StringIO()):\n"
+              "    assert {run}\n"
+              "from lark import Lark\n"
+              "try:\n"
+              "    Lark('start: /a/', parser='lalr', regex=True); print('regex ok')\n"
+              "except ImportError:\n"
+              "    print('no regex')\n")
+    results = []
+    for run in (f"netc.check({str(RESNET50)!r}).params > 0",
+                f"main(['check', {str(RESNET50)!r}, '--json']) == 0"):
+        out = subprocess.run([sys.executable, "-c", script.format(run=run)],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        results.append(out.stdout.strip())
+    assert results == ["regex ok", "no regex"]
