@@ -67,7 +67,7 @@ def configure_jax() -> None:
     except OSError:
         return
     jax.config.update("jax_compilation_cache_dir", where)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def _positive(text: str) -> int:

@@ -15,32 +15,34 @@ from __future__ import annotations
 import math
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 from netc.compiler.settings import Choice
 
 
-def epoch_rate(schedule: Choice, lr: float, epochs: int):
-    """lr as a function of the epoch index e (a number or a traced integer)."""
+def epoch_rate(schedule: Choice, lr: float, epochs: int, xp=jnp):
+    """lr as a function of the epoch index e: traced in the optimiser (xp=jnp), or over numpy
+    arrays of epochs for the metrics log (xp=np, no device work)."""
     o = schedule.options
     name = schedule.name
     if name == "constant":
-        return lambda e: lr * jnp.ones_like(jnp.asarray(e, jnp.float32))
+        return lambda e: lr * xp.ones_like(xp.asarray(e, xp.float32))
     if name == "inverse_time":
-        return lambda e: lr / (1.0 + o["decay"] * jnp.floor_divide(e, o["every"]))
+        return lambda e: lr / (1.0 + o["decay"] * xp.floor_divide(e, o["every"]))
     if name == "exponential":
-        return lambda e: lr * o["rate"] ** jnp.floor_divide(e, o["every"]).astype(jnp.float32)
+        return lambda e: lr * o["rate"] ** xp.floor_divide(e, o["every"]).astype(xp.float32)
     if name == "inverse_sqrt":
-        return lambda e: lr * o["k"] / jnp.sqrt(jnp.asarray(e, jnp.float32) + 1.0)
+        return lambda e: lr * o["k"] / xp.sqrt(xp.asarray(e, xp.float32) + 1.0)
     if name == "cosine":
         low = o["min"]
         return lambda e: low + (lr - low) * 0.5 * (
-            1.0 + jnp.cos(math.pi * jnp.asarray(e, jnp.float32) / max(epochs, 1)))
+            1.0 + xp.cos(math.pi * xp.asarray(e, xp.float32) / max(epochs, 1)))
     raise ValueError(f"unknown schedule {name}")  # the checker rejects these earlier
 
 
 def build_optimizer(optimizer: Choice, schedule: Choice, *, epochs: int,
                     steps_per_epoch: int) -> tuple[optax.GradientTransformation, object]:
-    """(optax transformation, rate_of_epoch function) for a train section."""
+    """(optax transformation, lr of an epoch on the host) for a train section."""
     o = optimizer.options
     rate_of_epoch = epoch_rate(schedule, o["lr"], epochs)
 
@@ -62,4 +64,4 @@ def build_optimizer(optimizer: Choice, schedule: Choice, *, epochs: int,
         tx = optax.adamw(lr, o["b1"], o["b2"], o["eps"], weight_decay=o["wd"])
     else:  # pragma: no cover - the checker rejects these earlier
         raise ValueError(f"unknown optimizer {name}")
-    return tx, rate_of_epoch
+    return tx, epoch_rate(schedule, o["lr"], epochs, xp=np)

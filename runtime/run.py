@@ -23,7 +23,7 @@ from netc.compiler.settings import LOSS_HEAD
 
 from . import checkpoint as ckpt
 from .data import DataError, Splits, load_source, make_splits, prepare
-from .train import Data, StopRequested, Trainer, evaluate, first_bad_epoch, now
+from .train import Data, StopRequested, Trainer, compile_seconds, evaluate, first_bad_epoch, now
 
 
 class RunFailed(Exception):
@@ -61,7 +61,8 @@ def load_data(net: Net, base_dir: Path, loss: str) -> tuple[Splits, dict]:
 def to_device(split) -> Data | None:
     if split is None:
         return None
-    return Data(jnp.asarray(split.x), jnp.asarray(split.y))
+    # device_put runs no XLA program (jnp.asarray compiles a small one per array)
+    return Data(jax.device_put(split.x), jax.device_put(split.y))
 
 
 class MetricsLog:
@@ -95,6 +96,10 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
               loop: str = "auto", checkpoint_every: int | None = None,
               checkpoint_seconds: float = 30.0, reporter=None) -> RunResult:
     """Train `net` into `out_dir`. Raises DataError, RunFailed."""
+    from .plots import learning_curve, preload
+
+    started, compiled_before = now(), compile_seconds()
+    matplotlib_loading = preload()
     out_dir = Path(out_dir)
     model = compile_net(net)
     splits, stats = load_data(net, base_dir, model.loss_name)
@@ -124,12 +129,15 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     if reporter:
         reporter.start(net, trainer, done)
     interrupted = False
+    loop_seconds, first_epoch = 0.0, done
     with StopRequested() as stop:
         while done < cfg.epochs:
             count = min(trainer.chunk, cfg.epochs - done)
-            t0 = now()
+            t0, c0 = now(), compile_seconds()
             new_carry, sums = trainer.run_epochs(carry, done, count)
-            records = trainer.records(sums, done, now() - t0)
+            seconds = now() - t0 - (compile_seconds() - c0)  # compiling is not training
+            loop_seconds += seconds
+            records = trainer.records(sums, done, seconds)
             bad = first_bad_epoch(records)
             if bad is not None:
                 good = [r for r in records if r["epoch"] < bad]
@@ -164,9 +172,14 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     if splits.test is not None:
         final["test"] = evaluate(model, variables, to_device(splits.test))
     save_model(out_dir / "model.safetensors", variables, stats, done)
+    steps = (done - first_epoch) * trainer.steps_per_epoch
+    info["timing"] = {"seconds": round(now() - started, 4),
+                      "compile_seconds": round(compile_seconds() - compiled_before, 4),
+                      "train_seconds": round(loop_seconds, 4), "steps": steps,
+                      "step_us": round(1e6 * loop_seconds / steps, 2) if steps else None,
+                      "loop": trainer.loop}
     _write_run_json(out_dir, net, model, splits, done, final, info)
-    from .plots import learning_curve
-
+    matplotlib_loading.join()
     learning_curve(history, out_dir / "learning_curve.png", title=net.name)
     if reporter:
         reporter.finish(final, interrupted)

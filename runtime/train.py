@@ -1,8 +1,8 @@
 """The training loop: data -> device, one compiled step, epochs, metrics, checkpoints.
 
-Randomness is a pure function of (seed, epoch, step): the shuffle of epoch e is
-permutation(fold_in(key, e)), dropout's key folds in the epoch and the step. So a run resumed
-from the checkpoint of epoch k ends with exactly the parameters of an uninterrupted run.
+Randomness is a pure function of (seed, epoch, step): the shuffle of epoch e is numpy's
+default_rng([seed, e]).permutation(m), dropout's key folds in the epoch and the step. So a run
+resumed from the checkpoint of epoch k ends with exactly the parameters of an uninterrupted run.
 
 Two ways to loop over minibatches, picked per model and backend (see benchmarks/RESULTS.md):
   step  a jitted step per minibatch called from Python (XLA:CPU's fast convolution path);
@@ -12,6 +12,7 @@ Two ways to loop over minibatches, picked per model and backend (see benchmarks/
 
 from __future__ import annotations
 
+import functools
 import math
 import signal
 import time
@@ -65,11 +66,10 @@ class Trainer:
             cfg.optimizer, cfg.schedule, epochs=cfg.epochs, steps_per_epoch=self.steps_per_epoch)
         self.loop = choose_loop(net, loop)
         self.shuffle = self.batch < train.m
-        root = jax.random.key(cfg.seed)
-        self.init_key, self.shuffle_key, self.dropout_key = jax.random.split(root, 3)
         self.step_body = self.model.step_fn(self.tx)
         self.chunk = chunk_epochs or self._default_chunk()
         self._compiled = {}
+        self._prefetched = {}
 
     def _default_chunk(self) -> int:
         if self.loop == "step":
@@ -78,20 +78,39 @@ class Trainer:
         return max(1, min(self.cfg.epochs, 2000 // self.steps_per_epoch))
 
     # ---- state ---------------------------------------------------------------------
+    def _keys(self):
+        """(init key, dropout key), derived from the seed inside a trace: creating keys
+        eagerly compiles a handful of tiny XLA programs (~0.2 s at start-up)."""
+        init_key, _, dropout_key = jax.random.split(jax.random.key(self.cfg.seed), 3)
+        return init_key, dropout_key
+
     def init_state(self):
-        variables = self.model.init(self.init_key)
-        return variables["params"], variables["state"], self.tx.init(variables["params"])
+        """(params, state, optimiser state) from the seed, in one compiled call."""
+        if "init" not in self._compiled:
+            def fresh():
+                variables = self.model.init(self._keys()[0])
+                return variables["params"], variables["state"], self.tx.init(variables["params"])
+            self._compiled["init"] = jax.jit(fresh)
+        return self._compiled["init"]()
 
     # ---- one epoch, traced ---------------------------------------------------------
-    def _order(self, epoch):
+    def orders(self, first: int, count: int, rows: int | None = None) -> np.ndarray:
+        """Example orders of epochs first .. first+count-1 as a (rows, m) int32 array (rows
+        beyond count repeat the last; they belong to skipped epochs). Epoch e's order is a
+        permutation drawn on the host from numpy's generator seeded with (seed, e): a pure
+        function of the epoch, and cheap where XLA:CPU's sort is not (jax.random.permutation
+        inside the scan took 12 of moons' 21 µs per step)."""
         m = self.train_data.m
-        if not self.shuffle:
-            return jnp.arange(m)
-        return jax.random.permutation(jax.random.fold_in(self.shuffle_key, epoch), m)
+        out = np.empty((rows or count, m), np.int32)
+        for k in range(out.shape[0]):
+            epoch = first + min(k, count - 1)
+            out[k] = (np.random.default_rng([self.cfg.seed, epoch]).permutation(m)
+                      if self.shuffle else np.arange(m))
+        return out
 
     def _step_on(self, carry, x_all, y_all, idx, epoch, i):
         params, state, opt = carry
-        rng = jax.random.fold_in(jax.random.fold_in(self.dropout_key, epoch), i)
+        rng = jax.random.fold_in(jax.random.fold_in(self._keys()[1], epoch), i)
         params, state, opt, cost, metrics = self.step_body(params, state, opt, x_all[idx],
                                                             y_all[idx], rng)
         n = idx.shape[0]
@@ -100,9 +119,8 @@ class Trainer:
                           metrics.get("counted", jnp.float32(0))])
         return (params, state, opt), sums
 
-    def _epoch(self, carry, epoch, x_all, y_all):
+    def _epoch(self, carry, epoch, order, x_all, y_all):
         """All minibatches of one epoch inside one trace (the scan loop)."""
-        order = self._order(epoch)
         b, full = self.batch, self.full_batches
         sums = jnp.zeros(4, jnp.float32)
         if full:
@@ -122,14 +140,16 @@ class Trainer:
     def _scan_chunk(self):
         """jit: run a chunk of epochs; epochs < 0 are skipped (a short last chunk)."""
         if "scan" not in self._compiled:
-            def chunk(carry, epochs, x_all, y_all):
-                def one(c, epoch):
+            def chunk(carry, epochs, orders, x_all, y_all):
+                def one(c, xs):
+                    epoch, order = xs
+
                     def run(c):
-                        c, sums = self._epoch(c, epoch, x_all, y_all)
+                        c, sums = self._epoch(c, epoch, order, x_all, y_all)
                         return c, jnp.concatenate([sums, self._dev_sums(c, self.dev_data)])
                     return jax.lax.cond(epoch >= 0, run,
                                         lambda c: (c, jnp.zeros(8, jnp.float32)), c)
-                return jax.lax.scan(one, carry, epochs)
+                return jax.lax.scan(one, carry, (epochs, orders))
             self._compiled["scan"] = jax.jit(chunk, donate_argnums=(0,))
         return self._compiled["scan"]
 
@@ -144,10 +164,12 @@ class Trainer:
 
     def _step_fns(self):
         if "step" not in self._compiled:
-            step = jax.jit(self._step_on, donate_argnums=(0,))
-            order = jax.jit(self._order)
+            def step(carry, total, x_all, y_all, idx, epoch, i):
+                carry, sums = self._step_on(carry, x_all, y_all, idx, epoch, i)
+                return carry, total + sums  # the epoch's sums stay on the device
+            step = jax.jit(step, donate_argnums=(0, 1))
             dev = jax.jit(lambda c: self._dev_sums(c, self.dev_data))
-            self._compiled["step"] = (step, order, dev)
+            self._compiled["step"] = (step, dev)
         return self._compiled["step"]
 
     # ---- running ---------------------------------------------------------------------
@@ -157,17 +179,23 @@ class Trainer:
         if self.loop == "scan":
             epochs = np.full(self.chunk, -1, np.int32)
             epochs[:count] = np.arange(first, first + count)
-            carry, sums = self._scan_chunk()(carry, jnp.asarray(epochs), x, y)
+            orders = self._prefetched.pop((first, count), None)
+            if orders is None:
+                orders = self.orders(first, count, self.chunk)
+            carry, sums = self._scan_chunk()(carry, epochs, orders, x, y)
+            # while the device runs this chunk, draw the next one's orders
+            following = (first + count, min(self.chunk, self.cfg.epochs - first - count))
+            if following[1] > 0:
+                self._prefetched = {following: self.orders(*following, self.chunk)}
             return carry, np.asarray(sums)[:count]
-        step, order_of, dev_sums = self._step_fns()
+        step, dev_sums = self._step_fns()
         rows = []
         b = self.batch
         for epoch in range(first, first + count):
-            order = order_of(epoch)
-            total = jnp.zeros(4, jnp.float32)
+            order = self.orders(epoch, 1)[0]
+            total = np.zeros(4, np.float32)
             for i in range(self.steps_per_epoch):
-                carry, sums = step(carry, x, y, order[i * b:(i + 1) * b], epoch, i)
-                total = total + sums
+                carry, total = step(carry, total, x, y, order[i * b:(i + 1) * b], epoch, i)
             rows.append(jnp.concatenate([total, dev_sums(carry)]))
         return carry, np.asarray(jnp.stack(rows))
 
@@ -193,23 +221,34 @@ class Trainer:
 
 def evaluate(model: Model, variables, data: Data, batch: int = 1024) -> dict:
     """Loss (without L2) and accuracy in inference mode over a whole split."""
-    totals = {"loss_sum": 0.0, "n": 0.0, "hits": 0.0, "counted": 0.0}
-    m = data.m
-    for start in range(0, m, batch):
-        x, y = data.x[start:start + batch], data.y[start:start + batch]
-        k = x.shape[0]
-        if k < batch and m > batch:  # pad the tail to the compiled shape
-            pad = batch - k
-            x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
-            y = jnp.concatenate([y, jnp.zeros((pad, *y.shape[1:]), y.dtype)])
-        weights = (jnp.arange(x.shape[0]) < k).astype(jnp.float32)
-        r = model.evaluate_batch(variables, x, y, weights)
-        for key in totals:
-            totals[key] += float(r.get(key, 0.0))
-    out = {"loss": totals["loss_sum"] / max(totals["n"], 1)}
-    if totals["counted"]:
-        out["accuracy"] = totals["hits"] / totals["counted"]
+    totals = _evaluate_split(model, data.m, batch)(variables, data.x, data.y)
+    loss_sum, n, hits, counted = (float(v) for v in np.asarray(totals))
+    out = {"loss": loss_sum / max(n, 1)}
+    if counted:
+        out["accuracy"] = hits / counted
     return out
+
+
+@functools.lru_cache(maxsize=32)
+def _evaluate_split(model: Model, m: int, batch: int):
+    """jit: (variables, x, y) -> [loss_sum, n, hits, counted] over batches of at most `batch`
+    examples (the split padded to whole batches, the padding weighted 0), all in one call."""
+    size = min(batch, m)
+    count = -(-m // size)
+
+    def run(variables, x, y):
+        def pad(a):
+            return jnp.pad(a, [(0, count * size - m)] + [(0, 0)] * (a.ndim - 1))
+        xs = pad(x).reshape(count, size, *x.shape[1:])
+        ys = pad(y).reshape(count, size, *y.shape[1:])
+        weights = (jnp.arange(count * size) < m).astype(jnp.float32).reshape(count, size)
+
+        def one(args):
+            r = model.evaluate_batch(variables, *args)
+            return jnp.stack([r["loss_sum"], r["n"], r.get("hits", jnp.float32(0)),
+                              r.get("counted", jnp.float32(0))])
+        return jax.lax.map(one, (xs, ys, weights)).sum(axis=0)
+    return jax.jit(run)
 
 
 class StopRequested:
@@ -247,3 +286,29 @@ def first_bad_epoch(records: list[dict]) -> int | None:
 
 def now() -> float:
     return time.perf_counter()
+
+
+_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
+                   "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                   "/jax/core/compile/backend_compile_duration")
+_compile_intervals: list[tuple[float, float]] = []  # (start, end), perf_counter seconds
+_listening: list[bool] = []
+
+
+def compile_seconds() -> float:
+    """Seconds this process has spent tracing, lowering and compiling with XLA so far: the
+    union of the intervals of JAX's compile events (nested traces overlap; a persistent-cache
+    hit costs its load time only)."""
+    if not _listening:
+        def listen(event: str, seconds: float, **_):
+            if event in _COMPILE_EVENTS:
+                end = time.perf_counter()
+                _compile_intervals.append((end - seconds, end))
+        jax.monitoring.register_event_duration_secs_listener(listen)
+        _listening.append(True)
+    total, reached = 0.0, -math.inf
+    for start, end in sorted(_compile_intervals):
+        if end > reached:
+            total += end - max(start, reached)
+            reached = end
+    return total
