@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,7 +99,7 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     """Train `net` into `out_dir`. Raises DataError, RunFailed."""
     from .plots import learning_curve, preload
 
-    started, compiled_before = now(), compile_seconds()
+    started, started_unix, compiled_before = now(), time.time(), compile_seconds()
     matplotlib_loading = preload()
     out_dir = Path(out_dir)
     model = compile_net(net)
@@ -137,7 +138,7 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
             new_carry, sums = trainer.run_epochs(carry, done, count)
             seconds = now() - t0 - (compile_seconds() - c0)  # compiling is not training
             loop_seconds += seconds
-            records = trainer.records(sums, done, seconds)
+            records = trainer.records(sums, done, seconds, ended=now() - started)
             bad = first_bad_epoch(records)
             if bad is not None:
                 good = [r for r in records if r["epoch"] < bad]
@@ -173,7 +174,7 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
         final["test"] = evaluate(model, variables, to_device(splits.test))
     save_model(out_dir / "model.safetensors", variables, stats, done)
     steps = (done - first_epoch) * trainer.steps_per_epoch
-    info["timing"] = {"seconds": round(now() - started, 4),
+    info["timing"] = {"started": round(started_unix, 4), "seconds": round(now() - started, 4),
                       "compile_seconds": round(compile_seconds() - compiled_before, 4),
                       "train_seconds": round(loop_seconds, 4), "steps": steps,
                       "step_us": round(1e6 * loop_seconds / steps, 2) if steps else None,

@@ -199,8 +199,10 @@ class Trainer:
             rows.append(jnp.concatenate([total, dev_sums(carry)]))
         return carry, np.asarray(jnp.stack(rows))
 
-    def records(self, sums: np.ndarray, first: int, seconds: float) -> list[dict]:
-        """Per-epoch metric records from the summed figures."""
+    def records(self, sums: np.ndarray, first: int, seconds: float,
+                ended: float | None = None) -> list[dict]:
+        """Per-epoch metric records from the summed figures of a chunk that took `seconds`
+        of training and ended `ended` seconds into the run (`time`, spread evenly)."""
         out = []
         per_epoch = seconds / max(len(sums), 1)
         rates = np.asarray(self.rate_of_epoch(np.arange(first, first + len(sums))),
@@ -215,6 +217,8 @@ class Trainer:
                 if dc:
                     rec["dev_accuracy"] = dh / dc
             rec["seconds"] = per_epoch
+            if ended is not None:
+                rec["time"] = round(ended - (len(sums) - k - 1) * per_epoch, 4)
             out.append(rec)
         return out
 

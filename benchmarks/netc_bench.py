@@ -1,0 +1,243 @@
+#!/usr/bin/env python
+"""netc's contenders for benchmarks/run.py: each runs what a user runs and prints one JSON line.
+
+    python benchmarks/netc_bench.py moons  [--epochs 10000] [--cache DIR|fresh]
+    python benchmarks/netc_bench.py lenet  [--n 1024] [--epochs 5] [--loop auto|step|scan]
+    python benchmarks/netc_bench.py digits [--target 0.97] [--epochs 30]
+    python benchmarks/netc_bench.py resnet [--tiny]
+    python benchmarks/netc_bench.py check  [--json]
+
+moons, lenet and digits call `netc train` in this process (the CLI's own code path, run
+directory, checkpoints, metrics and plot included) and read the figures back from the run's
+run.json ("timing") and metrics.jsonl. `--cache fresh` points JAX's persistent compilation
+cache at an empty folder (a first run); `--cache DIR` at a folder that a previous run filled.
+resnet compiles ResNet-50's train step through `netc.compile` like the Flax contender does
+(same optimiser, batch and timing points). check runs `netc check` on ResNet-50.
+"""
+
+from __future__ import annotations
+
+import time
+
+T_PROCESS = time.time()  # as close to process start as Python lets us
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _use_cache(where: str | None) -> None:
+    if where == "fresh":
+        where = tempfile.mkdtemp(prefix="netc-xla-")
+    if where:
+        os.environ["NETC_CACHE_DIR"] = where
+
+
+def _train(spec: str, out: Path, *sets: str, loop: str | None = None) -> tuple[dict, list]:
+    """`netc train SPEC --out OUT --quiet --set ...` in this process -> (run.json, metrics)."""
+    from netc.runtime.cli import main
+
+    argv = ["train", spec, "--out", str(out), "--quiet"]
+    for item in sets:
+        argv += ["--set", item]
+    if loop:
+        argv += ["--loop", loop]
+    with contextlib.redirect_stdout(sys.stderr):
+        rc = main(argv)
+    if rc != 0:
+        raise SystemExit(f"netc train exited {rc}")
+    info = json.loads((out / "run.json").read_text())
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return info, metrics
+
+
+def moons(opts) -> dict:
+    _use_cache(opts.cache)
+    t0 = time.time()
+    import netc.runtime.commands  # noqa: F401  (jax, optax: what the CLI imports)
+    import netc.runtime.run  # noqa: F401
+
+    import_s = time.time() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        info, _ = _train(str(ROOT / "examples" / "moons_adam.net"), Path(tmp) / "run",
+                         f"epochs={opts.epochs}")
+        t_trained = time.time()
+    timing, final = info["timing"], info["final"]["train"]
+    return dict(case="moons", contender="netc", epochs=opts.epochs, t_process=T_PROCESS,
+                t_trained=t_trained, import_s=import_s, compile_s=timing["compile_seconds"],
+                train_s=timing["train_seconds"], step_us=timing["step_us"],
+                steps=timing["steps"], loop=timing["loop"], run_s=timing["seconds"],
+                final_loss=final["loss"], train_acc=final["accuracy"],
+                cache=os.environ.get("NETC_CACHE_DIR"))
+
+
+LENET_SPEC = """net lenet5_relu
+input 32x32x1
+conv f=5 c=6 -> relu -> avgpool f=2 s=2
+-> conv f=5 c=16 -> relu -> avgpool f=2 s=2
+-> fc 120 -> relu -> fc 84 -> relu -> softmax 10
+train {{
+  data "lenet.npz"
+  split 1 0 0
+  optimizer adam lr=0.001 b1=0.9 b2=0.999 eps=1e-8
+  batch 128
+  epochs {epochs}
+}}
+"""
+
+
+def lenet(opts) -> dict:
+    """The Flax contender's LeNet-5 (relu, average pools), data and Adam; the first epoch
+    is the warm-up, the next `epochs` are timed from metrics.jsonl's per-epoch seconds."""
+    import numpy as np
+    from contenders import LENET, lenet_data
+
+    _use_cache(opts.cache)
+    x, y = lenet_data(opts.n)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        np.savez(tmp / "lenet.npz", x=x, y=y)
+        spec = tmp / "lenet.net"
+        warmup = LENET["warmup_epochs"]
+        spec.write_text(LENET_SPEC.format(epochs=warmup + opts.epochs))
+        info, metrics = _train(str(spec), tmp / "run", loop=opts.loop)
+    timed = metrics[warmup:]
+    train_s = sum(r["seconds"] for r in timed)
+    steps = len(timed) * -(-opts.n // LENET["batch"])
+    return dict(case="lenet", contender=f"netc_{opts.loop}" if opts.loop else "netc",
+                n=opts.n, batch=LENET["batch"], timed_steps=steps, train_s=train_s,
+                img_per_s=len(timed) * opts.n / train_s, step_ms=1e3 * train_s / steps,
+                compile_s=info["timing"]["compile_seconds"], loop=info["timing"]["loop"],
+                final_loss=timed[-1]["loss"], in_process_s=time.time() - T_PROCESS)
+
+
+def digits(opts) -> dict:
+    """examples/digits_resnet.net: wall time from process start to the first epoch whose
+    dev accuracy reaches the target (the run goes on to its last epoch)."""
+    _use_cache(opts.cache)
+    with tempfile.TemporaryDirectory() as tmp:
+        info, metrics = _train(str(ROOT / "examples" / "digits_resnet.net"), Path(tmp) / "run",
+                               f"epochs={opts.epochs}")
+        t_trained = time.time()
+    start = info["timing"]["started"] - T_PROCESS
+    hit = next((r for r in metrics if r.get("dev_accuracy", 0) >= opts.target), None)
+    return dict(case="digits", contender="netc", target=opts.target,
+                time_to_target_s=start + hit["time"] if hit else None,
+                epochs_to_target=hit["epoch"] if hit else None,
+                e2e_s=t_trained - T_PROCESS, compile_s=info["timing"]["compile_seconds"],
+                epoch_s=info["timing"]["train_seconds"] / len(metrics),
+                final_dev_acc=metrics[-1].get("dev_accuracy"),
+                test_acc=(info["final"].get("test") or {}).get("accuracy"))
+
+
+TINY_RESNET = """net tiny_resnet
+input 32x32x3
+conv f=7 s=2 p=3 c=8 -> bn -> relu -> maxpool f=3 s=2 p=1
+-> residual { conv f=1 c=8 -> bn -> relu -> conv f=3 p=1 c=8 -> bn -> relu -> conv f=1 c=32 -> bn }
+-> relu
+-> residual { conv f=1 c=16 -> bn -> relu -> conv f=3 s=2 p=1 c=16 -> bn -> relu
+              -> conv f=1 c=64 -> bn }
+-> relu -> globalavgpool -> softmax 10
+"""
+
+
+def resnet(opts) -> dict:
+    """ResNet-50 (examples/zoo/resnet50.net) train step at batch 8: the Flax contender's
+    optimiser (optax.sgd 0.1, momentum 0.9), data and timing points."""
+    import resource
+
+    import jax
+    import numpy as np
+    import optax
+    from contenders import RESNET, RESNET_TINY, _cost_flops
+
+    import netc
+
+    cfg = RESNET_TINY if opts.tiny else RESNET
+    t_imports = time.time()
+    source = TINY_RESNET if opts.tiny else str(ROOT / "examples" / "zoo" / "resnet50.net")
+    model = netc.compile(source)
+    rng = np.random.default_rng(0)
+    b, size, classes = cfg["batch"], cfg["image"], cfg["classes"]
+    x = jax.device_put(rng.standard_normal((b, size, size, 3), dtype=np.float32))
+    y = jax.device_put(rng.integers(0, classes, b).astype(np.int32))
+    t0 = time.perf_counter()
+    variables = jax.block_until_ready(model.init(jax.random.key(0)))
+    init_s = time.perf_counter() - t0
+    tx = optax.sgd(cfg["lr"], momentum=cfg["momentum"])
+    params, state = variables["params"], variables["state"]
+    opt_state = tx.init(params)
+    step = model.train_step(tx)
+    key = jax.random.key(1)
+    t0 = time.perf_counter()
+    traced = step.trace(params, state, opt_state, x, y, key)
+    t1 = time.perf_counter()
+    lowered = traced.lower()
+    t2 = time.perf_counter()
+    compiled = lowered.compile()
+    t3 = time.perf_counter()
+    flops = _cost_flops(compiled)
+    step_s, losses = [], []
+    for _ in range(cfg["steps"]):
+        t0s = time.perf_counter()
+        params, state, opt_state, loss, _ = compiled(params, state, opt_state, x, y, key)
+        jax.block_until_ready(loss)
+        step_s.append(time.perf_counter() - t0s)
+        losses.append(float(loss))
+    return dict(case="resnet", contender="netc", model="tiny-resnet" if opts.tiny else "resnet50",
+                batch=b, image=size, n_params=int(sum(v.size for v in jax.tree.leaves(params))),
+                init_s=init_s, trace_s=t1 - t0, lower_s=t2 - t1, compile_s=t3 - t2,
+                first_step_s=step_s[0], step_s=step_s[-1], step_s_all=step_s,
+                flops_per_step=flops, gflops=flops / step_s[-1] / 1e9, losses=losses,
+                import_s=t_imports - T_PROCESS,
+                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                in_process_s=time.time() - T_PROCESS)
+
+
+def check(opts) -> dict:
+    """`netc check examples/zoo/resnet50.net [--json]`, output discarded; the parent times
+    the whole process."""
+    from netc.runtime.cli import main
+
+    argv = ["check", str(ROOT / "examples" / "zoo" / "resnet50.net")]
+    if opts.json:
+        argv.append("--json")
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+        rc = main(argv)
+    return dict(case="check", contender="netc_json" if opts.json else "netc_table", rc=rc,
+                in_process_s=time.time() - T_PROCESS)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("case", choices=["moons", "lenet", "digits", "resnet", "check"])
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--n", type=int, default=1024, help="lenet: examples")
+    p.add_argument("--loop", choices=["auto", "step", "scan"], default=None)
+    p.add_argument("--target", type=float, default=0.97, help="digits: dev accuracy")
+    p.add_argument("--cache", default="fresh", help="fresh, or a cache folder to reuse")
+    p.add_argument("--tiny", action="store_true", help="resnet: a tiny net (smoke test)")
+    p.add_argument("--json", action="store_true", help="check: --json instead of the table")
+    opts = p.parse_args(argv)
+    if opts.epochs is None:
+        opts.epochs = {"moons": 10_000, "lenet": 5, "digits": 30}.get(opts.case, 1)
+    return opts
+
+
+def main(argv=None) -> int:
+    opts = parse_args(argv)
+    result = {"moons": moons, "lenet": lenet, "digits": digits, "resnet": resnet,
+              "check": check}[opts.case](opts)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
