@@ -779,3 +779,48 @@ def test_resnet50_forward():
     real = sum(real_macs(leaf) for leaf in net.leaves())
     allowance = sum(flop_allowance(leaf) for leaf in net.leaves())
     assert 2 * real <= _flops(compiled) <= 2 * real + allowance
+
+
+# ---- conv as one matmul over patches (im2col), chosen on CPU for few input channels ----
+
+
+@pytest.mark.parametrize(("in_shape", "layer"), [
+    ((9, 9, 1), "conv f=3 c=4"),
+    ((10, 7, 3), "conv f=3 s=2 p=same c=5"),
+    ((11, 11, 6), "conv f=5 s=2 p=1 c=16"),
+    ((8, 8, 2), "conv f=1x3 s=1x2 p=same c=3 bias=false"),
+    ((12, 12, 20), "conv f=3 s=3 p=same c=4"),   # more channels than the im2col limit
+    ((7, 9, 4), "conv f=4 s=3 c=2"),             # strides that skip the last cells
+])
+def test_conv_lowerings_agree_in_values_and_gradients(in_shape, layer):
+    """The im2col lowering and lax.conv_general_dilated give the same outputs and gradients
+    for strides, SAME/explicit/asymmetric padding and non-square windows."""
+    model, variables, x, _ = build(layer, in_shape, m=3)
+    node = model.net.leaves()[0]
+    direct, as_matmul = L._conv_direct(node), L._conv_as_matmul(node)
+
+    def loss(params, lowering, x):
+        run = L._Pass(params, {}, False, None, {}, jnp.float32)
+        return jnp.sum(jnp.sin(lowering(run, x)))
+
+    for lowering in (direct, as_matmul):
+        run = L._Pass(variables["params"], {}, False, None, {}, jnp.float32)
+        assert lowering(run, x).shape == (3, *node.out_shape)
+    want = jax.grad(loss, argnums=(0, 2))(variables["params"], direct, x)
+    got = jax.grad(loss, argnums=(0, 2))(variables["params"], as_matmul, x)
+    run = L._Pass(variables["params"], {}, False, None, {}, jnp.float32)
+    np.testing.assert_allclose(as_matmul(run, x), direct(run, x), **TOL)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_im2col_is_chosen_only_for_few_channels_on_cpu(monkeypatch):
+    few = netc.compile("input 8x8x3\nconv f=3 c=4").net.leaves()[0]
+    assert few.in_shape[-1] <= L.IM2COL_MAX_CHANNELS
+    monkeypatch.setattr(L, "_conv_as_matmul", lambda node: "im2col")
+    monkeypatch.setattr(L, "_conv_direct", lambda node: "direct")
+    assert L._conv(few) == ("im2col" if jax.default_backend() == "cpu" else "direct")
+    wide = netc.compile("input 8x8x9\nconv f=3 c=4").net.leaves()[0]
+    assert L._conv(wide) == "direct"
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert L._conv(few) == "direct"
