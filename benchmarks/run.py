@@ -54,6 +54,8 @@ class Settings:
     conv_batch: int = 32
     ceiling_reps: int = 10
     resnet_tiny: bool = False
+    digits_epochs: int = 30
+    digits_target: float = 0.97
     timeout_s: int = 1800
 
     @classmethod
@@ -70,6 +72,8 @@ class Settings:
             conv_batch=2,
             ceiling_reps=3,
             resnet_tiny=True,
+            digits_epochs=2,
+            digits_target=0.5,
             timeout_s=300,
         )
 
@@ -103,6 +107,23 @@ def ceiling_args(s):
 
 def resnet_args(s):
     return ["--tiny"] if s.resnet_tiny else []
+
+
+def digits_args(s):
+    return ["--epochs", str(s.digits_epochs), "--target", str(s.digits_target)]
+
+
+KERAS_SUMMARY = "\n".join([
+    "import os",
+    "os.environ.setdefault('KERAS_BACKEND', 'jax')",
+    "try:",
+    "    import keras",
+    "except ImportError as e:",
+    "    print('{\"skipped\": \"not installed (keras)\"}')",
+    "else:",
+    "    keras.applications.ResNet50(weights=None).summary()",
+    "    print('{}')",
+])
 
 
 def import_cmd(modules: str):
@@ -152,6 +173,14 @@ CASES: dict[str, list[tuple[str, Command]]] = {
     "resnet": [
         ("flax", contender("resnet", "flax", resnet_args)),
     ],
+    "digits": [
+        ("flax_optax", contender("digits", "flax_optax", digits_args)),
+    ],
+    # ResNet-50 summarised from process start (netc adds `netc check`)
+    "check": [
+        ("python", [PY, "-c", "print('{}')"]),
+        ("keras_summary", [PY, "-c", KERAS_SUMMARY]),
+    ],
 }
 # --quick keeps only these contenders of these cases (to stay under a minute).
 QUICK_ONLY = {"imports": ["python", "jax"]}
@@ -162,6 +191,8 @@ REFERENCE = {
     "ceilings": "jax",
     "imports": "python",
     "resnet": "flax",
+    "digits": "flax_optax",
+    "check": "keras_summary",
 }
 
 # ====================================== NETC HOOK ======================================
@@ -210,6 +241,17 @@ CASE_FIGURES = {
         ("peak_rss_mb", "peak RSS MB", "lower", ",.0f"),
         ("wall_s", "process wall s", "lower", ".1f"),
     ],
+    "digits": [
+        ("time_to_target_s", "s to target", "lower", ".2f"),
+        ("epochs_to_target", "epochs to target", None, "d"),
+        ("e2e_s", "end-to-end s", "lower", ".2f"),
+        ("epoch_s", "s / epoch", "lower", ".3f"),
+        ("compile_s", "compile s", "lower", ".2f"),
+        ("final_dev_acc", "final dev acc", None, ".4f"),
+    ],
+    "check": [
+        ("wall_s", "process wall s", "lower", ".3f"),
+    ],
 }
 
 # Figures that get a "×ref" column (median / median of the case's reference contender).
@@ -218,6 +260,9 @@ RATIO_KEYS = {
     "lenet": ["img_per_s"],
     "ceilings": ["matmul_gflops", "conv_gflops"],
     "imports": ["wall_s"],
+    "resnet": ["compile_s", "step_s", "peak_rss_mb"],
+    "digits": ["time_to_target_s", "e2e_s"],
+    "check": ["wall_s"],
 }
 
 # Figures measured on the reference machine when this suite was specified (medians).
@@ -426,7 +471,10 @@ def write_markdown(path, doc):
         "lenet": "2. LeNet-5, batch 128, Adam 1e-3 (steady state)",
         "ceilings": "3a. Machine ceilings (float32, jit)",
         "imports": "3b. Import cost (fresh `python -c` subprocess)",
-        "resnet": "4. ResNet-50 train step, batch 8, 224x224x3, SGD momentum (Flax linen)",
+        "resnet": "4. ResNet-50 train step, batch 8, 224x224x3, SGD momentum",
+        "digits": "5. A small ResNet (examples/digits_resnet.net) on sklearn's digits: "
+                  "time to a dev accuracy",
+        "check": "6. ResNet-50 summarised (layers, shapes, parameters) from process start",
     }
     for case, res in doc["cases"].items():
         title = titles.get(case, case)
@@ -436,6 +484,8 @@ def write_markdown(path, doc):
             title += f", {s['moons_epochs']} epochs"
         if case == "lenet":
             title += f", {s['lenet_n']} random examples, {s['lenet_epochs']} timed epochs"
+        if case == "digits":
+            title += f" of {s['digits_target']:g}, {s['digits_epochs']} epochs"
         L += [f"## {title}", ""]
         figs = CASE_FIGURES.get(case, [])
         head = ["contender"] + [lab for _, lab, _, _ in figs]
@@ -502,14 +552,15 @@ def write_markdown(path, doc):
                     )
             L.append("")
         if case == "resnet":
-            ok = [r for r in res["runs"].get("flax", []) if "n_params" in r]
-            if ok:
-                L += [
-                    f"{ok[0]['model']}: {ok[0]['n_params']:,} parameters, "
-                    f"{ok[0]['flops_per_step']:,.0f} XLA flops/step; losses of the timed "
-                    f"steps: {', '.join(f'{x:.3f}' for x in ok[0]['losses'])}",
-                    "",
-                ]
+            for name, runs in res["runs"].items():
+                ok = [r for r in runs if "n_params" in r]
+                if ok:
+                    L.append(
+                        f"- `{name}`: {ok[0]['model']}, {ok[0]['n_params']:,} parameters, "
+                        f"{ok[0]['flops_per_step']:,.0f} XLA flops/step; losses of the timed "
+                        f"steps: {', '.join(f'{x:.3f}' for x in ok[0]['losses'])}"
+                    )
+            L.append("")
     L += ["## Method", ""] + [f"- {x}" for x in METHOD_NOTES] + [""]
     Path(path).write_text("\n".join(L))
 
@@ -544,7 +595,21 @@ METHOD_NOTES = [
     "per framework (throughput only).",
     "resnet: trace/lower/compile timed separately via jit(f).trace(...).lower().compile(); "
     "s/step = the 2nd of 2 steps after compile (the 1st is shown apart: it also pays "
-    "one-time costs); peak RSS = ru_maxrss of the subprocess.",
+    "one-time costs); peak RSS = ru_maxrss of the subprocess. netc's step comes from "
+    "netc.compile(examples/zoo/resnet50.net) with the same optax.sgd(0.1, momentum=0.9).",
+    "netc contenders (benchmarks/netc_bench.py) run `netc train` in-process through the "
+    "CLI's own code (run directory, metrics.jsonl, checkpoints, learning-curve plot "
+    "included) and read their figures back from run.json and metrics.jsonl. `netc` starts "
+    "with an empty JAX compilation cache; `netc_cached` reuses one filled by an earlier run "
+    "of the same spec (what a user's second run gets). netc draws its own init and "
+    "shuffles from its seed, so its final loss differs from the shared-init contenders.",
+    "digits: the same net, data (sklearn digits / 16), 80/10/10 split sizes, Adam 3e-3 "
+    "with per-epoch cosine decay, batch 64; each contender shuffles and splits with its "
+    "own seed. s to target = process start to the end of the first epoch whose dev "
+    "accuracy reaches the target.",
+    "check: process wall time of `netc check examples/zoo/resnet50.net` (table or --json, "
+    "output discarded) against Keras 3 (JAX backend) building keras.applications.ResNet50"
+    "(weights=None) and printing model.summary(); `python` is the interpreter's floor.",
 ]
 
 
