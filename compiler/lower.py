@@ -61,7 +61,9 @@ def _weights(run: _Pass, node: Node):
 
 
 def _conv(node: Node) -> Forward:
-    if node.in_shape[-1] <= IM2COL_MAX_CHANNELS and jax.default_backend() == "cpu":
+    if (node.in_shape[-1] <= IM2COL_MAX_CHANNELS
+            and node.out_shape[0] * node.out_shape[1] <= IM2COL_MAX_POSITIONS
+            and jax.default_backend() == "cpu"):
         return _conv_as_matmul(node)
     return _conv_direct(node)
 
@@ -78,9 +80,11 @@ def _conv_direct(node: Node) -> Forward:
 
 
 # XLA:CPU's convolutions are slow with few input channels: as one matmul over patches
-# (im2col), LeNet-5 (1 and 6 channels in) trains ~25% faster, while a ResNet with 16-32
-# channels trains 2x slower that way (benchmarks/RESULTS.md).
+# (im2col), LeNet-5 (1 and 6 channels in, 28x28 and 10x10 outputs) trains ~25% faster, while
+# a ResNet with 16-32 channels trains 2x slower that way, and ResNet-50's stem (3 channels,
+# 112x112 outputs) gains nothing per step but 0.5-1 s of compile (benchmarks/RESULTS.md).
 IM2COL_MAX_CHANNELS = 8
+IM2COL_MAX_POSITIONS = 64 * 64
 
 
 def _conv_as_matmul(node: Node) -> Forward:

@@ -822,5 +822,7 @@ def test_im2col_is_chosen_only_for_few_channels_on_cpu(monkeypatch):
     assert L._conv(few) == ("im2col" if jax.default_backend() == "cpu" else "direct")
     wide = netc.compile("input 8x8x9\nconv f=3 c=4").net.leaves()[0]
     assert L._conv(wide) == "direct"
+    large = netc.compile("input 224x224x3\nconv f=7 s=2 p=3 c=64").net.leaves()[0]
+    assert L._conv(large) == "direct"
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert L._conv(few) == "direct"
