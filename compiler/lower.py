@@ -123,13 +123,19 @@ def _maxpool(node: Node) -> Forward:
     return lambda run, x: lax.reduce_window(x, -jnp.inf, lax.max, window, strides, pads)
 
 
+def _real_cells(n: int, f: int, s: int, low: int, out: int) -> np.ndarray:
+    """Along one axis of n cells padded by `low` in front: how many real cells each of the
+    `out` windows (size f, stride s) covers."""
+    start = np.arange(out) * s - low
+    return np.minimum(start + f, n) - np.maximum(start, 0)
+
+
 def _avgpool(node: Node) -> Forward:
     """Average over the real cells of each window: padded cells are not counted."""
     window, strides, pads = _pool_window(node)
-    h, w, _ = node.in_shape
-    counts = lax.reduce_window(np.ones((1, h, w, 1), np.float32), 0.0, lax.add, window, strides,
-                               pads)
-    counts = np.asarray(counts)
+    counts = np.outer(*(_real_cells(n, f, s, lo, out) for n, f, s, (lo, _), out in zip(
+        node.in_shape[:2], node.attrs["f"], node.attrs["s"], node.attrs["padding"],
+        node.out_shape[:2])))[None, :, :, None].astype(np.float32)
 
     def forward(run, x):
         total = lax.reduce_window(x, 0.0, lax.add, window, strides, pads)

@@ -140,25 +140,27 @@ class Trainer:
     def _scan_chunk(self):
         """jit: run a chunk of epochs; epochs < 0 are skipped (a short last chunk)."""
         if "scan" not in self._compiled:
-            def chunk(carry, epochs, orders, x_all, y_all):
+            def chunk(carry, epochs, orders, x_all, y_all, dev_x, dev_y):
                 def one(c, xs):
                     epoch, order = xs
 
                     def run(c):
                         c, sums = self._epoch(c, epoch, order, x_all, y_all)
-                        return c, jnp.concatenate([sums, self._dev_sums(c, self.dev_data)])
+                        return c, jnp.concatenate([sums, self._dev_sums(c, dev_x, dev_y)])
                     return jax.lax.cond(epoch >= 0, run,
                                         lambda c: (c, jnp.zeros(8, jnp.float32)), c)
                 return jax.lax.scan(one, carry, (epochs, orders))
             self._compiled["scan"] = jax.jit(chunk, donate_argnums=(0,))
         return self._compiled["scan"]
 
-    def _dev_sums(self, carry, dev: Data | None):
-        if dev is None:
+    def _dev_sums(self, carry, dev_x, dev_y):
+        """[loss_sum, n, hits, counted] on the dev split (an argument, never a constant
+        baked into the program), zeros without one."""
+        if dev_x is None:
             return jnp.zeros(4, jnp.float32)
         params, state, _ = carry
-        r = self.model.evaluate_batch({"params": params, "state": state}, dev.x, dev.y,
-                                      jnp.ones(dev.m, jnp.float32))
+        r = self.model.evaluate_batch({"params": params, "state": state}, dev_x, dev_y,
+                                      jnp.ones(dev_x.shape[0], jnp.float32))
         return jnp.stack([r["loss_sum"], r["n"], r.get("hits", jnp.float32(0)),
                           r.get("counted", jnp.float32(0))])
 
@@ -168,9 +170,12 @@ class Trainer:
                 carry, sums = self._step_on(carry, x_all, y_all, idx, epoch, i)
                 return carry, total + sums  # the epoch's sums stay on the device
             step = jax.jit(step, donate_argnums=(0, 1))
-            dev = jax.jit(lambda c: self._dev_sums(c, self.dev_data))
+            dev = jax.jit(self._dev_sums)
             self._compiled["step"] = (step, dev)
         return self._compiled["step"]
+
+    def _dev_arrays(self):
+        return (None, None) if self.dev_data is None else (self.dev_data.x, self.dev_data.y)
 
     # ---- running ---------------------------------------------------------------------
     def run_epochs(self, carry, first: int, count: int):
@@ -182,13 +187,14 @@ class Trainer:
             orders = self._prefetched.pop((first, count), None)
             if orders is None:
                 orders = self.orders(first, count, self.chunk)
-            carry, sums = self._scan_chunk()(carry, epochs, orders, x, y)
+            carry, sums = self._scan_chunk()(carry, epochs, orders, x, y, *self._dev_arrays())
             # while the device runs this chunk, draw the next one's orders
             following = (first + count, min(self.chunk, self.cfg.epochs - first - count))
             if following[1] > 0:
                 self._prefetched = {following: self.orders(*following, self.chunk)}
             return carry, np.asarray(sums)[:count]
         step, dev_sums = self._step_fns()
+        dev = self._dev_arrays()
         rows = []
         b = self.batch
         for epoch in range(first, first + count):
@@ -196,8 +202,8 @@ class Trainer:
             total = np.zeros(4, np.float32)
             for i in range(self.steps_per_epoch):
                 carry, total = step(carry, total, x, y, order[i * b:(i + 1) * b], epoch, i)
-            rows.append(jnp.concatenate([total, dev_sums(carry)]))
-        return carry, np.asarray(jnp.stack(rows))
+            rows.append(np.concatenate([np.asarray(total), np.asarray(dev_sums(carry, *dev))]))
+        return carry, np.stack(rows)
 
     def records(self, sums: np.ndarray, first: int, seconds: float,
                 ended: float | None = None) -> list[dict]:
@@ -251,6 +257,8 @@ def _evaluate_split(model: Model, m: int, batch: int):
             r = model.evaluate_batch(variables, *args)
             return jnp.stack([r["loss_sum"], r["n"], r.get("hits", jnp.float32(0)),
                               r.get("counted", jnp.float32(0))])
+        if count == 1:  # a loop around one batch costs compile time (0.9 s for LeNet-5)
+            return one((xs[0], ys[0], weights[0]))
         return jax.lax.map(one, (xs, ys, weights)).sum(axis=0)
     return jax.jit(run)
 
