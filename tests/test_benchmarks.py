@@ -1,0 +1,37 @@
+"""The benchmark command works (on a tiny size): no timings are asserted, only that every
+selected contender ran and its figures reached RESULTS.md and results.json."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / "benchmarks" / "run.py"
+
+pytestmark = pytest.mark.skipif(not RUN.exists(), reason="benchmarks/ not in this checkout")
+
+
+def test_quick_benchmark_run_writes_results(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--cases", "moons,check",
+         "--only", "jax_scan,netc,python,netc_json", "--quiet-wait", "0", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    doc = json.loads((tmp_path / "results.json").read_text())
+    moons = doc["cases"]["moons"]["runs"]
+    for name in ("jax_scan", "netc"):
+        (run,) = moons[name]
+        assert "error" not in run, run
+        assert run["e2e_s"] > 0 and run["step_us"] > 0
+        assert 0.5 < run["train_acc"] <= 1.0
+    assert moons["netc"][0]["loop"] == "scan"  # netc's choice for a dense net
+    check = doc["cases"]["check"]["runs"]
+    assert check["netc_json"][0]["rc"] == 0 and check["netc_json"][0]["wall_s"] > 0
+    text = out.read_text()
+    assert "| `netc` |" in text and "| `netc_json` |" in text
