@@ -60,12 +60,15 @@ def _weights(run: _Pass, node: Node):
     return kernel, bias
 
 
-def _conv(node: Node) -> Forward:
-    if (node.in_shape[-1] <= IM2COL_MAX_CHANNELS
+def conv_as_matmul(node: Node) -> bool:
+    """Whether this conv is lowered as im2col (see IM2COL_MAX_CHANNELS)."""
+    return (node.in_shape[-1] <= IM2COL_MAX_CHANNELS
             and node.out_shape[0] * node.out_shape[1] <= IM2COL_MAX_POSITIONS
-            and jax.default_backend() == "cpu"):
-        return _conv_as_matmul(node)
-    return _conv_direct(node)
+            and jax.default_backend() == "cpu")
+
+
+def _conv(node: Node) -> Forward:
+    return _conv_as_matmul(node) if conv_as_matmul(node) else _conv_direct(node)
 
 
 def _conv_direct(node: Node) -> Forward:

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from netc.compiler.ir import Net
+from netc.compiler.lower import conv_as_matmul
 from netc.compiler.model import Model, compile_net
 
 from .optim import build_optimizer
@@ -40,12 +41,14 @@ class Data:
 
 
 def choose_loop(net: Net, requested: str = "auto") -> str:
-    """step or scan. On CPU, convolutions inside lax.scan leave XLA's fast path (LeNet-5 ran
-    4x slower fused); dense nets gain from fusing. Elsewhere fusing wins."""
+    """step or scan. On CPU, XLA's convolutions inside lax.scan leave its fast path (LeNet-5
+    ran 5x slower fused); convs lowered as matmuls (im2col) and dense nets gain from fusing
+    (benchmarks/RESULTS.md). Elsewhere fusing wins."""
     if requested != "auto":
         return requested
-    has_conv = any(leaf.kind == "conv" for leaf in net.leaves())
-    if jax.default_backend() == "cpu" and has_conv:
+    direct_convs = any(leaf.kind == "conv" and not conv_as_matmul(leaf)
+                       for leaf in net.leaves())
+    if jax.default_backend() == "cpu" and direct_convs:
         return "step"
     return "scan"
 

@@ -497,3 +497,20 @@ def test_eval_finds_relative_data_file(lr_data, tmp_path, capsys):
     code, out_text, err = run_cli(["eval", out, "--json"], capsys)
     assert code == 0, err
     assert json.loads(out_text)["splits"]["train"]["examples"] == M
+
+
+@pytest.mark.parametrize(("body", "cpu_loop"), [
+    ("fc 8 -> relu -> sigmoid 1", "scan"),
+    ("conv f=3 c=4 -> relu -> flatten -> softmax 3", "scan"),      # im2col: fuses well
+    ("conv f=3 c=4 -> conv f=3 c=4 -> flatten -> softmax 3", "scan"),
+    ("conv f=1 c=16 -> conv f=3 c=4 -> flatten -> softmax 3", "step"),  # a direct conv
+])
+def test_auto_loop_fuses_unless_a_conv_stays_direct_on_cpu(body, cpu_loop, monkeypatch):
+    from netc.runtime.train import choose_loop
+
+    net = check_source(f"input 8x8x2\n{body}")
+    assert choose_loop(net, "step") == "step" and choose_loop(net, "scan") == "scan"
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert choose_loop(net) == cpu_loop
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert choose_loop(net) == "scan"
