@@ -57,7 +57,7 @@ def evaluate_run(run_dir: Path, model, variables, which: str | None) -> dict:
         if name not in parts:
             raise DataError(f"the run has no {name} split (it has: {', '.join(parts)})")
         data = to_device(parts[name])
-        metrics = evaluate(model, variables, data)
+        metrics = evaluate(model, variables, data.x, data.y, net.train.batch or 1024)
         if model.loss_name != "mse":
             out = np.asarray(model.predict(variables, data.x))
             k = model.output_shape[-1] if model.loss_name == "cross_entropy" else 2

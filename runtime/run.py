@@ -167,11 +167,8 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
 
     params, state, _ = carry
     variables = {"params": params, "state": state}
-    final = {"train": evaluate(model, variables, train)}
-    if dev is not None:
-        final["dev"] = evaluate(model, variables, dev)
-    if splits.test is not None:
-        final["test"] = evaluate(model, variables, to_device(splits.test))
+    final = {name: evaluate(model, variables, part.x, part.y, trainer.batch)
+             for name, part in splits.parts()}
     save_model(out_dir / "model.safetensors", variables, stats, done)
     steps = (done - first_epoch) * trainer.steps_per_epoch
     info["timing"] = {"started": round(started_unix, 4), "seconds": round(now() - started, 4),

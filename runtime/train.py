@@ -167,15 +167,24 @@ class Trainer:
         return jnp.stack([r["loss_sum"], r["n"], r.get("hits", jnp.float32(0)),
                           r.get("counted", jnp.float32(0))])
 
-    def _step_fns(self):
+    def _step_fn(self):
         if "step" not in self._compiled:
             def step(carry, total, x_all, y_all, idx, epoch, i):
                 carry, sums = self._step_on(carry, x_all, y_all, idx, epoch, i)
                 return carry, total + sums  # the epoch's sums stay on the device
-            step = jax.jit(step, donate_argnums=(0, 1))
-            dev = jax.jit(self._dev_sums)
-            self._compiled["step"] = (step, dev)
+            self._compiled["step"] = jax.jit(step, donate_argnums=(0, 1))
         return self._compiled["step"]
+
+    def _dev_check(self, carry) -> np.ndarray:
+        """The step loop's dev figures after an epoch (the evaluation program of the run)."""
+        if self.dev_data is None:
+            return np.zeros(4)
+        if "dev_host" not in self._compiled:
+            self._compiled["dev_host"] = (np.asarray(self.dev_data.x),
+                                          np.asarray(self.dev_data.y))
+        params, state, _ = carry
+        return split_sums(self.model, {"params": params, "state": state},
+                          *self._compiled["dev_host"], self.batch)
 
     def _dev_arrays(self):
         return (None, None) if self.dev_data is None else (self.dev_data.x, self.dev_data.y)
@@ -196,8 +205,7 @@ class Trainer:
             if following[1] > 0:
                 self._prefetched = {following: self.orders(*following, self.chunk)}
             return carry, np.asarray(sums)[:count]
-        step, dev_sums = self._step_fns()
-        dev = self._dev_arrays()
+        step = self._step_fn()
         rows = []
         b = self.batch
         for epoch in range(first, first + count):
@@ -205,7 +213,7 @@ class Trainer:
             total = np.zeros(4, np.float32)
             for i in range(self.steps_per_epoch):
                 carry, total = step(carry, total, x, y, order[i * b:(i + 1) * b], epoch, i)
-            rows.append(np.concatenate([np.asarray(total), np.asarray(dev_sums(carry, *dev))]))
+            rows.append(np.concatenate([np.asarray(total), self._dev_check(carry)]))
         return carry, np.stack(rows)
 
     def records(self, sums: np.ndarray, first: int, seconds: float,
@@ -232,38 +240,40 @@ class Trainer:
         return out
 
 
-def evaluate(model: Model, variables, data: Data, batch: int = 1024) -> dict:
-    """Loss (without L2) and accuracy in inference mode over a whole split."""
-    totals = _evaluate_split(model, data.m, batch)(variables, data.x, data.y)
-    loss_sum, n, hits, counted = (float(v) for v in np.asarray(totals))
+def evaluate(model: Model, variables, x, y, batch: int) -> dict:
+    """Loss (without L2) and accuracy in inference mode over a split (host or device arrays)."""
+    loss_sum, n, hits, counted = split_sums(model, variables, x, y, batch).tolist()
     out = {"loss": loss_sum / max(n, 1)}
     if counted:
         out["accuracy"] = hits / counted
     return out
 
 
-@functools.lru_cache(maxsize=32)
-def _evaluate_split(model: Model, m: int, batch: int):
-    """jit: (variables, x, y) -> [loss_sum, n, hits, counted] over batches of at most `batch`
-    examples (the split padded to whole batches, the padding weighted 0), all in one call."""
-    size = min(batch, m)
-    count = -(-m // size)
+def split_sums(model: Model, variables, x, y, batch: int) -> np.ndarray:
+    """[loss_sum, n, hits, counted] over a split, in batches of exactly `batch` examples (the
+    last padded and weighted 0): every split of a run, and the dev check after each epoch of
+    the step loop, share one compiled program."""
+    x, y = np.asarray(x), np.asarray(y)
+    run = _batch_sums(model)
+    total = np.zeros(4, np.float32)
+    for start in range(0, len(x), batch):
+        xb, yb = x[start:start + batch], y[start:start + batch]
+        weights = (np.arange(batch) < len(xb)).astype(np.float32)
+        if len(xb) < batch:
+            xb, yb = (np.concatenate([a, np.zeros((batch - len(a), *a.shape[1:]), a.dtype)])
+                      for a in (xb, yb))
+        total = run(variables, xb, yb, weights, total)
+    return np.asarray(total, np.float64)
 
-    def run(variables, x, y):
-        def pad(a):
-            return jnp.pad(a, [(0, count * size - m)] + [(0, 0)] * (a.ndim - 1))
-        xs = pad(x).reshape(count, size, *x.shape[1:])
-        ys = pad(y).reshape(count, size, *y.shape[1:])
-        weights = (jnp.arange(count * size) < m).astype(jnp.float32).reshape(count, size)
 
-        def one(args):
-            r = model.evaluate_batch(variables, *args)
-            return jnp.stack([r["loss_sum"], r["n"], r.get("hits", jnp.float32(0)),
-                              r.get("counted", jnp.float32(0))])
-        if count == 1:  # a loop around one batch costs compile time (0.9 s for LeNet-5)
-            return one((xs[0], ys[0], weights[0]))
-        return jax.lax.map(one, (xs, ys, weights)).sum(axis=0)
-    return jax.jit(run)
+@functools.lru_cache(maxsize=8)
+def _batch_sums(model: Model):
+    """jit: (variables, x, y, weights, total) -> total + [loss_sum, n, hits, counted]."""
+    def run(variables, x, y, weights, total):
+        r = model.evaluate_batch(variables, x, y, weights)
+        return total + jnp.stack([r["loss_sum"], r["n"], r.get("hits", jnp.float32(0)),
+                                  r.get("counted", jnp.float32(0))])
+    return jax.jit(run, donate_argnums=(4,))
 
 
 class StopRequested:

@@ -121,8 +121,19 @@ def test_digits_shape_and_range():
     assert arrays["x"].shape == (1797, 8, 8, 1) and arrays["x"].dtype == np.float32
     assert arrays["x"].min() == 0.0 and arrays["x"].max() == 1.0
     assert arrays["y"].dtype == np.int32
-    np.testing.assert_array_equal(arrays["y"], load_digits().target)
-    np.testing.assert_allclose(arrays["x"][5, :, :, 0], load_digits().images[5] / 16)
+    digits = load_digits()
+    np.testing.assert_array_equal(arrays["y"], digits.target)
+    np.testing.assert_array_equal(arrays["x"][..., 0], (digits.images / 16).astype(np.float32))
+
+
+def test_digits_without_the_bundled_file_falls_back_to_sklearn(monkeypatch):
+    import netc.runtime.data as data_module
+
+    direct = load_source("digits", {})
+    monkeypatch.setattr(data_module, "_sklearn_data_file", lambda name: None)
+    via_sklearn = load_source("digits", {})
+    np.testing.assert_array_equal(direct["x"], via_sklearn["x"])
+    np.testing.assert_array_equal(direct["y"], via_sklearn["y"])
 
 
 def test_unknown_builtin_suggests_close_name():
