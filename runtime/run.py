@@ -100,7 +100,7 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     from .plots import learning_curve, preload
 
     started, started_unix, compiled_before = now(), time.time(), compile_seconds()
-    matplotlib_loading = preload()
+    matplotlib_loading = None  # imported on a thread once the device is busy training
     out_dir = Path(out_dir)
     model = compile_net(net)
     splits, stats = load_data(net, base_dir, model.loss_name)
@@ -136,6 +136,8 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
             count = min(trainer.chunk, cfg.epochs - done)
             t0, c0 = now(), compile_seconds()
             new_carry, sums = trainer.run_epochs(carry, done, count)
+            if matplotlib_loading is None:
+                matplotlib_loading = preload()
             seconds = now() - t0 - (compile_seconds() - c0)  # compiling is not training
             loop_seconds += seconds
             records = trainer.records(sums, done, seconds, ended=now() - started)
@@ -177,7 +179,8 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
                       "step_us": round(1e6 * loop_seconds / steps, 2) if steps else None,
                       "loop": trainer.loop}
     _write_run_json(out_dir, net, model, splits, done, final, info)
-    matplotlib_loading.join()
+    if matplotlib_loading is not None:
+        matplotlib_loading.join()
     learning_curve(history, out_dir / "learning_curve.png", title=net.name)
     if reporter:
         reporter.finish(final, interrupted)
