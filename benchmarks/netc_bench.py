@@ -61,7 +61,7 @@ def _train(spec: str, out: Path, *sets: str, loop: str | None = None) -> tuple[d
 def moons(opts) -> dict:
     _use_cache(opts.cache)
     t0 = time.time()
-    import netc.runtime.commands  # noqa: F401  (jax, optax: what the CLI imports)
+    import netc.runtime.commands
     import netc.runtime.run  # noqa: F401
 
     import_s = time.time() - t0
@@ -154,11 +154,10 @@ def resnet(opts) -> dict:
     import resource
 
     import jax
+    import netc
     import numpy as np
     import optax
     from contenders import RESNET, RESNET_TINY, _cost_flops
-
-    import netc
 
     cfg = RESNET_TINY if opts.tiny else RESNET
     t_imports = time.time()
