@@ -42,8 +42,8 @@ def _pad_pairs(pad):
     if np.isscalar(pad):
         p = int(pad)
         return ((p, p), (p, p))
-    (t, b), (l, r) = pad
-    return ((int(t), int(b)), (int(l), int(r)))
+    (top, bottom), (left, right) = pad
+    return ((int(top), int(bottom)), (int(left), int(right)))
 
 
 def output_size(n, f, s, p_lo, p_hi):
@@ -61,8 +61,9 @@ def same_padding(n, f, s):
 
 def _pad_image(x, pad, value):
     """Pad the H and W axes of an (m, H, W, C) array with a constant."""
-    (t, b), (l, r) = pad
-    return np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), mode="constant", constant_values=value)
+    (top, bottom), (left, right) = pad
+    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), mode="constant",
+                  constant_values=value)
 
 
 # ----------------------------------------------------------------- conv and pooling
