@@ -54,8 +54,8 @@ def resnet_args(s):
 CONTENDERS = {
     "moons": [("netc", netc("moons", moons_args)),
               ("netc_cached", warmed("moons", moons_args))],
-    "lenet": [("netc", netc("lenet", lenet_args)),
-              ("netc_scan", netc("lenet", lambda s: [*lenet_args(s), "--loop", "scan"]))],
+    "lenet": [("netc", netc("lenet", lenet_args)),  # auto: scan (its convs lower to matmuls)
+              ("netc_step", netc("lenet", lambda s: [*lenet_args(s), "--loop", "step"]))],
     "digits": [("netc", netc("digits", digits_args)),
                ("netc_cached", warmed("digits", digits_args))],
     "resnet": [("netc", netc("resnet", resnet_args))],
