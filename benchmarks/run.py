@@ -562,6 +562,9 @@ def write_markdown(path, doc):
                     )
             L.append("")
     L += ["## Method", ""] + [f"- {x}" for x in METHOD_NOTES] + [""]
+    findings = HERE / "FINDINGS.md"  # the goals and what the committed run showed
+    if findings.exists():
+        L += [findings.read_text()]
     Path(path).write_text("\n".join(L))
 
 
