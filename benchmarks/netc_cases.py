@@ -7,13 +7,14 @@ timing, when the command is built) filled for the same spec and sizes.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCH = str(HERE / "netc_bench.py")
-CACHE = HERE / ".cache"  # ignored by git
+CACHE = HERE / ".cache"  # ignored by git; delete it after changing netc
 
 
 def netc(case: str, args, cache: str = "fresh"):
@@ -30,7 +31,9 @@ def warmed(case: str, args):
         argv = [sys.executable, BENCH, case, *args(s), "--cache", str(folder)]
         if not folder.exists():
             folder.mkdir(parents=True)
-            subprocess.run(argv, capture_output=True, check=False, cwd=HERE.parent)
+            warm_up = subprocess.run(argv, capture_output=True, check=False, cwd=HERE.parent)
+            if warm_up.returncode != 0:  # try again next time; the timed run shows the error
+                shutil.rmtree(folder, ignore_errors=True)
         return argv
     return command
 

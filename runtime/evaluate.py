@@ -52,12 +52,14 @@ def evaluate_run(run_dir: Path, model, variables, which: str | None) -> dict:
     if which is None:
         which = "test" if "test" in parts else "dev" if "dev" in parts else "train"
     names = list(parts) if which == "all" else [which]
+    m = len(splits.train.x)
+    batch = min(net.train.batch or m, m)  # the run's evaluation shape (Trainer.batch)
     report = {"run": str(run_dir), "net": net.name, "splits": {}}
     for name in names:
         if name not in parts:
             raise DataError(f"the run has no {name} split (it has: {', '.join(parts)})")
         data = to_device(parts[name])
-        metrics = evaluate(model, variables, data.x, data.y, net.train.batch or 1024)
+        metrics = evaluate(model, variables, data.x, data.y, batch)
         if model.loss_name != "mse":
             out = np.asarray(model.predict(variables, data.x))
             k = model.output_shape[-1] if model.loss_name == "cross_entropy" else 2

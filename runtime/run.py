@@ -100,7 +100,7 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     from .plots import learning_curve, preload
 
     started, started_unix, compiled_before = now(), time.time(), compile_seconds()
-    matplotlib_loading = None  # imported on a thread once the device is busy training
+    matplotlib_loading = None  # imported on a thread after the first chunk (not while tracing)
     out_dir = Path(out_dir)
     model = compile_net(net)
     splits, stats = load_data(net, base_dir, model.loss_name)
@@ -138,7 +138,8 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
             new_carry, sums = trainer.run_epochs(carry, done, count)
             if matplotlib_loading is None:
                 matplotlib_loading = preload()
-            seconds = now() - t0 - (compile_seconds() - c0)  # compiling is not training
+            # compiling is not training
+            seconds = max(now() - t0 - (compile_seconds() - c0), 0.0)
             loop_seconds += seconds
             records = trainer.records(sums, done, seconds, ended=now() - started)
             bad = first_bad_epoch(records)

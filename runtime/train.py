@@ -54,7 +54,8 @@ def choose_loop(net: Net, requested: str = "auto") -> str:
 
 
 class Trainer:
-    """Runs epochs of a compiled model over device data. Holds no Python state per step."""
+    """Runs epochs of a compiled model over device data; no Python work per step in the
+    scan loop, one dispatch per step in the step loop."""
 
     def __init__(self, net: Net, train: Data, dev: Data | None, *, loop: str = "auto",
                  chunk_epochs: int | None = None):
@@ -72,7 +73,8 @@ class Trainer:
         self.step_body = self.model.step_fn(self.tx)
         self.chunk = chunk_epochs or self._default_chunk()
         self._compiled = {}
-        self._prefetched = {}
+        self._prefetched = {}  # the next chunk's orders, drawn while the device runs
+        self._dev_host = None
 
     def _default_chunk(self) -> int:
         if self.loop == "step":
@@ -99,17 +101,20 @@ class Trainer:
     # ---- one epoch, traced ---------------------------------------------------------
     def orders(self, first: int, count: int, rows: int | None = None) -> np.ndarray:
         """Example orders of epochs first .. first+count-1 as a (rows, m) int32 array (rows
-        beyond count repeat the last; they belong to skipped epochs). Epoch e's order is a
-        permutation drawn on the host from numpy's generator seeded with (seed, e): a pure
-        function of the epoch, and cheap where XLA:CPU's sort is not (jax.random.permutation
-        inside the scan took 12 of moons' 21 µs per step)."""
-        m = self.train_data.m
-        out = np.empty((rows or count, m), np.int32)
-        for k in range(out.shape[0]):
-            epoch = first + min(k, count - 1)
-            out[k] = (np.random.default_rng([self.cfg.seed, epoch]).permutation(m)
-                      if self.shuffle else np.arange(m))
+        beyond count are zeros: they belong to skipped epochs; m is 0 without shuffling).
+        Epoch e's order is a permutation drawn on the host from numpy's generator seeded
+        with (seed, e): a pure function of the epoch, and cheap where XLA:CPU's sort is not
+        (jax.random.permutation inside the scan took 12 of moons' 21 µs per step)."""
+        m = self.train_data.m if self.shuffle else 0  # unshuffled: arange in the trace
+        out = np.zeros((rows or count, m), np.int32)
+        for k in range(count if self.shuffle else 0):
+            out[k] = np.random.default_rng([self.cfg.seed, first + k]).permutation(m)
         return out
+
+    def _order(self, order):
+        """An epoch's order as the traced loop uses it (orders() leaves it empty when the
+        data is not shuffled)."""
+        return order if self.shuffle else jnp.arange(self.train_data.m)
 
     def _step_on(self, carry, x_all, y_all, idx, epoch, i):
         params, state, opt = carry
@@ -125,6 +130,7 @@ class Trainer:
     def _epoch(self, carry, epoch, order, x_all, y_all):
         """All minibatches of one epoch inside one trace (the scan loop)."""
         b, full = self.batch, self.full_batches
+        order = self._order(order)
         sums = jnp.zeros(4, jnp.float32)
         if full:
             batches = order[: full * b].reshape(full, b)
@@ -179,12 +185,11 @@ class Trainer:
         """The step loop's dev figures after an epoch (the evaluation program of the run)."""
         if self.dev_data is None:
             return np.zeros(4)
-        if "dev_host" not in self._compiled:
-            self._compiled["dev_host"] = (np.asarray(self.dev_data.x),
-                                          np.asarray(self.dev_data.y))
+        if self._dev_host is None:
+            self._dev_host = (np.asarray(self.dev_data.x), np.asarray(self.dev_data.y))
         params, state, _ = carry
-        return split_sums(self.model, {"params": params, "state": state},
-                          *self._compiled["dev_host"], self.batch)
+        return split_sums(self.model, {"params": params, "state": state}, *self._dev_host,
+                          self.batch)
 
     def _dev_arrays(self):
         return (None, None) if self.dev_data is None else (self.dev_data.x, self.dev_data.y)
@@ -209,7 +214,7 @@ class Trainer:
         rows = []
         b = self.batch
         for epoch in range(first, first + count):
-            order = self.orders(epoch, 1)[0]
+            order = self.orders(epoch, 1)[0] if self.shuffle else np.arange(x.shape[0])
             total = np.zeros(4, np.float32)
             for i in range(self.steps_per_epoch):
                 carry, total = step(carry, total, x, y, order[i * b:(i + 1) * b], epoch, i)
@@ -251,8 +256,8 @@ def evaluate(model: Model, variables, x, y, batch: int) -> dict:
 
 def split_sums(model: Model, variables, x, y, batch: int) -> np.ndarray:
     """[loss_sum, n, hits, counted] over a split, in batches of exactly `batch` examples (the
-    last padded and weighted 0): every split of a run, and the dev check after each epoch of
-    the step loop, share one compiled program."""
+    last padded and weighted 0): the final figures of every split and the step loop's dev
+    check share one compiled program (the scan loop checks dev inside its own program)."""
     x, y = np.asarray(x), np.asarray(y)
     run = _batch_sums(model)
     total = np.zeros(4, np.float32)

@@ -514,3 +514,20 @@ def test_auto_loop_fuses_unless_a_conv_stays_direct_on_cpu(body, cpu_loop, monke
     assert choose_loop(net) == cpu_loop
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert choose_loop(net) == "scan"
+
+
+@pytest.mark.parametrize("batch", ["16", "full"], ids=["shuffled", "full_batch"])
+def test_scan_chunks_and_step_loop_agree(tmp_path, batch):
+    """Chunks of 3 over 8 epochs (a short last chunk, prefetched orders) and the step loop
+    end with the same parameters and per-epoch losses, shuffled or not (batch full)."""
+    text = MLP.format(dropout="", seed=5).replace("batch 16", f"batch {batch}")
+    text = text.replace("split 1 0 0", "split 0.8 0.2 0")
+    step = train_spec(text, tmp_path, "step", loop="step")
+    scan = train_spec(text, tmp_path, "scan", loop="scan", checkpoint_every=3)
+    assert_trees_close(params_of(step), params_of(scan), atol=1e-5)
+    for key in ("loss", "dev_loss"):
+        np.testing.assert_allclose([r[key] for r in metrics_of(tmp_path / "step")],
+                                   [r[key] for r in metrics_of(tmp_path / "scan")], rtol=1e-5)
+    timing = json.loads((tmp_path / "scan" / "run.json").read_text())["timing"]
+    assert timing["loop"] == "scan" and timing["steps"] == 8 * (5 if batch == "16" else 1)
+    assert 0 < timing["train_seconds"] <= timing["seconds"]
