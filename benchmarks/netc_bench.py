@@ -160,7 +160,7 @@ def resnet(opts) -> dict:
     import netc
     import numpy as np
     import optax
-    from contenders import RESNET, RESNET_TINY, _cost_flops
+    from contenders import RESNET, RESNET_TINY, time_train_step
 
     cfg = RESNET_TINY if opts.tiny else RESNET
     t_imports = time.time()
@@ -177,27 +177,11 @@ def resnet(opts) -> dict:
     params, state = variables["params"], variables["state"]
     opt_state = tx.init(params)
     step = model.train_step(tx)
-    key = jax.random.key(1)
-    t0 = time.perf_counter()
-    traced = step.trace(params, state, opt_state, x, y, key)
-    t1 = time.perf_counter()
-    lowered = traced.lower()
-    t2 = time.perf_counter()
-    compiled = lowered.compile()
-    t3 = time.perf_counter()
-    flops = _cost_flops(compiled)
-    step_s, losses = [], []
-    for _ in range(cfg["steps"]):
-        t0s = time.perf_counter()
-        params, state, opt_state, loss, _ = compiled(params, state, opt_state, x, y, key)
-        jax.block_until_ready(loss)
-        step_s.append(time.perf_counter() - t0s)
-        losses.append(float(loss))
+    timings, (params, _, _) = time_train_step(step, (params, state, opt_state),
+                                              (x, y, jax.random.key(1)), cfg["steps"])
     return dict(case="resnet", contender="netc", model="tiny-resnet" if opts.tiny else "resnet50",
                 batch=b, image=size, n_params=int(sum(v.size for v in jax.tree.leaves(params))),
-                init_s=init_s, trace_s=t1 - t0, lower_s=t2 - t1, compile_s=t3 - t2,
-                first_step_s=step_s[0], step_s=step_s[-1], step_s_all=step_s,
-                flops_per_step=flops, gflops=flops / step_s[-1] / 1e9, losses=losses,
+                init_s=init_s, **timings,
                 import_s=t_imports - T_PROCESS,
                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 in_process_s=time.time() - T_PROCESS)
