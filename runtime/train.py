@@ -170,8 +170,7 @@ class Trainer:
         params, state, _ = carry
         r = self.model.evaluate_batch({"params": params, "state": state}, dev_x, dev_y,
                                       jnp.ones(dev_x.shape[0], jnp.float32))
-        return jnp.stack([r["loss_sum"], r["n"], r.get("hits", jnp.float32(0)),
-                          r.get("counted", jnp.float32(0))])
+        return _as_sums(r)
 
     def _step_fn(self):
         if "step" not in self._compiled:
@@ -271,13 +270,18 @@ def split_sums(model: Model, variables, x, y, batch: int) -> np.ndarray:
     return np.asarray(total, np.float64)
 
 
+def _as_sums(r: dict):
+    """evaluate_batch's figures as the [loss_sum, n, hits, counted] vector the loops add up."""
+    return jnp.stack([r["loss_sum"], r["n"], r.get("hits", jnp.float32(0)),
+                      r.get("counted", jnp.float32(0))])
+
+
 @functools.lru_cache(maxsize=8)
 def _batch_sums(model: Model):
     """jit: (variables, x, y, weights, total) -> total + [loss_sum, n, hits, counted]."""
     def run(variables, x, y, weights, total):
         r = model.evaluate_batch(variables, x, y, weights)
-        return total + jnp.stack([r["loss_sum"], r["n"], r.get("hits", jnp.float32(0)),
-                                  r.get("counted", jnp.float32(0))])
+        return total + _as_sums(r)
     return jax.jit(run, donate_argnums=(4,))
 
 
