@@ -1,8 +1,9 @@
 """Arguments: evaluating expressions and binding them to a typed schema.
 
-Layers (ops.py) and train settings (settings.py) describe their arguments with `Arg` entries;
-`bind` matches the written positional and key=value arguments against them, converts each
-value with its type and reports every problem as a diagnostic at the argument's span.
+Layer kinds (compiler/layers/) and train settings (settings.py) describe their arguments
+with `Arg` entries; `bind` matches the written positional and key=value arguments against
+them, converts each value with its type and reports every problem as a diagnostic at the
+argument's span.
 """
 
 from __future__ import annotations

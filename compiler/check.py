@@ -1,8 +1,9 @@
 """The checking pass: AST -> typed IR (ir.Net), or SpecError with every problem found.
 
 One walk over the model chain. It expands defs and repeats, binds and validates arguments
-(ops.py), infers each shape with the op's rule, names layers (`<kind>_<k>` per scope, scopes
-joined by '/'), inserts the residual projection W_s, and checks the train section.
+(the layer registry, compiler/layers/), infers each shape with the kind's rule, names layers
+(`<kind>_<k>` per scope, scopes joined by '/'), inserts the residual projection W_s, and
+checks the train section.
 After a shape error the rest of that chain is still checked for argument errors, but its
 shapes are unknown (None) so one mistake does not cascade.
 """
@@ -18,10 +19,11 @@ from netc.dsl import nodes as n
 from netc.dsl.diagnostics import Diagnostic, SpecError, error, warning
 from netc.dsl.parser import end_of_file, parse
 
-from . import ops
+from . import layers
 from .args import EvalError, Sym, bind, evaluate, show, show_expr, suggest
 from .ir import Net, Node, Shape
-from .settings import LOSS_HEAD, check_train
+from .losses import LOSSES
+from .settings import check_train
 
 MAX_LAYERS = 100_000  # an expansion larger than this is a mistake (or an attack), not a net
 MAX_DEF_DEPTH = 64
@@ -104,7 +106,7 @@ class _Checker:
 
     # ---- leaves ----------------------------------------------------------------------
     def layer(self, el: n.Layer, in_shape, scope: _Scope, env, following) -> Node | None:
-        spec = ops.lookup(el.kind)
+        spec = layers.lookup(el.kind)
         if spec is None:
             self.unknown_kind(el)
             return None
@@ -112,7 +114,7 @@ class _Checker:
         attrs = bind(el.args, spec.args, env, el.kind, el.span, self.diags)
         if "bias" in attrs and attrs["bias"] is None:
             attrs["bias"] = not _is_batchnorm(following)
-        name = scope.name(spec.kind, el.alias)
+        name = scope.name(spec.name, el.alias)
         self.claim(name, el.span)
         self.leaf_count += 1
         if self.leaf_count > MAX_LAYERS:
@@ -121,12 +123,12 @@ class _Checker:
             return None
         try:
             inferred = spec.infer(attrs, in_shape)
-        except ops.ShapeError as exc:
+        except layers.ShapeError as exc:
             self.diags.append(error("E301", str(exc), el.span, label=exc.label, help=exc.help))
             return None
         for text in inferred.warnings:
             self.warnings.append(warning("W301", text, el.span))
-        return Node(name, spec.kind, {**attrs, **inferred.attrs}, in_shape, inferred.out_shape,
+        return Node(name, spec.name, {**attrs, **inferred.attrs}, in_shape, inferred.out_shape,
                     el.span, inferred.params, inferred.state, inferred.macs)
 
     def unknown_kind(self, el: n.Layer) -> None:
@@ -136,11 +138,11 @@ class _Checker:
             self.diags.append(error("E209", f"'{el.kind}' is a def; call it with parentheses",
                                     el.kind_span, help=f"{el.kind}(...)"))
             return
-        kinds = list(ops.OPS) + list(ops.ALIASES)
+        kinds = list(layers.KINDS) + list(layers.ALIASES)
         hint = suggest(el.kind, kinds + list(self.defs))
         self.diags.append(error(
             "E210", f"unknown layer '{el.kind}'", el.kind_span,
-            help=hint or "layers: " + ", ".join(sorted(ops.OPS))))
+            help=hint or "layers: " + ", ".join(sorted(layers.KINDS))))
 
     def spaced_dims(self, el: n.Layer) -> bool:
         """`input 28 x 28 x 1` reads as `input 28` then a layer 'x': suggest 28x28x1."""
@@ -178,7 +180,7 @@ class _Checker:
     def call(self, el: n.Call, in_shape, scope: _Scope, env) -> Node | None:
         d = self.defs.get(el.name)
         if d is None:
-            spec = ops.lookup(el.name)
+            spec = layers.lookup(el.name)
             if spec is not None:
                 msg, hint = (f"'{el.name}' is a layer, not a def",
                              "write it without parentheses: " + _as_layer(el, spec))
@@ -285,8 +287,8 @@ class _Checker:
             shortcut = self.chain(el.shortcut, in_shape, inner, env, name + "/shortcut")
             if out is not None and shortcut.out_shape is not None and shortcut.out_shape != out:
                 self.diags.append(error(
-                    "E303", f"residual: the body gives {ops.show_shape(out)} but the shortcut "
-                    f"gives {ops.show_shape(shortcut.out_shape)}; they must match to be added",
+                    "E303", f"residual: the body gives {layers.show_shape(out)} but the shortcut "
+                    f"gives {layers.show_shape(shortcut.out_shape)}; they must match to be added",
                     el.shortcut.span))
                 out = None
         elif in_shape is None or out is None or out == in_shape:
@@ -302,28 +304,28 @@ class _Checker:
         name = scope.prefix + "projection"
         self.claim(name, el.span)
         if len(in_shape) == 1 and len(out) == 1:
-            spec, attrs = ops.OPS["fc"], {"units": out[0], "bias": True, "init": None}
+            spec, attrs = layers.KINDS["fc"], {"units": out[0], "bias": True, "init": None}
         elif len(in_shape) == 3 and len(out) == 3:
             strides = [_stride_between(i, o) for i, o in zip(in_shape[:2], out[:2])]
             if None in strides:
                 self.diags.append(error(
-                    "E304", f"residual: the body turns {ops.show_shape(in_shape)} into "
-                    f"{ops.show_shape(out)}, and no 1x1 convolution with an integer stride "
+                    "E304", f"residual: the body turns {layers.show_shape(in_shape)} into "
+                    f"{layers.show_shape(out)}, and no 1x1 convolution with an integer stride "
                     "maps one onto the other", el.span,
                     help="add an explicit shortcut { ... } that produces "
-                    + ops.show_shape(out)))
+                    + layers.show_shape(out)))
                 return None
-            spec = ops.OPS["conv"]
-            attrs = {"c": out[2], "f": (1, 1), "s": tuple(strides), "p": (0, 0), "bias": True,
-                     "init": None}
+            spec = layers.KINDS["conv"]
+            attrs = {"c": out[2], "f": (1, 1), "s": tuple(strides), "p": (0, 0), "groups": 1,
+                     "bias": True, "init": None}
         else:
             self.diags.append(error(
-                "E304", f"residual: the body turns {ops.show_shape(in_shape)} into "
-                f"{ops.show_shape(out)}; a shortcut cannot change the rank", el.span,
+                "E304", f"residual: the body turns {layers.show_shape(in_shape)} into "
+                f"{layers.show_shape(out)}; a shortcut cannot change the rank", el.span,
                 help="add an explicit shortcut { ... }"))
             return None
         inferred = spec.infer(attrs, in_shape)
-        leaf = Node(name, spec.kind, {**attrs, **inferred.attrs, "projection": True}, in_shape,
+        leaf = Node(name, spec.name, {**attrs, **inferred.attrs, "projection": True}, in_shape,
                     inferred.out_shape, el.span, inferred.params, inferred.state, inferred.macs)
         return Node(scope.prefix + "shortcut", "sequence", {}, in_shape, out, el.span,
                     children=(leaf,))
@@ -342,7 +344,7 @@ class _Checker:
                 out = shapes[0][:-1] + (sum(s[-1] for s in shapes),)
             else:
                 listing = "; ".join(f"branch {i + 1} (line {b.span.line}) gives "
-                                    f"{ops.show_shape(s)}" for i, (b, s)
+                                    f"{layers.show_shape(s)}" for i, (b, s)
                                     in enumerate(zip(el.branches, shapes)))
                 self.diags.append(error(
                     "E305", "concat branches must agree on every axis but the channels: "
@@ -458,7 +460,7 @@ def _default_error(exc: EvalError, d: n.Def, i: int) -> Diagnostic:
     return replace(diag, help=hint)
 
 
-def _as_layer(el: n.Call, spec: ops.OpSpec) -> str:
+def _as_layer(el: n.Call, spec: layers.LayerKind) -> str:
     """A layer written like a call, `fc(2*n)`, as a layer: `fc units=2*n`."""
     positional = [a.name for a in spec.args if a.positional]
     if sum(a.key is None for a in el.args) > len(positional):
@@ -476,7 +478,7 @@ def _as_layer(el: n.Call, spec: ops.OpSpec) -> str:
 
 
 def _is_batchnorm(el) -> bool:
-    return isinstance(el, n.Layer) and ops.ALIASES.get(el.kind, el.kind) == "batchnorm"
+    return isinstance(el, n.Layer) and layers.ALIASES.get(el.kind, el.kind) == "batchnorm"
 
 
 def _stride_between(n_in: int, n_out: int) -> int | None:
@@ -550,7 +552,7 @@ def _check_def(d: n.Def, defs: dict, diags) -> None:
         diags.append(error("E221", f"def '{d.name}' is declared twice (first at line "
                            f"{defs[d.name].span.line})", d.name_span))
         return
-    if ops.lookup(d.name) is not None or d.name in KEYWORDS:
+    if layers.lookup(d.name) is not None or d.name in KEYWORDS:
         diags.append(error("E221", f"def '{d.name}' has the name of a built-in layer or keyword",
                            d.name_span, help="choose another name"))
         return
@@ -565,7 +567,7 @@ def _check_def(d: n.Def, defs: dict, diags) -> None:
 
 def _check_loss(train, body: Node, diags) -> None:
     head = list(body.leaves())[-1]
-    needs = LOSS_HEAD.get(train.loss)
+    needs = LOSSES[train.loss].head
     if needs and head.kind != needs:
         span = train.spans.get("loss", body.span)
         diags.append(error("E407", f"loss {train.loss} needs the net to end in {needs}, but it "
@@ -580,7 +582,7 @@ def _stem(filename: str) -> str:
 
 def check_source(source: str, filename: str = "<spec>") -> Net:
     """Parse and check spec text. Raises SpecError."""
-    return check_module(parse(source, filename, positional_names=ops.POSITIONAL))
+    return check_module(parse(source, filename, positional_names=layers.POSITIONAL))
 
 
 def check_file(path) -> Net:

@@ -1,6 +1,6 @@
 """The typed IR: what the checker produces and what the summary, lowering and runtime walk.
 
-A `Node` is either a leaf layer (kind in ops.OPS) or a block: `sequence` (a chain; also a
+A `Node` is either a leaf layer (kind in layers.KINDS) or a block: `sequence` (a chain; also a
 def call's scope), `residual` (children: body, shortcut-or-None) or `concat` (children: the
 branches). Every node knows its input and output shape, parameters, state and MACs.
 """

@@ -1,16 +1,20 @@
-"""Losses per example, computed from logits where the net ends in softmax/sigmoid.
+"""The losses: one record each, with the head it pairs with, the labels the data must give,
+and its per-example formula (computed from logits when the net ends in that head).
 
 The cost J is the (weighted) mean of these over the minibatch, as the course writes it:
     cross-entropy   J = -(1/m) sum_i sum_j y_ij log a_ij   (labels: class ids or one-hot rows)
     binary CE       J = -(1/m) sum_i sum_j [y log a + (1-y) log(1-a)], NaN labels left out
     mse             J = mean((a - y)^2)
+
+No JAX is imported until a formula runs (compiler/lazy_jax.py): the checker reads this table.
 """
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-import optax
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .lazy_jax import jax, jnp, optax
 
 _TINY = 1e-12
 
@@ -37,20 +41,42 @@ def mse(out, y, from_logits: bool):
     return jnp.mean(jnp.square(out - y).reshape(out.shape[0], -1), axis=-1)
 
 
-LOSSES = {"cross_entropy": cross_entropy, "binary_cross_entropy": binary_cross_entropy,
-          "mse": mse}
+def class_hits(out, y):
+    """Per-example (hits, counted): the arg-max class against the label."""
+    target = y if y.ndim == 1 else jnp.argmax(y, axis=-1)
+    hits = (jnp.argmax(out, axis=-1) == target).astype(jnp.float32)
+    return hits, jnp.ones_like(hits)
 
 
-def accuracy_hits(loss: str, out, y):
-    """Per-example (hits, counted) for accuracy; None for regression."""
-    if loss == "cross_entropy":
-        target = y if y.ndim == 1 else jnp.argmax(y, axis=-1)
-        hits = (jnp.argmax(out, axis=-1) == target).astype(jnp.float32)
-        return hits, jnp.ones_like(hits)
-    if loss == "binary_cross_entropy":
-        known = ~jnp.isnan(y)
-        # out may be logits or probabilities; the caller passes probabilities.
-        right = ((out > 0.5) == (jnp.where(known, y, 0.0) > 0.5)) & known
-        return (jnp.sum(right, axis=-1).astype(jnp.float32),
-                jnp.sum(known, axis=-1).astype(jnp.float32))
-    return None
+def binary_hits(out, y):
+    """Per-example (hits, counted) over the known labels, thresholding probabilities at 0.5."""
+    known = ~jnp.isnan(y)
+    right = ((out > 0.5) == (jnp.where(known, y, 0.0) > 0.5)) & known
+    return (jnp.sum(right, axis=-1).astype(jnp.float32),
+            jnp.sum(known, axis=-1).astype(jnp.float32))
+
+
+@dataclass(frozen=True)
+class Loss:
+    name: str
+    head: str | None       # the last layer kind it pairs with; a net ending in it gets it
+    labels: str            # what the data must give: "classes", "binary" or "values"
+    per_example: Callable  # (out, y, from_logits) -> (m,)
+    hits: Callable | None  # (probabilities, y) -> per-example (hits, counted); None: no accuracy
+    aliases: tuple[str, ...] = ()
+
+
+LOSSES: dict[str, Loss] = {loss.name: loss for loss in (
+    Loss("cross_entropy", "softmax", "classes", cross_entropy, class_hits, ("ce",)),
+    Loss("binary_cross_entropy", "sigmoid", "binary", binary_cross_entropy, binary_hits,
+         ("bce",)),
+    Loss("mse", None, "values", mse, None),
+)}
+# Every name a spec may write (`loss ce`), aliases after their loss.
+LOSS_NAMES: dict[str, str] = {name: loss.name for loss in LOSSES.values()
+                              for name in (loss.name, *loss.aliases)}
+
+
+def default_loss(last_kind: str) -> str:
+    """The loss of a net ending in `last_kind`: the head's own, else mse."""
+    return next((loss.name for loss in LOSSES.values() if loss.head == last_kind), "mse")

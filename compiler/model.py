@@ -16,39 +16,43 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from . import losses
 from .ir import Net
-from .lower import _dense, _Pass, init_variables, l2_kernels, lower_node
-from .settings import HEAD_LOSS, LOSS_HEAD
-
-_FINAL = {"softmax": jax.nn.softmax, "sigmoid": jax.nn.sigmoid}
+from .layers import KINDS, Context, Target
+from .losses import LOSSES, default_loss
+from .lower import init_variables, lower_leaf, lower_sequence, weight_names
 
 
 class Model:
     """Pure functions of a net. Everything that takes `variables` is jit/grad/vmap-able."""
 
-    def __init__(self, net: Net, *, dtype=jnp.float32, compute_dtype=None):
+    def __init__(self, net: Net, *, dtype=jnp.float32, compute_dtype=None,
+                 platform: str | None = None):
         self.net = net
         self.name = net.name
         self.input_shape = tuple(net.input_shape)
         self.output_shape = tuple(net.output_shape)
         self.dtype = jnp.dtype(dtype)
         self.compute_dtype = jnp.dtype(compute_dtype or dtype)
+        self.platform = platform or jax.default_backend()  # lowerings are chosen for it
         self.traces = 0  # how many times the forward pass was traced (tests use it)
 
+        target = Target(self.platform)
         children = net.body.children
         last = children[-1]
-        if not last.is_block and last.kind in _FINAL:
+        head = None if last.is_block else KINDS[last.kind].head
+        if head is not None:  # ends in softmax/sigmoid: its logits, then the activation
             self.output_activation = last.kind
-            trunk_nodes = children[:-1]
-            self._logits = _dense(last) if last.attrs.get("units") else (lambda run, x: x)
+            self._activation = head.activation
+            self._trunk = lower_sequence(children[:-1], target)
+            self._logits = lower_leaf(last, target, head.lower_logits)
         else:
             self.output_activation = None
-            trunk_nodes = children
-            self._logits = lambda run, x: x
-        self._trunk = [lower_node(c) for c in trunk_nodes]
-        self.loss_name = net.train.loss or HEAD_LOSS.get(net.head.kind, "mse")
-        self._l2_names = l2_kernels(net)
+            self._activation = None
+            self._trunk = lower_sequence(children, target)
+            self._logits = None
+        self.loss_name = net.train.loss or default_loss(net.head.kind)
+        self._loss = LOSSES[self.loss_name]
+        self._weights = weight_names(net)
         self._init = jax.jit(functools.partial(init_variables, net, dtype=self.dtype))
 
     def __repr__(self) -> str:
@@ -63,21 +67,22 @@ class Model:
     def forward(self, variables, x, *, train: bool = False, rng=None):
         """(pre-activation output, updated state). The last softmax/sigmoid is not applied."""
         self.traces += 1
-        run = _Pass(variables["params"], variables.get("state", {}), train, rng, {},
-                    self.compute_dtype)
+        ctx = Context(train, rng, self.compute_dtype)
+        params, state = variables["params"], variables.get("state", {})
         x = jnp.asarray(x).astype(self.compute_dtype)
         if x.shape[1:] != self.input_shape:
             raise ValueError(f"{self.name} expects inputs of shape (m, "
                              f"{', '.join(map(str, self.input_shape))}), got {x.shape}")
-        for step in self._trunk:
-            x = step(run, x)
-        out = self._logits(run, x)
+        out, updates = self._trunk(ctx, x, params, state)
+        if self._logits is not None:
+            out, more = self._logits(ctx, out, params, state)
+            updates = {**updates, **more}
         out = out.astype(jnp.promote_types(out.dtype, jnp.float32))  # bf16 -> f32, f64 stays
-        return out, {**run.state, **run.new_state}
+        return out, {**state, **updates}
 
     def activate(self, out):
         """Apply the final softmax/sigmoid to what `forward` returned."""
-        return _FINAL[self.output_activation](out) if self.output_activation else out
+        return self._activation(out) if self._activation is not None else out
 
     def apply(self, variables, x, *, train: bool = False, rng=None):
         """Inference on a batch: y. With train=True: (y, new_state) (dropout needs rng)."""
@@ -100,25 +105,23 @@ class Model:
             cost = jnp.sum(per_example * weights) / m
         lam = self.net.train.l2 if l2 is None else l2
         if lam:
-            squares = sum(jnp.sum(jnp.square(_at_least_f32(params[name]["kernel"])))
-                          for name in self._l2_names)
+            squares = sum(jnp.sum(jnp.square(_at_least_f32(params[layer][p])))
+                          for layer, p in self._weights)
             cost = cost + lam / (2 * m) * squares
         return cost, (new_state, out)
 
     def per_example_loss(self, out, y):
         """The loss of each example, from logits when the net ends in the matching
         softmax/sigmoid (numerically stable), else from the activated outputs."""
-        from_logits = (self.loss_name != "mse"
-                       and self.output_activation == LOSS_HEAD[self.loss_name])
-        return losses.LOSSES[self.loss_name](out if from_logits else self.activate(out), y,
-                                             from_logits)
+        from_logits = self._loss.head is not None and self._loss.head == self.output_activation
+        return self._loss.per_example(out if from_logits else self.activate(out), y,
+                                      from_logits)
 
     def metrics(self, out, y, weights=None) -> dict:
         """Sums for accuracy over a batch: {'hits', 'counted'} (empty for regression)."""
-        counts = losses.accuracy_hits(self.loss_name, self.activate(out), y)
-        if counts is None:
+        if self._loss.hits is None:
             return {}
-        hits, counted = counts
+        hits, counted = self._loss.hits(self.activate(out), y)
         if weights is not None:
             hits, counted = hits * weights, counted * weights
         return {"hits": jnp.sum(hits), "counted": jnp.sum(counted)}
@@ -170,10 +173,13 @@ _CACHE: dict = {}
 
 def compile_net(net: Net, *, dtype=jnp.float32, compute_dtype=None) -> Model:
     """A Model for a checked net; the same spec text and options give the same Model object,
-    so its jitted functions are compiled once per input shape and dtype."""
+    so its jitted functions are compiled once per input shape and dtype. The platform is
+    part of the key: lowerings are chosen per platform."""
+    platform = jax.default_backend()
     key = (net.source, net.filename, jnp.dtype(dtype).name,
-           jnp.dtype(compute_dtype or dtype).name)
+           jnp.dtype(compute_dtype or dtype).name, platform)
     model = _CACHE.get(key)
     if model is None:
-        model = _CACHE[key] = Model(net, dtype=dtype, compute_dtype=compute_dtype)
+        model = _CACHE[key] = Model(net, dtype=dtype, compute_dtype=compute_dtype,
+                                    platform=platform)
     return model

@@ -25,7 +25,8 @@ from .args import (
     positive_number,
     suggest,
 )
-from .ops import INITIALIZERS
+from .layers import INITIALIZERS
+from .losses import LOSS_NAMES
 
 BUILTIN_DATA = {
     "moons": {"n": positive_int, "noise": nonneg_number, "seed": nonneg_int},
@@ -57,14 +58,6 @@ SCHEDULES: dict[str, tuple[Arg, ...]] = {
     "inverse_sqrt": (Arg("k", positive_number, 1.0),),
     "cosine": (Arg("min", nonneg_number, 0.0),),
 }
-
-# The last layer each loss pairs with; a net ending in it gets that loss by default.
-LOSS_HEAD = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
-HEAD_LOSS = {head: loss for loss, head in LOSS_HEAD.items()}
-
-LOSSES = {"cross_entropy": "cross_entropy", "ce": "cross_entropy",
-          "binary_cross_entropy": "binary_cross_entropy", "bce": "binary_cross_entropy",
-          "mse": "mse"}
 
 
 @dataclass(frozen=True)
@@ -112,7 +105,7 @@ _SIMPLE = {
     "epochs": _one_value("epochs", positive_int, "a positive integer", "epochs 10"),
     "l2": _one_value("l2", nonneg_number, "a number >= 0", "l2 0.0001"),
     "seed": _one_value("seed", nonneg_int, "an integer >= 0", "seed 0"),
-    "loss": _one_value("loss", choice(*LOSSES), "one of: " + ", ".join(LOSSES),
+    "loss": _one_value("loss", choice(*LOSS_NAMES), "one of: " + ", ".join(LOSS_NAMES),
                        "loss cross_entropy"),
 }
 KEYS = ("data", "split", "normalize", "batch", "epochs", "optimizer", "schedule", "l2", "init",
@@ -154,7 +147,7 @@ def _check_setting(s: n.Setting, diags: list[Diagnostic]):
     key = s.key
     if key in _SIMPLE:
         value = bind(s.args, _SIMPLE[key], {}, key, s.span, diags, setting_keys=KEYS).get(key)
-        return LOSSES.get(value, value) if key == "loss" else value  # batch None: full batch
+        return LOSS_NAMES.get(value, value) if key == "loss" else value  # batch None: full batch
     if key == "split":
         bound = bind(s.args, _SPLIT, {}, key, s.span, diags, setting_keys=KEYS)
         if len(diags) > before:

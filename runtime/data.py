@@ -6,7 +6,7 @@ Three steps, each a plain function:
    into a dict of raw numpy arrays: ``x``, ``y`` and optionally ``x_dev``/``y_dev``,
    ``x_test``/``y_test`` (and ``class_names`` for image folders).
 2. :func:`make_splits` cuts those arrays into train/dev/test :class:`Splits`.
-3. :func:`prepare` checks the splits against the net (input shape, output task), reshapes and
+3. :func:`prepare` checks the splits against the net (input shape, kind of labels), reshapes and
    optionally normalizes them, and returns the normalization statistics so that prediction
    can reuse them through :func:`apply_normalization`.
 
@@ -39,7 +39,7 @@ __all__ = [
 BUILTINS = ("moons", "circles", "flower", "digits")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 SPLIT_KEYS = ("x_dev", "y_dev", "x_test", "y_test")
-TASKS = ("softmax", "sigmoid", "regression")
+LABELS = ("classes", "binary", "values")  # compiler/losses.py: what each loss reads
 NORMALIZATIONS = ("none", "standard")
 # What numpy, zipfile, h5py and Pillow raise on unreadable or malformed files.
 LIBRARY_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, BadZipFile)
@@ -647,7 +647,7 @@ def _first_bad_row(mask: np.ndarray) -> int:
     return int(np.argmax(mask.reshape(len(mask), -1).any(axis=1)))
 
 
-def _softmax_labels(y: np.ndarray, n_outputs: int, name: str) -> np.ndarray:
+def _class_labels(y: np.ndarray, n_outputs: int, name: str) -> np.ndarray:
     """Class ids (m,) int32 or probability rows (m, n_outputs) float32."""
     m = len(y)
     if y.ndim == 2 and y.shape[1] == n_outputs and n_outputs > 1:
@@ -697,7 +697,7 @@ def _softmax_labels(y: np.ndarray, n_outputs: int, name: str) -> np.ndarray:
     return y.astype(np.int32)
 
 
-def _sigmoid_labels(y: np.ndarray, n_outputs: int, name: str) -> np.ndarray:
+def _binary_labels(y: np.ndarray, n_outputs: int, name: str) -> np.ndarray:
     """Targets (m, n_outputs) float32 of 0, 1 or NaN (unknown)."""
     y = y.astype(np.float32)
     if y.ndim == 1:
@@ -737,13 +737,13 @@ def _regression_targets(y: np.ndarray, n_outputs: int, name: str) -> np.ndarray:
     return y
 
 
-def _shape_y(y: np.ndarray, task: str, n_outputs: int, name: str) -> np.ndarray:
+def _shape_y(y: np.ndarray, labels: str, n_outputs: int, name: str) -> np.ndarray:
     if not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_):
         raise DataError(f"y is not numeric (dtype {y.dtype}) in {name} split")
-    if task == "softmax":
-        return _softmax_labels(y, n_outputs, name)
-    if task == "sigmoid":
-        return _sigmoid_labels(y, n_outputs, name)
+    if labels == "classes":
+        return _class_labels(y, n_outputs, name)
+    if labels == "binary":
+        return _binary_labels(y, n_outputs, name)
     return _regression_targets(y, n_outputs, name)
 
 
@@ -780,7 +780,7 @@ def prepare(
     splits: Splits,
     *,
     input_shape: tuple[int, ...],
-    task: str,
+    labels: str,
     n_outputs: int,
     normalize: str = "none",
 ) -> tuple[Splits, dict]:
@@ -790,8 +790,9 @@ def prepare(
     and ``{"mean": ..., "std": ...}`` (both None unless ``normalize="standard"``).
     """
     input_shape = tuple(int(d) for d in input_shape)
-    if task not in TASKS:
-        raise DataError(f"unknown output task '{task}'; expected one of: {', '.join(TASKS)}")
+    if labels not in LABELS:
+        raise DataError(f"unknown kind of labels '{labels}'; expected one of: "
+                        f"{', '.join(LABELS)}")
     if normalize not in NORMALIZATIONS:
         raise DataError(
             f"unknown normalize '{normalize}'; expected one of: {', '.join(NORMALIZATIONS)}"
@@ -804,7 +805,7 @@ def prepare(
         if len(x) != len(y):
             raise DataError(f"x has {len(x)} examples but y has {len(y)} in {name} split")
         shaped[name] = Dataset(
-            x=_shape_x(x, input_shape, name), y=_shape_y(y, task, n_outputs, name)
+            x=_shape_x(x, input_shape, name), y=_shape_y(y, labels, n_outputs, name)
         )
     stats: dict = {"mean": None, "std": None}
     if normalize == "standard":

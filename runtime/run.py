@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from netc.compiler.ir import Net
+from netc.compiler.losses import LOSSES
 from netc.compiler.model import compile_net
-from netc.compiler.settings import LOSS_HEAD
 
 from . import checkpoint as ckpt
 from .data import DataError, Splits, load_source, make_splits, prepare
@@ -40,9 +40,6 @@ class RunResult:
     interrupted: bool = False
 
 
-TASKS = {**LOSS_HEAD, "mse": "regression"}  # the data module's name for each loss's labels
-
-
 def load_data(net: Net, base_dir: Path, loss: str) -> tuple[Splits, dict]:
     """Read, split and validate the data of a spec's train section (before any compiling)."""
     cfg = net.train
@@ -54,7 +51,7 @@ def load_data(net: Net, base_dir: Path, loss: str) -> tuple[Splits, dict]:
     arrays = load_source(source, options, seed=cfg.seed, base_dir=base_dir)
     splits = make_splits(arrays, split=cfg.split, seed=cfg.seed)
     out = net.output_shape
-    return prepare(splits, input_shape=tuple(net.input_shape), task=TASKS[loss],
+    return prepare(splits, input_shape=tuple(net.input_shape), labels=LOSSES[loss].labels,
                    n_outputs=int(np.prod(out)) if len(out) != 1 else out[0],
                    normalize=cfg.normalize)
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from netc.compiler.ir import Net
-from netc.compiler.lower import conv_as_matmul
+from netc.compiler.layers import KINDS
 from netc.compiler.model import Model, compile_net
 
 from .optim import build_optimizer
@@ -40,17 +40,15 @@ class Data:
         return int(self.x.shape[0])
 
 
-def choose_loop(net: Net, requested: str = "auto") -> str:
-    """step or scan. On CPU, XLA's convolutions inside lax.scan leave its fast path (LeNet-5
-    ran 5x slower fused); convs lowered as matmuls (im2col) and dense nets gain from fusing
-    (benchmarks/RESULTS.md). Elsewhere fusing wins."""
+def choose_loop(net: Net, requested: str = "auto", platform: str | None = None) -> str:
+    """step or scan: scan unless a layer's kind says fusing it would leave XLA's fast path
+    on this platform (on CPU, direct convolutions inside lax.scan ran LeNet-5 5x slower;
+    convs lowered as matmuls (im2col) and dense nets gain from fusing: benchmarks/RESULTS.md)."""
     if requested != "auto":
         return requested
-    direct_convs = any(leaf.kind == "conv" and not conv_as_matmul(leaf)
-                       for leaf in net.leaves())
-    if jax.default_backend() == "cpu" and direct_convs:
-        return "step"
-    return "scan"
+    platform = platform or jax.default_backend()
+    fusible = all(KINDS[leaf.kind].scan_friendly(leaf, platform) for leaf in net.leaves())
+    return "scan" if fusible else "step"
 
 
 class Trainer:
@@ -68,7 +66,7 @@ class Trainer:
         self.steps_per_epoch = self.full_batches + (1 if self.remainder else 0)
         self.tx, self.rate_of_epoch = build_optimizer(
             cfg.optimizer, cfg.schedule, epochs=cfg.epochs, steps_per_epoch=self.steps_per_epoch)
-        self.loop = choose_loop(net, loop)
+        self.loop = choose_loop(net, loop, self.model.platform)
         self.shuffle = self.batch < train.m
         self.step_body = self.model.step_fn(self.tx)
         self.chunk = chunk_epochs or self._default_chunk()

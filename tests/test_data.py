@@ -460,14 +460,14 @@ def _splits(x, y, dev=None, test=None):
 def test_prepare_reshapes_flat_rows_to_images_and_back():
     x = np.arange(2 * 12, dtype=np.float64).reshape(2, 12)
     prepared, stats = prepare(
-        _splits(x, [0, 1]), input_shape=(2, 2, 3), task="softmax", n_outputs=2
+        _splits(x, [0, 1]), input_shape=(2, 2, 3), labels="classes", n_outputs=2
     )
     assert prepared.train.x.shape == (2, 2, 2, 3) and prepared.train.x.dtype == np.float32
     np.testing.assert_array_equal(prepared.train.x, x.reshape(2, 2, 2, 3))
     assert prepared.train.x.flags.c_contiguous
     assert stats == {"mean": None, "std": None}
     digits = make_splits(load_source("digits", {}), split=(1, 0, 0))
-    flat, _ = prepare(digits, input_shape=(64,), task="softmax", n_outputs=10)
+    flat, _ = prepare(digits, input_shape=(64,), labels="classes", n_outputs=10)
     np.testing.assert_array_equal(flat.train.x, load_digits().data / 16)
 
 
@@ -477,7 +477,7 @@ def test_prepare_shape_mismatch_messages():
         match=r"^data has 3 features per example but the net's input is 2 \(train split\)$",
     ):
         prepare(
-            _splits(np.zeros((4, 3)), np.zeros(4)), input_shape=(2,), task="sigmoid", n_outputs=1
+            _splits(np.zeros((4, 3)), np.zeros(4)), input_shape=(2,), labels="binary", n_outputs=1
         )
     with pytest.raises(
         DataError,
@@ -486,7 +486,7 @@ def test_prepare_shape_mismatch_messages():
         prepare(
             _splits(np.zeros((1, 64, 64, 3)), [0]),
             input_shape=(32, 32, 1),
-            task="softmax",
+            labels="classes",
             n_outputs=2,
         )
 
@@ -494,12 +494,12 @@ def test_prepare_shape_mismatch_messages():
 def test_prepare_softmax_labels():
     x = np.zeros((3, 2))
     ids, _ = prepare(
-        _splits(x, [[0.0], [2.0], [1.0]]), input_shape=(2,), task="softmax", n_outputs=3
+        _splits(x, [[0.0], [2.0], [1.0]]), input_shape=(2,), labels="classes", n_outputs=3
     )
     assert ids.train.y.dtype == np.int32 and ids.train.y.shape == (3,)
     np.testing.assert_array_equal(ids.train.y, [0, 2, 1])
     one_hot = np.eye(3)[[0, 2, 1]]
-    hot, _ = prepare(_splits(x, one_hot), input_shape=(2,), task="softmax", n_outputs=3)
+    hot, _ = prepare(_splits(x, one_hot), input_shape=(2,), labels="classes", n_outputs=3)
     assert hot.train.y.dtype == np.float32
     np.testing.assert_array_equal(hot.train.y, one_hot)
 
@@ -512,75 +512,75 @@ def test_prepare_softmax_label_errors():
         match=r"^label 10 out of range for softmax 10 \(classes are 0\.\.9\) in train split, "
         r"row 17$",
     ):
-        prepare(_splits(np.zeros((20, 2)), y), input_shape=(2,), task="softmax", n_outputs=10)
+        prepare(_splits(np.zeros((20, 2)), y), input_shape=(2,), labels="classes", n_outputs=10)
     with pytest.raises(
         DataError, match=r"class id 1\.5 is not a whole number in train split, row 1"
     ):
-        prepare(_splits(np.zeros((2, 2)), [0, 1.5]), input_shape=(2,), task="softmax", n_outputs=3)
+        prepare(_splits(np.zeros((2, 2)), [0, 1.5]), input_shape=(2,), labels="classes", n_outputs=3)
     with pytest.raises(DataError, match=r"y holds NaN in train split \(row 0\)"):
         prepare(
-            _splits(np.zeros((2, 2)), [np.nan, 1]), input_shape=(2,), task="softmax", n_outputs=3
+            _splits(np.zeros((2, 2)), [np.nan, 1]), input_shape=(2,), labels="classes", n_outputs=3
         )
     with pytest.raises(DataError, match=r"one-hot label row 1 in train split"):
         prepare(
             _splits(np.zeros((2, 2)), [[1, 0], [1, 1]]),
             input_shape=(2,),
-            task="softmax",
+            labels="classes",
             n_outputs=2,
         )
 
 
 def test_prepare_sigmoid_labels():
     x = np.zeros((3, 2))
-    single, _ = prepare(_splits(x, [0, 1, 1]), input_shape=(2,), task="sigmoid", n_outputs=1)
+    single, _ = prepare(_splits(x, [0, 1, 1]), input_shape=(2,), labels="binary", n_outputs=1)
     assert single.train.y.shape == (3, 1) and single.train.y.dtype == np.float32
     multi_y = [[0, np.nan], [1, 1], [np.nan, 0]]
-    multi, _ = prepare(_splits(x, multi_y), input_shape=(2,), task="sigmoid", n_outputs=2)
+    multi, _ = prepare(_splits(x, multi_y), input_shape=(2,), labels="binary", n_outputs=2)
     np.testing.assert_array_equal(multi.train.y, np.array(multi_y, dtype=np.float32))
     with pytest.raises(DataError, match=r"sigmoid label 2 in train split, row 1 must be 0, 1"):
-        prepare(_splits(x, [0, 2, 1]), input_shape=(2,), task="sigmoid", n_outputs=1)
+        prepare(_splits(x, [0, 2, 1]), input_shape=(2,), labels="binary", n_outputs=1)
     with pytest.raises(DataError, match=r"sigmoid 2 needs labels of shape \(m, 2\)"):
-        prepare(_splits(x, [0, 1, 1]), input_shape=(2,), task="sigmoid", n_outputs=2)
+        prepare(_splits(x, [0, 1, 1]), input_shape=(2,), labels="binary", n_outputs=2)
 
 
 def test_prepare_regression_targets():
     x = np.zeros((3, 2))
-    out, _ = prepare(_splits(x, [1.5, 2, 3]), input_shape=(2,), task="regression", n_outputs=1)
+    out, _ = prepare(_splits(x, [1.5, 2, 3]), input_shape=(2,), labels="values", n_outputs=1)
     assert out.train.y.shape == (3, 1) and out.train.y.dtype == np.float32
     with pytest.raises(DataError, match=r"y holds NaN in train split \(row 2\)"):
-        prepare(_splits(x, [1, 2, np.nan]), input_shape=(2,), task="regression", n_outputs=1)
+        prepare(_splits(x, [1, 2, np.nan]), input_shape=(2,), labels="values", n_outputs=1)
 
 
 def test_prepare_x_and_split_errors():
     x = np.zeros((5, 2))
     x[3, 1] = np.nan
     with pytest.raises(DataError, match=r"^x holds NaN in train split \(row 3\)$"):
-        prepare(_splits(x, np.zeros(5)), input_shape=(2,), task="regression", n_outputs=1)
+        prepare(_splits(x, np.zeros(5)), input_shape=(2,), labels="values", n_outputs=1)
     x[3, 1] = np.inf
     with pytest.raises(DataError, match=r"^x holds inf in train split \(row 3\)$"):
-        prepare(_splits(x, np.zeros(5)), input_shape=(2,), task="regression", n_outputs=1)
+        prepare(_splits(x, np.zeros(5)), input_shape=(2,), labels="values", n_outputs=1)
     with pytest.raises(DataError, match=r"^train split is empty$"):
         prepare(
-            _splits(np.zeros((0, 2)), np.zeros(0)), input_shape=(2,), task="regression", n_outputs=1
+            _splits(np.zeros((0, 2)), np.zeros(0)), input_shape=(2,), labels="values", n_outputs=1
         )
     dev = Dataset(np.zeros((2, 2)), np.zeros(3))
     with pytest.raises(DataError, match=r"x has 2 examples but y has 3 in dev split"):
         prepare(
             _splits(np.zeros((2, 2)), np.zeros(2), dev=dev),
             input_shape=(2,),
-            task="regression",
+            labels="values",
             n_outputs=1,
         )
     with pytest.raises(DataError, match=r"unknown normalize 'minmax'"):
         prepare(
             _splits(np.zeros((2, 2)), np.zeros(2)),
             input_shape=(2,),
-            task="regression",
+            labels="values",
             n_outputs=1,
             normalize="minmax",
         )
-    with pytest.raises(DataError, match=r"unknown output task 'tanh'"):
-        prepare(_splits(np.zeros((2, 2)), np.zeros(2)), input_shape=(2,), task="tanh", n_outputs=1)
+    with pytest.raises(DataError, match=r"unknown kind of labels 'tanh'"):
+        prepare(_splits(np.zeros((2, 2)), np.zeros(2)), input_shape=(2,), labels="tanh", n_outputs=1)
 
 
 def test_standard_normalization_uses_train_stats():
@@ -589,7 +589,7 @@ def test_standard_normalization_uses_train_stats():
     test = Dataset(np.array([[7.0, 5.0], [1.0, 4.0]]), np.array([0, 1]))
     splits = _splits(train_x, [0, 1, 0], dev=dev, test=test)
     prepared, stats = prepare(
-        splits, input_shape=(2,), task="softmax", n_outputs=2, normalize="standard"
+        splits, input_shape=(2,), labels="classes", n_outputs=2, normalize="standard"
     )
     std0 = np.std([1.0, 3.0, 5.0])
     np.testing.assert_allclose(stats["mean"], [3.0, 5.0])
@@ -607,7 +607,7 @@ def test_standard_normalization_uses_train_stats():
 def test_standard_normalization_on_images_has_input_shape_stats():
     splits = make_splits(load_source("digits", {}), split=(0.8, 0.2, 0.0), seed=1)
     prepared, stats = prepare(
-        splits, input_shape=(8, 8, 1), task="softmax", n_outputs=10, normalize="standard"
+        splits, input_shape=(8, 8, 1), labels="classes", n_outputs=10, normalize="standard"
     )
     assert stats["mean"].shape == (8, 8, 1) and stats["std"].shape == (8, 8, 1)
     np.testing.assert_allclose(stats["mean"], splits.train.x.mean(axis=0), atol=1e-6)
@@ -629,7 +629,7 @@ def test_apply_normalization_without_stats_and_bad_shape():
 def test_end_to_end_moons():
     arrays = load_source("moons", {"n": 200}, seed=0)
     splits = make_splits(arrays, seed=0)
-    prepared, _ = prepare(splits, input_shape=(2,), task="sigmoid", n_outputs=1)
+    prepared, _ = prepare(splits, input_shape=(2,), labels="binary", n_outputs=1)
     assert (len(prepared.train), len(prepared.dev), len(prepared.test)) == (160, 20, 20)
     assert prepared.train.y.shape == (160, 1)
 

@@ -24,15 +24,15 @@ import netc
 import numpy as np
 import optax
 import pytest
-from netc.compiler import lower as L
+from netc.compiler import layers
+from netc.compiler.layers import Context, Target, conv
+from netc.compiler.lower import lower_leaf
 
-try:  # tests/ on sys.path (pytest's default rootdir-relative import)
-    import numpy_reference as R
-except ImportError:  # tests/ is a package
-    from tests import numpy_reference as R
+import conftest
+import numpy_reference as R
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_SPECS = "/work/shared/specs"
+SHARED_SPECS = str(conftest.SHARED_SPECS)
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
@@ -495,7 +495,20 @@ def test_loss_and_grad_accepts_the_loss_keywords():
     model = netc.compile("input 3\nfc 2 -> bn -> softmax 2")
     v = model.init(jax.random.key(0))
     x, y = np.zeros((2, 3), np.float32), np.array([0, 1])
-    model.loss_and_grad(v["params"], v["state"], x, y, None, train=False)
+    v = randomize(model.init(jax.random.key(0)))
+    x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+    (cost, (state, _)), _ = model.loss_and_grad(v["params"], v["state"], x, y, None,
+                                                train=False)
+    # inference mode leaves the running statistics alone; training moves them
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(v["state"])):
+        np.testing.assert_array_equal(a, b)
+    (_, (moved, _)), _ = model.loss_and_grad(v["params"], v["state"], x, y, None, train=True)
+    assert not np.allclose(moved["batchnorm_1"]["mean"], v["state"]["batchnorm_1"]["mean"])
+    # l2= overrides the spec's lambda: J + (lambda / 2m) * sum of squared kernels
+    (with_l2, _), _ = model.loss_and_grad(v["params"], v["state"], x, y, None, train=False,
+                                          l2=0.5)
+    kernels = [np.asarray(v["params"][k]["kernel"], np.float64) for k in ("fc_1", "softmax_1")]
+    np.testing.assert_allclose(with_l2 - cost, R.l2_cost(kernels, 0.5, 2), rtol=1e-5)
 
 
 # ---- initialisers ---------------------------------------------------------------------
@@ -558,7 +571,8 @@ def _spec_files():
 
 
 SPEC_FILES = _spec_files()
-SPEC_PARAMS = [pytest.param(f, id=os.path.relpath(f, "/work")) for f in SPEC_FILES] or [
+SPEC_PARAMS = [pytest.param(f, id=os.path.relpath(f, os.path.dirname(ROOT)))
+               for f in SPEC_FILES] or [
     pytest.param(None, marks=pytest.mark.skip(reason="no spec files found"))]
 
 
@@ -596,13 +610,13 @@ def test_spec_counts_and_shapes(path):
 
 def _leaf_output_shape(leaf):
     """Run one leaf's lowering abstractly on (2, *in_shape) and return its output shape."""
-    forward = L.LOWERINGS[leaf.kind](leaf)
+    forward = lower_leaf(leaf, Target(jax.default_backend()))
     f32 = jnp.float32
     params = {leaf.name: {k: jax.ShapeDtypeStruct(s, f32) for k, s in leaf.params.items()}}
     state = {leaf.name: {k: jax.ShapeDtypeStruct(s, f32) for k, s in leaf.state.items()}}
 
     def run(params, state, x):
-        return forward(L._Pass(params, state, False, None, {}, f32), x)
+        return forward(Context(False, None, f32), x, params, state)[0]
 
     x = jax.ShapeDtypeStruct((2, *leaf.in_shape), f32)
     return jax.eval_shape(run, params, state, x).shape[1:]
@@ -648,13 +662,14 @@ def _in_bounds_taps(n, f, s, lo, out):
 
 def real_macs(leaf) -> int:
     """The MACs of conv/fc leaves counting only taps on real cells (what XLA counts)."""
-    if leaf.kind != "conv":
+    if leaf.kind not in ("conv", "dwconv"):
         return leaf.macs
     (h, w, c_in), (ho, wo, c_out) = leaf.in_shape, leaf.out_shape
     (fh, fw), (sh, sw) = leaf.attrs["f"], leaf.attrs["s"]
     (top, _), (left, _) = leaf.attrs["padding"]
+    groups = leaf.attrs["groups"]  # a dwconv's are its input channels
     return _in_bounds_taps(h, fh, sh, top, ho) * _in_bounds_taps(w, fw, sw, left, wo) * (
-        c_in * c_out)
+        c_in // groups * c_out)
 
 
 def flop_allowance(leaf) -> int:
@@ -797,32 +812,46 @@ def test_conv_lowerings_agree_in_values_and_gradients(in_shape, layer):
     for strides, SAME/explicit/asymmetric padding and non-square windows."""
     model, variables, x, _ = build(layer, in_shape, m=3)
     node = model.net.leaves()[0]
-    direct, as_matmul = L._conv_direct(node), L._conv_as_matmul(node)
+    direct, as_matmul = conv.conv_direct(node), conv.conv_im2col(node)
+    ctx = Context(False, None, jnp.float32)
 
     def loss(params, lowering, x):
-        run = L._Pass(params, {}, False, None, {}, jnp.float32)
-        return jnp.sum(jnp.sin(lowering(run, x)))
+        return jnp.sum(jnp.sin(lowering(ctx, x, params[node.name], {})))
 
+    params = variables["params"]
     for lowering in (direct, as_matmul):
-        run = L._Pass(variables["params"], {}, False, None, {}, jnp.float32)
-        assert lowering(run, x).shape == (3, *node.out_shape)
-    want = jax.grad(loss, argnums=(0, 2))(variables["params"], direct, x)
-    got = jax.grad(loss, argnums=(0, 2))(variables["params"], as_matmul, x)
-    run = L._Pass(variables["params"], {}, False, None, {}, jnp.float32)
-    np.testing.assert_allclose(as_matmul(run, x), direct(run, x), **TOL)
+        assert lowering(ctx, x, params[node.name], {}).shape == (3, *node.out_shape)
+    want = jax.grad(loss, argnums=(0, 2))(params, direct, x)
+    got = jax.grad(loss, argnums=(0, 2))(params, as_matmul, x)
+    np.testing.assert_allclose(as_matmul(ctx, x, params[node.name], {}),
+                               direct(ctx, x, params[node.name], {}), **TOL)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_im2col_is_chosen_only_for_few_channels_on_cpu(monkeypatch):
-    few = netc.compile("input 8x8x3\nconv f=3 c=4").net.leaves()[0]
-    assert few.in_shape[-1] <= L.IM2COL_MAX_CHANNELS
-    monkeypatch.setattr(L, "_conv_as_matmul", lambda node: "im2col")
-    monkeypatch.setattr(L, "_conv_direct", lambda node: "direct")
-    assert L._conv(few) == ("im2col" if jax.default_backend() == "cpu" else "direct")
-    wide = netc.compile("input 8x8x9\nconv f=3 c=4").net.leaves()[0]
-    assert L._conv(wide) == "direct"
-    large = netc.compile("input 224x224x3\nconv f=7 s=2 p=3 c=64").net.leaves()[0]
-    assert L._conv(large) == "direct"
-    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert L._conv(few) == "direct"
+def test_im2col_is_chosen_only_for_few_channels_ungrouped_on_cpu():
+    def chosen(spec, platform="cpu"):
+        leaf = netc.check(spec).leaves()[0]
+        return conv.conv_as_matmul(leaf, platform)
+
+    assert 3 <= conv.IM2COL_MAX_CHANNELS
+    assert chosen("input 8x8x3\nconv f=3 c=4")
+    assert not chosen("input 8x8x3\nconv f=3 c=4", platform="gpu")
+    assert not chosen("input 8x8x9\nconv f=3 c=4")              # too many channels
+    assert not chosen("input 224x224x3\nconv f=7 s=2 p=3 c=64")  # too many positions
+    assert not chosen("input 8x8x4\nconv f=3 c=4 groups=2")     # grouped: direct only
+    assert not chosen("input 8x8x4\ndwconv f=3")
+
+
+def test_the_model_lowers_for_its_platform():
+    """The lowering is picked for the Model's platform, which is part of the cache key."""
+    net = netc.check("input 8x8x3\nconv f=3 c=4")
+    cpu = netc.compiler.model.Model(net, platform="cpu")
+    gpu = netc.compiler.model.Model(net, platform="gpu")
+    variables = cpu.init(jax.random.key(0))
+    x = np.random.default_rng(0).standard_normal((2, 8, 8, 3)).astype(np.float32)
+    # both run here (the gpu lowering is plain lax.conv), and agree
+    np.testing.assert_allclose(cpu.apply(variables, x), gpu.apply(variables, x), **TOL)
+    program = {m.platform: str(jax.make_jaxpr(m.apply)(variables, x)) for m in (cpu, gpu)}
+    assert "conv_general_dilated" not in program["cpu"]  # im2col: a matmul over patches
+    assert "conv_general_dilated" in program["gpu"]
