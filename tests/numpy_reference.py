@@ -104,6 +104,23 @@ def conv2d(x, W, b=None, stride=(1, 1), pad=((0, 0), (0, 0))):
     return Z
 
 
+def grouped_conv2d(x, W, b=None, stride=(1, 1), pad=((0, 0), (0, 0)), groups=1):
+    """A grouped convolution: the input channels and the filters are split into `groups`
+    equal parts, and filter part g convolves input part g alone (:func:`conv2d` per group).
+
+    W: (f_h, f_w, c_in / groups, c_out). A depthwise convolution with depth multiplier m is
+    groups = c_in with W (f_h, f_w, 1, c_in * m): output channel i*m + q sees input channel i.
+    """
+    x = _f64(x)
+    c_in, c_out = x.shape[-1], W.shape[-1]
+    assert c_in % groups == 0 and c_out % groups == 0, (c_in, c_out, groups)
+    k, n = c_in // groups, c_out // groups
+    parts = [conv2d(x[..., g * k:(g + 1) * k], W[..., g * n:(g + 1) * n], None, stride, pad)
+             for g in range(groups)]
+    y = np.concatenate(parts, axis=-1)
+    return y if b is None else y + _f64(b).reshape(-1)
+
+
 def _pool(x, f, stride, pad, pad_value, reduce_window):
     x = _f64(x)
     f_h, f_w = _pair(f)
@@ -168,6 +185,23 @@ def leaky_relu(x, a=0.01):
 
 def tanh(x):
     return np.tanh(_f64(x))
+
+
+def elu(x, a=1.0):
+    """x for x > 0, a (e^x - 1) otherwise."""
+    x = _f64(x)
+    return np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
+
+
+def gelu_tanh(x):
+    """The tanh approximation of GELU (jax.nn.gelu's and flax's default)."""
+    x = _f64(x)
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+
+
+def silu(x):
+    """x * sigmoid(x) (also called swish)."""
+    return _f64(x) * sigmoid(x)
 
 
 def sigmoid(x):

@@ -28,11 +28,27 @@ from .base import (
     show_shape,
 )
 
+
+def check_kind(kind: LayerKind, registry: dict[str, LayerKind]) -> None:
+    """Refuse an incomplete or clashing record: each kind has a shape rule and a lowering,
+    parameter and state roles from the known set, and a name and aliases of its own."""
+    missing = [part for part in ("infer", "lower") if not callable(getattr(kind, part))]
+    if missing:
+        raise ValueError(f"layer kind {kind.name!r} has no {' and no '.join(missing)}")
+    roles = {**kind.params, **kind.state}
+    bad = {name: role for name, role in roles.items() if role not in (WEIGHT, ZEROS, ONES)}
+    if bad or any(role == WEIGHT for role in kind.state.values()):
+        raise ValueError(f"layer kind {kind.name!r}: unknown or misplaced roles {bad or roles}")
+    taken = {n for k in registry.values() for n in (k.name, *k.aliases)}
+    clash = taken & {kind.name, *kind.aliases}
+    if clash:
+        raise ValueError(f"layer kind {kind.name!r}: {', '.join(sorted(clash))} already taken")
+
+
 KINDS: dict[str, LayerKind] = {}
 for _module in (conv, pool, dense, activation, normalization, dropout):
     for _kind in _module.KINDS:
-        if _kind.name in KINDS:
-            raise ValueError(f"layer kind {_kind.name!r} is defined twice")
+        check_kind(_kind, KINDS)
         KINDS[_kind.name] = _kind
 
 ALIASES: dict[str, str] = {a: kind.name for kind in KINDS.values() for a in kind.aliases}
@@ -59,5 +75,5 @@ def has_weights(node) -> bool:
 
 
 __all__ = ["ALIASES", "INITIALIZERS", "KINDS", "ONES", "POSITIONAL", "WEIGHT", "ZEROS",
-           "Context", "Head", "Inferred", "LayerKind", "ShapeError", "Target", "fans",
-           "has_weights", "init_scale", "lookup", "show_shape", "weights_of"]
+           "Context", "Head", "Inferred", "LayerKind", "ShapeError", "Target", "check_kind",
+           "fans", "has_weights", "init_scale", "lookup", "show_shape", "weights_of"]
