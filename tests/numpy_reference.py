@@ -178,6 +178,10 @@ def relu(x):
     return np.maximum(_f64(x), 0.0)
 
 
+def relu6(x):
+    return np.minimum(np.maximum(_f64(x), 0.0), 6.0)
+
+
 def leaky_relu(x, a=0.01):
     x = _f64(x)
     return np.where(x > 0, x, a * x)

@@ -88,9 +88,18 @@ def test_agrees_with_flax_feature_group_count(in_shape, layer, groups, stride, p
                                rtol=1e-5, atol=1e-5)
 
 
+def test_relu6_values_and_gradient():
+    model = netc.compile("input 9\nrelu6")
+    x = np.array([[-3.0, -0.5, 0.5, 2.0, 5.9, 6.1, 8.0, 0.25, 3.0]], np.float32)
+    np.testing.assert_array_equal(model.apply({"params": {}, "state": {}}, x), R.relu6(x))
+    grad = jax.grad(lambda x: jnp.sum(model.apply({"params": {}, "state": {}}, x)))(x)
+    np.testing.assert_array_equal(grad, ((x > 0) & (x < 6)).astype(np.float32))
+    assert netc.check("input 4x4x2\nrelu6").params == 0
+
+
 def test_the_gradient_check_passes_through_grouped_and_depthwise():
     model = netc.compile("input 6x6x4\nconv f=3 p=same c=6 groups=2 -> relu -> dwconv f=3 "
-                         "s=2 p=same m=2 -> bn -> tanh -> conv f=1 c=4 groups=4 -> fc 3 "
+                         "s=2 p=same m=2 -> bn -> relu6 -> conv f=1 c=4 groups=4 -> fc 3 "
                          "-> softmax 3")
     rng = np.random.default_rng(0)
     x = 2 * rng.standard_normal((5, 6, 6, 4))

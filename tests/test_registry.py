@@ -45,6 +45,7 @@ EXAMPLES = {
     "fc": ((2, 3, 2), "fc 5", lambda x, p, s: R.dense(x, p["kernel"], p["bias"])),
     "flatten": ((2, 3, 2), "flatten", lambda x, p, s: x.reshape(len(x), -1)),
     "relu": ((7,), "relu", lambda x, p, s: R.relu(x)),
+    "relu6": ((7,), "relu6", lambda x, p, s: R.relu6(x)),
     "tanh": ((7,), "tanh", lambda x, p, s: R.tanh(x)),
     "leaky_relu": ((7,), "leaky_relu a=0.2", lambda x, p, s: R.leaky_relu(x, 0.2)),
     "elu": ((7,), "elu a=0.5", lambda x, p, s: R.elu(x, 0.5)),

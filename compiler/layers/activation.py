@@ -25,6 +25,7 @@ def activation(name: str, fn, args: tuple[Arg, ...] = (), aliases: tuple[str, ..
 
 KINDS = (
     activation("relu", lambda x: jax.nn.relu(x)),
+    activation("relu6", lambda x: jax.nn.relu6(x), doc="min(max(x, 0), 6); shape unchanged"),
     activation("tanh", lambda x: jnp.tanh(x)),
     activation("leaky_relu", lambda x, a: jax.nn.leaky_relu(x, a), (Arg("a", number, 0.01),)),
     activation("elu", lambda x, a: jax.nn.elu(x, a), (Arg("a", positive_number, 1.0),)),
