@@ -54,7 +54,8 @@ def test_there_are_examples():
             "moons_adam.net", "moons_gd.net", "moons_momentum.net", "simple_convnet.net",
             "lenet5.net", "digits_convnet.net", "digits_resnet.net", "digits_mlp.net",
             "zoo/alexnet.net", "zoo/vgg16.net", "zoo/resnet50.net", "zoo/googlenet.net",
-            "zoo/inception_module.net"} <= names
+            "zoo/inception_module.net", "zoo/mobilenet_v1.net", "zoo/mobilenet_v2.net",
+            "zoo/alexnet_caffe.net"} <= names
 
 
 @pytest.mark.parametrize("path", SPECS, ids=_id)
@@ -103,6 +104,9 @@ EXPECTED = {
     "zoo/resnet50.net": (25_557_032, 53_120, 4_089_184_256, (1000,)),
     "zoo/googlenet.net": (6_624_904, 14_560, 1_498_376_192, (1000,)),
     "zoo/inception_module.net": (376_176, 0, 73_608_192, (14, 14, 512)),
+    "zoo/mobilenet_v1.net": (4_231_976, 21_888, 568_740_352, (1000,)),
+    "zoo/mobilenet_v2.net": (3_504_872, 34_112, 300_774_272, (1000,)),
+    "zoo/alexnet_caffe.net": (60_965_224, 0, 724_406_816, (1000,)),
 }
 
 
@@ -119,6 +123,7 @@ def test_counts(rel):
     ("zoo/resnet18.net", 11_689_512),
     ("zoo/resnet50.net", 25_557_032),
     ("zoo/googlenet.net", 6_624_904),
+    ("zoo/alexnet_caffe.net", 60_965_224),  # Caffe's bvlc_alexnet
 ])
 def test_published_parameter_counts(rel, params):
     assert net(rel).params == params
@@ -129,6 +134,8 @@ def test_published_parameter_counts(rel, params):
     ("zoo/vgg16.net", 15_470_264_320, 15.47e9),
     ("zoo/resnet18.net", 1_814_073_344, 1.81e9),
     ("zoo/googlenet.net", 1_498_376_192, 1.50e9),
+    ("zoo/mobilenet_v1.net", 568_740_352, 569e6),  # the paper's 569 million mult-adds
+    ("zoo/mobilenet_v2.net", 300_774_272, 301e6),  # the paper's ~300 million
 ])
 def test_published_macs(rel, macs, published):
     n = net(rel)
@@ -300,3 +307,57 @@ def test_doc_has_full_specs():
                          ids=[f"line{line}" for line, _ in full_specs()])
 def test_doc_spec_checks(line, body):
     check_source(body, f"docs/language.md:{line}")
+
+
+# ---- MobileNet v1/v2 and Caffe's AlexNet: grouped and depthwise convolutions -------------
+
+
+@pytest.mark.parametrize(("rel", "trainable", "statistics"), [
+    ("zoo/mobilenet_v1.net", 4_231_976, 21_888),   # Keras: trainable / non-trainable
+    ("zoo/mobilenet_v2.net", 3_504_872, 34_112),
+])
+def test_mobilenets_match_keras_trainable_and_bn_statistics(rel, trainable, statistics):
+    n = net(rel)
+    assert (n.params, n.state) == (trainable, statistics)
+
+
+def test_mobilenet_v1_layout():
+    n = net("zoo/mobilenet_v1.net")
+    kinds = [leaf.kind for leaf in n.leaves()]
+    assert kinds.count("dwconv") == 13 and kinds.count("relu6") == 27
+    assert kinds.count("conv") == 14 and kinds.count("batchnorm") == 27
+    shapes = {leaf.name: leaf.out_shape for leaf in n.leaves()}
+    assert shapes["conv_1"] == (112, 112, 32)
+    assert shapes["separable_2/dwconv_1"] == (56, 56, 64)       # stride 2, before widening
+    assert shapes["separable_2/conv_1"] == (56, 56, 128)
+    assert shapes["separable_13/conv_1"] == (7, 7, 1024)
+    assert all(leaf.params.get("kernel", (0, 0, 1))[2] == 1
+               for leaf in n.leaves() if leaf.kind == "dwconv")
+    assert not any("bias" in leaf.params for leaf in n.leaves() if leaf.kind != "softmax")
+
+
+def test_mobilenet_v2_layout():
+    n = net("zoo/mobilenet_v2.net")
+    leaves = n.leaves()
+    kinds = [leaf.kind for leaf in leaves]
+    assert kinds.count("dwconv") == 17
+    blocks = [x for x in n.body.children if x.kind == "sequence"]
+    residuals = [leaf.name.split("/")[0] for leaf in leaves if "residual_1" in leaf.name]
+    assert len(blocks) == 16 and len(set(residuals)) == 10  # 10 blocks add their input
+    shapes = {leaf.name: leaf.out_shape for leaf in leaves}
+    assert (shapes["conv_1"], shapes["conv_2"]) == ((112, 112, 32), (112, 112, 16))
+    assert shapes["inverted_1/conv_1"] == (112, 112, 96)        # expanded 6x
+    assert shapes["inverted_1/dwconv_1"] == (56, 56, 96)
+    assert shapes["inverted_6/conv_2"] == (7, 7, 320)
+    assert shapes["conv_3"] == (7, 7, 1280)
+
+
+def test_alexnet_caffe_two_towers():
+    n = net("zoo/alexnet_caffe.net")
+    convs = [leaf for leaf in n.leaves() if leaf.kind == "conv"]
+    assert [c.attrs["groups"] for c in convs] == [1, 2, 1, 2, 2]
+    assert [c.params["kernel"] for c in convs] == [
+        (11, 11, 3, 96), (5, 5, 48, 256), (3, 3, 256, 384), (3, 3, 192, 384), (3, 3, 192, 256)]
+    # grouping halves conv2, conv4 and conv5: the single-tower AlexNet has 1,413,120 more
+    assert net("zoo/alexnet.net").params - n.params == (5 * 5 * 48 * 256 + 3 * 3 * 192 * 384
+                                                        + 3 * 3 * 192 * 256)
