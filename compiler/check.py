@@ -229,9 +229,13 @@ class _Checker:
                     found[i] = replace(found[i], notes=found[i].notes + (note,))
 
     def finish(self) -> None:
-        """Fold errors that differ only in the call they came from into one. (Warnings stay
-        one per layer: each is about a layer of the net, and they fail nothing.)"""
+        """Fold what one place in a def's body reports once per call into one diagnostic
+        with a note per further call: errors when their words are the same; warnings also
+        when only their numbers differ (the same layer seeing another input size in each
+        call, as ResNet's stride-2 projection does on 56, 28 and 14), each further call's
+        note then quoting what it says differently."""
         self.diags = _fold_calls(self.diags)
+        self.warnings = _fold_calls(self.warnings, numbers_may_differ=True)
 
     def bind_call(self, el: n.Call, d: n.Def, env) -> dict | None:
         params = [p.name for p in d.params]
@@ -408,31 +412,60 @@ def _within(span: n.Span, outer: n.Span) -> bool:
 
 
 _MAX_AGAIN = 3
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
-def _fold_calls(diags: list[Diagnostic]) -> list[Diagnostic]:
+def _fold_calls(diags: list[Diagnostic], numbers_may_differ: bool = False) -> list[Diagnostic]:
     """One diagnostic per mistake: the same message at the same place, reached through
-    several calls of a def, becomes one with a note per further call."""
+    several calls of a def, becomes one with a note per further call.
+
+    With `numbers_may_differ` (warnings), messages that differ only in their numbers fold
+    too, and a further call's note ends with the words of its own message that differ
+    (`...: …on 28 rows: (28 + 2*0 - 1) = 27…`). Within one call nothing folds: the k-th such
+    warning of a call folds with the k-th of each other call (a repeat in the def's body
+    warns once per copy, each about another layer)."""
     kept: dict[tuple, int] = {}
     again: dict[int, list[str]] = {}
     out: list[Diagnostic] = []
+    in_call: Counter = Counter()
     for d in diags:
-        key = (d.severity, d.code, d.message, d.span, d.label, d.help)
+        key: tuple = (d.severity, d.code, d.message, d.span, d.label, d.help)
+        if numbers_may_differ:
+            key = (*key[:2], _NUMBER.sub("#", d.message), *key[3:])
+            in_call[key, d.notes] += 1
+            key += (in_call[key, d.notes],)
         if key not in kept:
             kept[key] = len(out)
             out.append(d)
             continue
         first = out[kept[key]]
         new = [note for note in d.notes if note not in first.notes]
-        again.setdefault(kept[key], []).append(new[-1] if new else "")
+        site = "and " + new[-1] if new else ""
+        if site and d.message != first.message:
+            site += ": " + _what_differs(first.message, d.message)
+        again.setdefault(kept[key], []).append(site)
     for i, sites in again.items():
         sites = [s for s in sites if s]
-        extra = tuple("and " + s for s in sites[:_MAX_AGAIN])
+        extra = tuple(sites[:_MAX_AGAIN])
         if len(sites) > _MAX_AGAIN:
             more = len(sites) - _MAX_AGAIN
             extra += (f"and in {more} more call{'s' * (more != 1)}",)
         out[i] = replace(out[i], notes=out[i].notes + extra)
     return out
+
+
+def _what_differs(first: str, other: str) -> str:
+    """The words of `other` from the one before its first difference from `first` to its
+    last, with '…' for the shared words left out: '…on 28 rows: (28 + 2*0 - 1) = 27…'."""
+    a, b = first.split(" "), other.split(" ")
+    start = 0
+    while start < min(len(a), len(b)) and a[start] == b[start]:
+        start += 1
+    end = 0
+    while end < min(len(a), len(b)) - start and a[-1 - end] == b[-1 - end]:
+        end += 1
+    start = max(start - 1, 0)  # one shared word before, so that the numbers say what they are
+    return ("…" if start else "") + " ".join(b[start:len(b) - end]) + ("…" if end else "")
 
 
 def _default_error(exc: EvalError, d: n.Def, i: int) -> Diagnostic:

@@ -8,11 +8,23 @@ Each override is first checked on its own, so a bad value is reported against `-
 
 from __future__ import annotations
 
+import difflib
+
 from netc.dsl import nodes as n
 from netc.dsl.diagnostics import SpecError
 from netc.dsl.parser import parse
 
-from .settings import KEYS, TrainConfig, check_train
+from .settings import (
+    BUILTIN_DATA,
+    FILE_OPTIONS,
+    KEYS,
+    LOSSES,
+    OPTIMIZER_ALIASES,
+    OPTIMIZERS,
+    SCHEDULES,
+    TrainConfig,
+    check_train,
+)
 
 
 class OverrideError(Exception):
@@ -20,6 +32,95 @@ class OverrideError(Exception):
 
 _DEFAULT_NAMES = {"optimizer": TrainConfig().optimizer.name, "schedule": "constant",
                   "init": "he"}
+# the settings written `KEY NAME option=value ...` whose options depend on the NAME
+_NAMED = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES}
+
+
+def _option_owners() -> dict[str, str]:
+    """{option: the setting it is an option of}: lr -> optimizer, decay -> schedule."""
+    owners: dict[str, str] = {}
+    for setting, table in _NAMED.items():
+        for args in table.values():
+            for arg in args:
+                owners.setdefault(arg.name, setting)
+    for options in (*BUILTIN_DATA.values(), FILE_OPTIONS):
+        for option in options:
+            owners.setdefault(option, "data")
+    owners.setdefault("scale", "init")
+    return owners
+
+
+def _value_owners() -> dict[str, str]:
+    """{name: the setting it is a value of}: adam -> optimizer, moons -> data."""
+    owners: dict[str, str] = {}
+    for setting, names in (("optimizer", [*OPTIMIZERS, *OPTIMIZER_ALIASES]),
+                           ("schedule", SCHEDULES), ("data", BUILTIN_DATA),
+                           ("loss", LOSSES)):
+        for name in names:
+            owners.setdefault(name, setting)
+    return owners
+
+
+def _close(word: str, choices) -> str | None:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6) or \
+        difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def unknown_key_hint(key: str, value: str) -> str:
+    """'did you mean --set X?' for an unknown --set KEY (no dot): a setting of a similar name
+    (epoch -> epochs), the setting an option belongs to (lr -> optimizer.lr), or the setting
+    a name is a value of (momentum -> optimizer=momentum); '' when nothing fits."""
+    options, values = _option_owners(), _value_owners()
+    if key in options:
+        return f"did you mean --set {options[key]}.{key}={value}?"
+    if key in values:
+        return f"did you mean --set {values[key]}={key}?"
+    setting = _close(key, KEYS)
+    if setting is not None:
+        return f"did you mean --set {setting}={value}?"
+    option = _close(key, options)
+    if option is not None:
+        return f"did you mean --set {options[option]}.{option}={value}?"
+    return ""
+
+
+def _options_of(base: str, current: str) -> tuple[str, list[str]] | None:
+    """(what, its option names) for the current text of a setting whose options depend on
+    the name in it: ("optimizer adam", ["lr", "b1", "b2", "eps"]); None for other settings
+    or an unknown name (the check of the whole setting reports those)."""
+    words = current.split()
+    if len(words) < 2:
+        return None
+    if base in _NAMED:
+        table = _NAMED[base]
+        name = OPTIMIZER_ALIASES.get(words[1], words[1]) if base == "optimizer" else words[1]
+        if name in table:
+            return f"{base} {words[1]}", [a.name for a in table[name]]
+    if base == "data":
+        if words[1] in BUILTIN_DATA:
+            return f"data {words[1]}", list(BUILTIN_DATA[words[1]])
+        if words[1].startswith(('"', "'")):
+            return "data", list(FILE_OPTIONS)
+    return None
+
+
+def unknown_option(base: str, what: str, names: list[str], option: str, value: str) -> str:
+    """The message for `--set BASE.OPTION=VALUE` when the current `what` (optimizer adam)
+    has no OPTION: a close name of its own, or the other names of BASE that take OPTION."""
+    takes = f"{what} takes: {', '.join(names)}" if names else \
+        f"{what} takes no key=value arguments"
+    close = _close(option, names)
+    if close is not None:
+        return (f"{what} has no argument '{option}' (did you mean --set {base}.{close}={value}? "
+                f"{takes})")
+    others = [other for other, args in _NAMED.get(base, {}).items()
+              if any(a.name == option for a in args)]
+    if others:
+        return (f"{what} has no argument '{option}'; {option} is an argument of {base} "
+                f"{', '.join(others)} (e.g. --set {base}={others[0]} --set {base}.{option}="
+                f"{value})")
+    return f"{what} has no argument '{option}' ({takes})"
 
 
 def _text(source: str, span: n.Span) -> str:
@@ -64,10 +165,17 @@ def apply_overrides(source: str, overrides: list[str], filename: str = "<spec>")
         if not sep or not base or not value:
             raise OverrideError(f"{where}: write KEY=VALUE, e.g. --set epochs=5")
         if base not in KEYS:
-            raise OverrideError(f"{where}: unknown train setting '{base}' (settings: "
+            hint = _close(base, KEYS) if option else unknown_key_hint(base, value)
+            if option and hint:
+                hint = f"did you mean --set {hint}.{option}={value}?"
+            raise OverrideError(f"{where}: unknown train setting '{base}' ("
+                                + (f"{hint} " if hint else "") + "settings: "
                                 + ", ".join(KEYS) + ")")
         if option:
             current = settings.get(base) or f"{base} {_DEFAULT_NAMES.get(base, '')}".strip()
+            known = _options_of(base, current)
+            if known is not None and option not in known[1]:
+                raise OverrideError(f"{where}: {unknown_option(base, *known, option, value)}")
             words = [w for w in current.split() if not w.startswith(option + "=")]
             text = " ".join(words + [f"{option}={value}"])
         else:

@@ -9,59 +9,17 @@ import argparse
 import json
 import os
 import sys
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from netc.dsl.diagnostics import SpecError
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
-
-
-class UsageError(Exception):
-    """A command-line misuse (exit 2)."""
-
-
-class RunError(Exception):
-    """A failure of a run that is the user's to fix: bad data, a diverging loss (exit 1)."""
-
-
-# ---- reading specs -------------------------------------------------------------------
-
-
-def read_spec(path: str) -> tuple[str, str]:
-    """(source text, display name). '-' reads standard input."""
-    from netc.dsl.parser import decode_source
-
-    if path == "-":
-        return decode_source(sys.stdin.buffer.read(), "<stdin>"), "<stdin>"
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise UsageError(f"cannot read '{path}': {exc.strerror or exc}") from None
-    return decode_source(data, path), path
-
-
-def load_net(path: str):
-    from netc.compiler.check import check_source
-
-    source, name = read_spec(path)
-    return check_source(source, name)
-
-
-def report_spec_error(exc: SpecError, path: str, as_json: bool, source: str | None) -> int:
-    from netc.dsl.diagnostics import render
-
-    if as_json:
-        print(json.dumps({"errors": [d.as_json() for d in exc.diagnostics],
-                          "warnings": [d.as_json() for d in exc.warnings]}))
-    else:
-        for d in exc.diagnostics + exc.warnings:
-            print(render(d, source or "", path), file=sys.stderr)
-        n = len(exc.diagnostics)
-        print(f"{n} error{'s' * (n != 1)} in {path}", file=sys.stderr)
-    return EXIT_ERROR
-
+from .errors import (
+    EXIT_ERROR,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    RunError,
+    UsageError,
+)
+from .specfile import read_spec, report_spec_error
 
 # ---- netc check ----------------------------------------------------------------------
 
@@ -98,12 +56,26 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+class _Version(argparse.Action):
+    """--version: the installed distribution's version, looked up only when asked (the
+    runtime does not import the netc package's __init__, which imports the runtime)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("netc")
+        except PackageNotFoundError:
+            text = "(version unknown: netc is not installed)"
+        print(f"netc {text}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="netc", description="Write neural networks as text; check and train "
                      "them on JAX.")
-    from netc import __version__
-
-    parser.add_argument("--version", action="version", version=f"netc {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show netc's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("check", help="parse and shape-check a spec; print its layer table")
@@ -158,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("netc: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:

@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import EXIT_OK, RunError, UsageError, read_spec
+from .errors import EXIT_INTERRUPTED, EXIT_OK, RunError, UsageError
+from .specfile import read_spec
 
 
 def register(sub) -> None:
@@ -132,7 +133,7 @@ def cmd_train(args) -> int:
     if result.interrupted:
         print(f"interrupted after epoch {result.epochs_done}; continue with: netc train "
               f"{args.file} --out {out} --resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     return EXIT_OK
 
 

@@ -261,7 +261,8 @@ def format_report(name: str, result: dict) -> str:
 def cmd_gradcheck(args) -> int:
     """`netc gradcheck FILE [--samples N] [--batch M] [--seed S]`: 0 if fine, else 1."""
     from netc.compiler.model import Model
-    from netc.runtime.cli import load_net
+
+    from .specfile import load_net
 
     net = load_net(args.file)  # a SpecError propagates; the CLI prints it
     samples = int(getattr(args, "samples", None) or 200)

@@ -113,6 +113,57 @@ def test_bad_split_is_reported(tmp_path, capsys):
     assert "split" in err and "Traceback" not in err
 
 
+# A mistyped --set names what was probably meant, as a flag to copy. A bad --set exits 1
+# (like a bad setting in the spec's train block), in one line, before anything is trained.
+SET_TYPOS = {
+    "epoch=3": "unknown train setting 'epoch' (did you mean --set epochs=3?",
+    "Epochs=3": "(did you mean --set epochs=3?",
+    "optim.lr=0.1": "unknown train setting 'optim' (did you mean --set optimizer.lr=0.1?",
+    "lr=0.1": "unknown train setting 'lr' (did you mean --set optimizer.lr=0.1?",
+    "lrr=0.1": "(did you mean --set optimizer.lr=0.1?",
+    "adam=1": "(did you mean --set optimizer=adam?",
+    "optimizer.lrr=0.1": "optimizer adam has no argument 'lrr' (did you mean --set "
+                         "optimizer.lr=0.1? optimizer adam takes: lr, b1, b2, eps)",
+    "optimizer.beta=0.8": "optimizer adam has no argument 'beta'; beta is an argument of "
+                          "optimizer momentum, rmsprop (e.g. --set optimizer=momentum "
+                          "--set optimizer.beta=0.8)",
+    "schedule.decay=0.5": "schedule constant has no argument 'decay'; decay is an argument of "
+                          "schedule inverse_time",
+    "data.nn=50": "data moons has no argument 'nn' (did you mean --set data.n=50?",
+    "xyz=1": "unknown train setting 'xyz' (settings: data, split,",
+}
+
+
+@pytest.mark.parametrize("item", SET_TYPOS)
+def test_mistyped_set_suggests_the_setting(tmp_path, capsys, item):
+    path = spec(tmp_path, "data moons n=40")
+    code, out, err = run(capsys, "train", path, "--out", tmp_path / "run", "--set", item)
+    assert code == 1
+    assert one_line(err).startswith(f"netc: error: --set {item}: "), err
+    assert SET_TYPOS[item] in err
+    assert out == "" and not (tmp_path / "run").exists()
+
+
+def test_suggested_set_is_one_that_works(tmp_path, capsys):
+    path = spec(tmp_path, "data moons n=40")
+    code, _, err = run(capsys, "train", path, "--out", tmp_path / "run", "--quiet",
+                       "--set", "optimizer.lr=0.1", "--set", "epochs=1")
+    assert code == 0, err
+    assert "epochs 1" in (tmp_path / "run" / "spec.net").read_text()
+
+
+def test_mistyped_set_through_the_real_entry_point(tmp_path):
+    path = spec(tmp_path, "data moons n=40")
+    proc = subprocess.run([sys.executable, "-m", "netc", "train", str(path), "--set", "epoch=3",
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "netc: error: --set epoch=3: unknown train setting 'epoch' (did you mean --set epochs=3? "
+        "settings: data, split, normalize, batch, epochs, optimizer, schedule, l2, init, loss, "
+        "seed)"]
+
+
 # -------------------------------------------------------------------- misuse: exit 2
 
 

@@ -567,3 +567,95 @@ def test_deep_but_allowed_nesting_checks(capsys, tmp_path):
     path.write_text("input 8\nfc units=" + "-" * 101 + "1\n")
     errors = _errors(capsys, path)
     assert (errors[0]["code"], errors[0]["col"]) == ("E105", 110)
+
+
+# ---- warnings from the calls of a def --------------------------------------------------------
+# A layer in a def's body that warns in every call is one warning, with a note per further
+# call, as an error is. The number of warnings ONE strided layer makes (today one for its rows
+# and one for its columns) is read from a spec with a single call, not assumed.
+
+DOWN = "def down(c) { conv f=1 s=2 c=c }\n"
+
+
+def _warnings(text: str):
+    from netc.compiler.check import check_source
+
+    return list(check_source(text, "w.net").warnings)
+
+
+def test_a_warning_repeated_by_each_call_is_folded_into_one(capsys, tmp_path):
+    per_layer = len(_warnings("input 56x56x1\n" + DOWN + "down(4)\n"))
+    assert per_layer >= 1
+    text = "input 56x56x1\n" + DOWN + "down(4) -> down(8) -> down(16)\n"  # on 56, 28 and 14
+    warnings = _warnings(text)
+    assert len(warnings) == per_layer
+    for w in warnings:
+        assert "on 56" in w.message and "55 is not divisible by s=2" in w.message
+        first, second, third = w.notes
+        assert first == "in the call down(c=4) at line 3, column 1"
+        assert second.startswith("and in the call down(c=8) at line 3, column 12: …")
+        assert "28" in second and "= 27" in second and "56" not in second
+        assert third.startswith("and in the call down(c=16) at line 3, column 23: …")
+        assert "14" in third and "= 13" in third
+    path = tmp_path / "down.net"
+    path.write_text(text)
+    rc, data = check_json(capsys, str(path))  # JSON: one entry per folded warning
+    assert rc == 0 and [w["message"] for w in data["warnings"]] == [w.message for w in warnings]
+    rc, out, err = check(capsys, "check", str(path))
+    assert rc == 0 and err.count(": warning: ") == per_layer
+    assert err.count("= note: and in the call down(c=8)") == per_layer
+
+
+def test_warnings_of_a_stage_of_resnet50_fold_across_its_calls():
+    path = ROOT / "examples" / "zoo" / "resnet50.net"
+    one_call = path.read_text().replace("-> stage(256, 6, 2) as layer3", "") \
+        .replace("-> stage(512, 3, 2) as layer4", "")
+    warnings = _warnings(path.read_text())
+    assert len(warnings) == len(_warnings(one_call)) >= 1
+    for w in warnings:
+        assert w.span.line == 41  # the 1x1 stride-2 projection in bottleneck_down
+        assert [note.split(":")[0] for note in w.notes[2:]] == [
+            "and in the call stage(w=256, blocks=6, s=2) at line 54, column 4",
+            "and in the call stage(w=512, blocks=3, s=2) at line 55, column 4"]
+
+
+def test_identical_warnings_of_several_calls_fold_with_plain_notes():
+    branches = " | ".join(f"down({c})" for c in range(1, 6))
+    warnings = _warnings("input 8x8x1\n" + DOWN + f"concat {{ {branches} }}\n")
+    per_layer = len(_warnings("input 8x8x1\n" + DOWN + "down(1)\n"))
+    assert len(warnings) == per_layer
+    for w in warnings:
+        assert w.notes == ("in the call down(c=1) at line 3, column 10",
+                           "and in the call down(c=2) at line 3, column 20",
+                           "and in the call down(c=3) at line 3, column 30",
+                           "and in the call down(c=4) at line 3, column 40",
+                           "and in 1 more call")
+
+
+def test_warnings_within_one_call_or_outside_defs_are_not_folded():
+    per_layer = len(_warnings("input 56x56x1\n" + DOWN + "down(4)\n"))
+    # a repeat outside any def: one warning per copy, as before (56 and 28)
+    top = _warnings("input 56x56x1\nrepeat 2 { conv f=1 s=2 c=4 }\n")
+    assert len(top) == 2 * per_layer and not any(w.notes for w in top)
+    # a repeat in a def: the k-th copy of one call folds with the k-th copy of the other;
+    # call 1 sees 56 and 28, call 2 sees 14 (which warns) and 7 (which does not)
+    twice = "def down2(c) { repeat 2 { conv f=1 s=2 c=c } }\n"
+    warnings = _warnings("input 56x56x1\n" + twice + "down2(4) -> down2(8)\n")
+    assert len(warnings) == 2 * per_layer
+    for w in warnings[:per_layer]:
+        assert "on 56" in w.message and len(w.notes) == 2 and "on 14" in w.notes[1]
+    for w in warnings[per_layer:]:
+        assert "on 28" in w.message and w.notes == ("in the call down2(c=4) at line 3, column 1",)
+
+
+@pytest.mark.parametrize("first, other, shown", [
+    ("conv on 56 rows: 55 is odd", "conv on 28 rows: 27 is odd", "…on 28 rows: 27…"),
+    ("56 rows", "28 rows", "28…"),
+    ("a b 1", "a b 2", "…b 2"),
+    ("x 1 y", "x 1 y z", "…y z"),
+    ("7", "8", "8"),
+])
+def test_what_differs_between_two_warnings(first, other, shown):
+    from netc.compiler.check import _what_differs
+
+    assert _what_differs(first, other) == shown

@@ -187,6 +187,26 @@ def test_table_by_columns_is_the_table_row_by_row(path):
             assert fast in render(net, None, width, color)
 
 
+def names_in_table(text: str) -> list[tuple[str, str]]:
+    """[(full layer name, kind)] of the leaf rows of a rendered table, read as a user reads
+    it: a row with no kind is a scope, and each row sits two spaces deeper than its scope."""
+    lines = text.splitlines()
+    body = lines[next(i for i, line in enumerate(lines) if "╇" in line) + 1:
+                 next(i for i, line in enumerate(lines) if "┼" in line)]
+    scopes: list[str] = []
+    leaves = []
+    for line in body:
+        cell, kind = (c.rstrip() for c in line.split("│")[:2])
+        name = cell.lstrip(" ")
+        depth, odd = divmod(len(cell) - len(name) - 1, 2)  # one space of cell padding
+        assert not odd and depth <= len(scopes), line
+        if kind.strip():
+            leaves.append(("/".join([*scopes[:depth], name]), kind.strip()))
+        else:
+            scopes[depth:] = [name]
+    return leaves
+
+
 def test_table_lists_every_layer_and_the_totals():
     from netc.compiler.check import check_source
 
@@ -194,12 +214,28 @@ def test_table_lists_every_layer_and_the_totals():
     text = render(net, None, 200, False)
     leaves = list(net.leaves())
     assert len(leaves) > 100
+    assert names_in_table(text) == [(leaf.name, leaf.kind) for leaf in leaves]
     lines = text.splitlines()
-    for leaf in leaves:
-        assert any(line.startswith(f"│ {leaf.name} ") and f" {leaf.kind} " in line
-                   for line in lines), leaf.name
-    assert f"{net.params:,}" in lines[-4] and "total" in lines[-4]
+    assert f"{net.params:,}" in lines[-3] and "total" in lines[-3]
     assert lines[-2].startswith(f"trainable params: {net.params:,}")
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+@pytest.mark.parametrize("path", sorted(ROOT.glob("examples/**/*.net")), ids=lambda p: p.stem)
+def test_netc_check_shows_every_layer_name_whole(path, columns, monkeypatch, capsys):
+    """`netc check` in a terminal of 80 or 120 columns: each leaf's name is its scopes' rows
+    above it and its own last part, none cut short; the numbers are whole too."""
+    from netc.compiler.check import check_source
+    from netc.runtime.cli import main
+
+    net = check_source(path.read_text(encoding="utf-8"), str(path))
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert main(["check", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "…" not in text
+    assert max(map(len, text.splitlines())) <= columns
+    assert names_in_table(text) == [(leaf.name, leaf.kind) for leaf in net.leaves()]
+    assert f"{net.params:,}" in text and f"{net.macs:,}" in text
 
 
 def test_table_of_one_layer_and_cells_with_spaces():
