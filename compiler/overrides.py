@@ -14,11 +14,11 @@ from netc.dsl import nodes as n
 from netc.dsl.diagnostics import SpecError
 from netc.dsl.parser import parse
 
+from .losses import LOSS_NAMES
 from .settings import (
     BUILTIN_DATA,
     FILE_OPTIONS,
     KEYS,
-    LOSSES,
     OPTIMIZER_ALIASES,
     OPTIMIZERS,
     SCHEDULES,
@@ -55,7 +55,7 @@ def _value_owners() -> dict[str, str]:
     owners: dict[str, str] = {}
     for setting, names in (("optimizer", [*OPTIMIZERS, *OPTIMIZER_ALIASES]),
                            ("schedule", SCHEDULES), ("data", BUILTIN_DATA),
-                           ("loss", LOSSES)):
+                           ("loss", LOSS_NAMES)):
         for name in names:
             owners.setdefault(name, setting)
     return owners

@@ -56,9 +56,14 @@ def _skip_warnings(what: str, skips: list) -> tuple[str, ...]:
         return ()
     if len(skips) == 2 and skips[0][1:] == skips[1][1:]:
         _, n, p, f, s, skipped = skips[0]
+        cells = "row and column" if skipped == 1 else f"{skipped} rows and columns"
         return (f"{what} on {n}x{n}: ({n} + 2*{p} - {f}) = {n + 2 * p - f} is not divisible "
-                f"by s={s}, so the last {skipped} rows and columns are never visited",)
+                f"by s={s}, so the last {cells} are never visited",)
     parts = [f"on {n} {axis}: ({n} + 2*{p} - {f}) = {n + 2 * p - f} is not divisible by "
-             f"s={s}, so the last {skipped} of the {axis} are never visited"
+             f"s={s}, so the last {_cells(skipped, axis)} never visited"
              for axis, n, p, f, s, skipped in skips]
     return (f"{what} " + "; ".join(parts),)
+
+
+def _cells(count: int, axis: str) -> str:
+    return f"{axis[:-1]} is" if count == 1 else f"{count} {axis} are"
