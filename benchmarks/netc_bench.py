@@ -98,7 +98,7 @@ def lenet(opts) -> dict:
     """The Flax contender's LeNet-5 (relu, average pools), data and Adam; the first epoch
     is the warm-up, the next `epochs` are timed from metrics.jsonl's per-epoch seconds."""
     import numpy as np
-    from contenders import LENET, lenet_data
+    from lenet_contenders import LENET, lenet_data
 
     _use_cache(opts.cache)
     x, y = lenet_data(opts.n)
@@ -160,7 +160,8 @@ def resnet(opts) -> dict:
     import netc
     import numpy as np
     import optax
-    from contenders import RESNET, RESNET_TINY, time_train_step
+    from resnet_contenders import RESNET, RESNET_TINY
+    from timing import time_train_step
 
     cfg = RESNET_TINY if opts.tiny else RESNET
     t_imports = time.time()

@@ -19,7 +19,7 @@ where ``command`` is either an argv list or a callable ``command(settings) -> ar
 appended to the cases here (see "NETC HOOK").  The command must print the JSON figures
 of that case; for moons it should also carry ``t_trained`` (``time.time()`` when the
 model is trained) so the end-to-end time is measured from process spawn, and ``params``
-(course layout, see contenders.moons_metrics) for the maths cross-check.
+(course layout, see moons_contenders.moons_metrics) for the maths cross-check.
 """
 
 from __future__ import annotations
@@ -371,7 +371,7 @@ def summarise(runs, key):
 
 
 def moons_agreement(runs_by_name):
-    from contenders import agreement
+    from moons_contenders import agreement
 
     firsts = {n: rs[0] for n, rs in runs_by_name.items() if rs and "params" in rs[0]}
     return agreement(firsts, ref=REFERENCE["moons"])
