@@ -1,6 +1,6 @@
 """The ResNet-50 case's hand-written contender (Flax linen): trace, lower and XLA-compile
-seconds of the train step, then timed steps; also the case's configuration, which netc's
-contender (netc_bench.py) shares.
+seconds of the train step, then timed steps; also what netc's contender (netc_bench.py) shares:
+the configuration, the random batch and the timing and figures of a step.
 """
 
 from __future__ import annotations
@@ -14,6 +14,45 @@ RESNET = dict(
     batch=8, image=224, classes=1000, stages=(3, 4, 6, 3), width=64, lr=0.1, momentum=0.9, steps=2
 )
 RESNET_TINY = dict(RESNET, image=32, classes=10, stages=(1, 1), width=8)
+
+
+def resnet_config(tiny):
+    return RESNET_TINY if tiny else RESNET
+
+
+def resnet_batch(cfg, rng):
+    """One random batch on the device: NHWC float32 images and int32 labels, drawn from rng."""
+    import jax
+
+    B, S = cfg["batch"], cfg["image"]
+    x = jax.device_put(rng.standard_normal((B, S, S, 3), dtype=np.float32))
+    y = jax.device_put(rng.integers(0, cfg["classes"], B).astype(np.int32))
+    return x, y
+
+
+def time_resnet_step(contender, tiny, step, carry, rest, init_s, t_imports, t_process):
+    """The case's figures for a jitted train step(*carry, *rest) whose carry starts with the
+    parameters: time_train_step's timings, the model's size and the process's peak memory.
+    t_imports and t_process are time.time() stamps (imports done, process start)."""
+    import resource
+
+    import jax
+
+    cfg = resnet_config(tiny)
+    timings, (params, *_) = time_train_step(step, carry, rest, cfg["steps"])
+    return dict(
+        case="resnet",
+        contender=contender,
+        model="tiny-resnet" if tiny else "resnet50",
+        batch=cfg["batch"],
+        image=cfg["image"],
+        n_params=int(sum(v.size for v in jax.tree.leaves(params))),
+        init_s=init_s,
+        **timings,
+        import_s=t_imports - t_process,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        in_process_s=time.time() - t_process,
+    )
 
 
 def _flax_resnet(cfg):
@@ -79,19 +118,16 @@ def resnet_flax(opts):
     step_s is the last (steady) step; first_step_s, the first call of the compiled
     executable, also pays one-time costs (buffer allocation, thread-pool start-up).
     """
-    import resource
-
     import jax
     import jax.numpy as jnp
     import optax
 
-    cfg = RESNET_TINY if opts.tiny else RESNET
+    cfg = resnet_config(opts.tiny)
     t_imports = time.time()
     model = _flax_resnet(cfg)
-    B, S = cfg["batch"], cfg["image"]
+    S = cfg["image"]
     rng = np.random.default_rng(0)
-    x = jax.device_put(rng.standard_normal((B, S, S, 3), dtype=np.float32))
-    y = jax.device_put(rng.integers(0, cfg["classes"], B).astype(np.int32))
+    x, y = resnet_batch(cfg, rng)
     t0 = time.perf_counter()
     # Flax's own init (jitted or not) costs more to compile here than the train step does,
     # and init is not what this case measures: take the variable shapes from eval_shape and
@@ -118,22 +154,7 @@ def resnet_flax(opts):
         return optax.apply_updates(p, updates), stats, s, loss
 
     jitted = jax.jit(train_step, donate_argnums=(0, 1, 2))
-    timings, (params, _, _) = time_train_step(jitted, (params, stats, opt_state), (x, y),
-                                              cfg["steps"])
-    n_params = sum(v.size for v in jax.tree.leaves(params))
-    return dict(
-        case="resnet",
-        contender="flax",
-        model="tiny-resnet" if opts.tiny else "resnet50",
-        batch=B,
-        image=S,
-        n_params=int(n_params),
-        init_s=init_s,
-        **timings,
-        import_s=t_imports - opts.t_process,
-        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        in_process_s=time.time() - opts.t_process,
-    )
-
+    return time_resnet_step("flax", opts.tiny, jitted, (params, stats, opt_state), (x, y),
+                            init_s, t_imports, opts.t_process)
 
 CONTENDERS = {"flax": resnet_flax}
