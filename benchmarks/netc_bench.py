@@ -98,7 +98,7 @@ def lenet(opts) -> dict:
     """The Flax contender's LeNet-5 (relu, average pools), data and Adam; the first epoch
     is the warm-up, the next `epochs` are timed from metrics.jsonl's per-epoch seconds."""
     import numpy as np
-    from contenders import LENET, lenet_data
+    from lenet_contenders import LENET, lenet_data
 
     _use_cache(opts.cache)
     x, y = lenet_data(opts.n)
@@ -154,22 +154,17 @@ conv f=7 s=2 p=3 c=8 -> bn -> relu -> maxpool f=3 s=2 p=1
 def resnet(opts) -> dict:
     """ResNet-50 (examples/zoo/resnet50.net) train step at batch 8: the Flax contender's
     optimiser (optax.sgd 0.1, momentum 0.9), data and timing points."""
-    import resource
-
     import jax
     import netc
     import numpy as np
     import optax
-    from contenders import RESNET, RESNET_TINY, time_train_step
+    from resnet_contenders import resnet_batch, resnet_config, time_resnet_step
 
-    cfg = RESNET_TINY if opts.tiny else RESNET
+    cfg = resnet_config(opts.tiny)
     t_imports = time.time()
     source = TINY_RESNET if opts.tiny else str(ROOT / "examples" / "zoo" / "resnet50.net")
     model = netc.compile(source)
-    rng = np.random.default_rng(0)
-    b, size, classes = cfg["batch"], cfg["image"], cfg["classes"]
-    x = jax.device_put(rng.standard_normal((b, size, size, 3), dtype=np.float32))
-    y = jax.device_put(rng.integers(0, classes, b).astype(np.int32))
+    x, y = resnet_batch(cfg, np.random.default_rng(0))
     t0 = time.perf_counter()
     variables = jax.block_until_ready(model.init(jax.random.key(0)))
     init_s = time.perf_counter() - t0
@@ -177,14 +172,8 @@ def resnet(opts) -> dict:
     params, state = variables["params"], variables["state"]
     opt_state = tx.init(params)
     step = model.train_step(tx)
-    timings, (params, _, _) = time_train_step(step, (params, state, opt_state),
-                                              (x, y, jax.random.key(1)), cfg["steps"])
-    return dict(case="resnet", contender="netc", model="tiny-resnet" if opts.tiny else "resnet50",
-                batch=b, image=size, n_params=int(sum(v.size for v in jax.tree.leaves(params))),
-                init_s=init_s, **timings,
-                import_s=t_imports - T_PROCESS,
-                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                in_process_s=time.time() - T_PROCESS)
+    return time_resnet_step("netc", opts.tiny, step, (params, state, opt_state),
+                            (x, y, jax.random.key(1)), init_s, t_imports, T_PROCESS)
 
 
 def check(opts) -> dict:

@@ -1,4 +1,4 @@
-"""netc's contenders, merged into benchmarks/run.py's cases (its "NETC HOOK").
+"""netc's contenders, merged into the cases of benchmarks/cases.py (its "NETC HOOK").
 
 Each runs benchmarks/netc_bench.py, which trains or checks through netc's own CLI code.
 `netc_cached` contenders reuse a JAX compilation cache that a warm-up run (outside the
@@ -11,6 +11,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from settings import digits_args, lenet_args, moons_args, resnet_args
 
 HERE = Path(__file__).resolve().parent
 BENCH = str(HERE / "netc_bench.py")
@@ -38,22 +40,6 @@ def warmed(case: str, args):
     return command
 
 
-def moons_args(s):
-    return ["--epochs", str(s.moons_epochs)]
-
-
-def lenet_args(s):
-    return ["--n", str(s.lenet_n), "--epochs", str(s.lenet_epochs)]
-
-
-def digits_args(s):
-    return ["--epochs", str(s.digits_epochs), "--target", str(s.digits_target)]
-
-
-def resnet_args(s):
-    return ["--tiny"] if s.resnet_tiny else []
-
-
 CONTENDERS = {
     "moons": [("netc", netc("moons", moons_args)),
               ("netc_cached", warmed("moons", moons_args))],
@@ -65,3 +51,12 @@ CONTENDERS = {
     "check": [("netc_json", [sys.executable, BENCH, "check", "--json"]),
               ("netc_table", [sys.executable, BENCH, "check"])],
 }
+
+METHOD_NOTES = [
+    "netc contenders (benchmarks/netc_bench.py) run `netc train` in-process through the "
+    "CLI's own code (run directory, metrics.jsonl, checkpoints, learning-curve plot "
+    "included) and read their figures back from run.json and metrics.jsonl. `netc` starts "
+    "with an empty JAX compilation cache; `netc_cached` reuses one filled by an earlier run "
+    "of the same spec (what a user's second run gets). netc draws its own init and "
+    "shuffles from its seed, so its final loss differs from the shared-init contenders.",
+]
