@@ -1,4 +1,9 @@
-"""Shared test helpers: the acceptance corpus in ../shared/specs, skipped when absent."""
+"""Shared test helpers, imported by the test files as `from conftest import ...` (tests/ has no
+__init__.py, so pytest puts tests/ on sys.path and this module is importable as `conftest`).
+
+- where things are: the repository, examples/, and the acceptance corpus in ../shared/specs
+  (NETC_SHARED moves ../shared; the `shared_specs` fixture skips a test when it is absent).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+EXAMPLE_SPECS = sorted(EXAMPLES.rglob("*.net"))
 SHARED_SPECS = Path(os.environ.get("NETC_SHARED", ROOT.parent / "shared")) / "specs"
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # numpy_reference
+
+
+# ---- the acceptance corpus ------------------------------------------------------------------
 
 
 def shared_expected() -> dict:

@@ -25,9 +25,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from netc.runtime.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
 BROKEN = ROOT / "tests" / "broken"
 UPDATE = os.environ.get("NETC_UPDATE_SNAPSHOTS") == "1"
 

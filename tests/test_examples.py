@@ -13,14 +13,13 @@ import pathlib
 import re
 
 import pytest
+from conftest import EXAMPLE_SPECS, EXAMPLES, ROOT
 from netc.compiler.check import check_file, check_source
 from netc.compiler.summary import to_json
 from netc.runtime.cli import main
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
 DOC = ROOT / "docs" / "language.md"
-SPECS = sorted(EXAMPLES.rglob("*.net"))
+SPECS = EXAMPLE_SPECS
 
 
 def _id(path: pathlib.Path) -> str:

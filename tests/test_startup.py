@@ -19,14 +19,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import EXAMPLE_SPECS, EXAMPLES, ROOT
 from lark import Lark, Token
 from lark.exceptions import UnexpectedInput
 from netc.dsl import build_tables, tables
 from netc.dsl import parser as netc_parser
 
-ROOT = Path(__file__).resolve().parent.parent
-RESNET50 = ROOT / "examples" / "zoo" / "resnet50.net"
-SPECS = sorted(ROOT.glob("examples/**/*.net")) + sorted((ROOT / "tests" / "broken").glob("*.net"))
+RESNET50 = EXAMPLES / "zoo" / "resnet50.net"
+SPECS = EXAMPLE_SPECS + sorted((ROOT / "tests" / "broken").glob("*.net"))
 EXTRA = [
     "", "\n\n", "net", "input", "input 28x28x1 -> fc 3", "fc 3 -> -> relu", "conv f=3 c=8 {",
     "residual { fc 4 } shortcut", "concat { fc 1 | fc 2 } as", "train {\n lr 0.1 0.2\n",
@@ -175,7 +175,7 @@ def render(net, by_column: bool | None, width: int, color: bool) -> str:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("path", sorted(ROOT.glob("examples/**/*.net")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", EXAMPLE_SPECS, ids=lambda p: p.stem)
 def test_table_by_columns_is_the_table_row_by_row(path):
     from netc.compiler.check import check_source
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import EXAMPLES, SHARED_SPECS
 from netc.compiler.check import check_source
 from netc.runtime import cli
 from netc.runtime.checkpoint import load_tensors
@@ -24,9 +25,6 @@ try:  # tests/ on sys.path (conftest puts it there)
 except ImportError:  # tests/ is a package
     from tests import numpy_reference as R
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
-SHARED = Path(os.environ.get("NETC_SHARED", ROOT.parent / "shared")) / "specs"
 
 # --------------------------------------------------------------------------------- helpers
 
@@ -64,7 +62,7 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
 
 def example_text(name: str) -> str:
     """examples/NAME if present, else the shared corpus' copy."""
-    for folder in (EXAMPLES, SHARED):
+    for folder in (EXAMPLES, SHARED_SPECS):
         if (folder / name).exists():
             return (folder / name).read_text()
     pytest.skip(f"{name} is in neither examples/ nor the shared specs")
