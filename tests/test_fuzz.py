@@ -1,6 +1,7 @@
 """Fuzzing `netc check`: mutated valid specs must give a clean error or a clean pass.
 
-Start from valid specs (the acceptance corpus when it is there, plus the inline ones below),
+Start from valid specs (the inline ones below, plus the acceptance corpus in ../shared/specs
+when it is there: conftest finds it; test_shared_corpus_is_among_the_seeds skips without it),
 mutate them (delete, duplicate or swap tokens, delete a character range, insert tokens of the
 language or raw bytes: NUL, invalid UTF-8, CR, tabs) and check the contract of LANGUAGE.md
 section 6 on every result:
@@ -26,13 +27,11 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_SPECS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from netc.compiler.check import check_source
 from netc.runtime.cli import main
-
-ROOT = Path(__file__).resolve().parent.parent
-CORPUS_DIRS = [ROOT / "shared" / "specs", Path("/work/shared/specs")]
 
 INLINE_SEEDS = [
     # def with a default, repeat, residual with projection, concat, train section
@@ -89,16 +88,9 @@ train {
 ]
 
 
-def _seeds() -> list[str]:
-    seeds = list(INLINE_SEEDS)
-    for folder in CORPUS_DIRS:
-        if folder.is_dir():
-            seeds += [p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.net"))]
-            break
-    return seeds
-
-
-SEEDS = _seeds()
+# the acceptance corpus in ../shared/specs joins the seeds when it is there
+CORPUS_SEEDS = [p.read_text(encoding="utf-8") for p in sorted(SHARED_SPECS.glob("*.net"))]
+SEEDS = INLINE_SEEDS + CORPUS_SEEDS
 
 VOCABULARY = [
     "->", "{", "}", "|", "(", ")", "=", ",", "+", "-", "*", "//", "#", '"', "'", ":", ";",
@@ -246,6 +238,13 @@ def test_seeds_are_valid(spec_path):
         spec_path.write_text(text, encoding="utf-8")
         rc, _, err = _run(["check", str(spec_path), "--json"])
         assert rc == 0, (text, err)
+
+
+def test_shared_corpus_is_among_the_seeds(shared_specs):
+    corpus = sorted(shared_specs.glob("*.net"))
+    assert corpus, f"no .net files in {shared_specs}"
+    for path in corpus:
+        assert path.read_text(encoding="utf-8") in SEEDS, path.name
 
 
 def test_tokenizer_is_lossless():
