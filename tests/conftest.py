@@ -2,13 +2,18 @@
 __init__.py, so pytest puts tests/ on sys.path and this module is importable as `conftest`).
 
 - where things are: the repository, examples/, and the acceptance corpus in ../shared/specs
-  (NETC_SHARED moves ../shared; the `shared_specs` fixture skips a test when it is absent).
+  (NETC_SHARED moves ../shared; the `shared_specs` fixture skips a test when it is absent);
+- running `netc`: in process (`run_cli`) or in a fresh interpreter (`run_python`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,3 +39,39 @@ def shared_specs() -> Path:
     if not (SHARED_SPECS / "expected.json").exists():
         pytest.skip("../shared/specs is not present")
     return SHARED_SPECS
+
+
+# ---- running netc ---------------------------------------------------------------------------
+
+
+def run_cli(*argv) -> tuple[int, str, str]:
+    """`netc ARGV` in this process: (exit status, stdout, stderr). Arguments may be Paths.
+
+    It captures by redirecting sys.stdout/sys.stderr, not with capsys, so it also serves
+    hypothesis tests (which cannot take function-scoped fixtures)."""
+    from netc.runtime.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def run_python(*args, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """`python ARGS` in a fresh interpreter (this one's), text output captured; `-m netc ...`
+    runs the real entry point. kwargs go to subprocess.run (cwd, env)."""
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, check=False, **kwargs)
+
+
+# the first line of each diagnostic `netc check` prints on stderr
+ERROR_HEADER = re.compile(r"^(?P<file>.+):(?P<line>\d+):(?P<col>\d+): error: (?P<msg>.+)$")
+
+
+def one_error_line(err: str) -> str:
+    """The only line of stderr, which must be `netc: error: ...` without a traceback."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert lines[0].startswith("netc: error: "), err
+    return lines[0]

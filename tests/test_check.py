@@ -8,17 +8,17 @@ import subprocess
 import sys
 
 import pytest
-from conftest import SHARED_SPECS, shared_expected
+from conftest import SHARED_SPECS, run_cli, shared_expected
 from netc.compiler.check import check_file, check_source
-from netc.runtime.cli import main
 
 EXPECTED = shared_expected()
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED) or ["<absent>"])
-def test_shared_spec_matches_expected(name, shared_specs, capsys):
-    assert main(["check", str(shared_specs / f"{name}.net"), "--json"]) == 0
-    got = json.loads(capsys.readouterr().out)
+def test_shared_spec_matches_expected(name, shared_specs):
+    code, out, err = run_cli("check", shared_specs / f"{name}.net", "--json")
+    assert code == 0, err
+    got = json.loads(out)
     want = EXPECTED[name]
     assert got["output"] == want["output"]
     assert got["params"] == want["params"]
@@ -26,9 +26,10 @@ def test_shared_spec_matches_expected(name, shared_specs, capsys):
     assert got["macs"] == want["macs"]
 
 
-def test_json_object_has_the_pinned_fields(shared_specs, capsys):
-    assert main(["check", str(shared_specs / "lenet5.net"), "--json"]) == 0
-    got = json.loads(capsys.readouterr().out)
+def test_json_object_has_the_pinned_fields(shared_specs):
+    code, out, err = run_cli("check", shared_specs / "lenet5.net", "--json")
+    assert code == 0, err
+    got = json.loads(out)
     assert got["net"] == "lenet5" and got["input"] == [32, 32, 1]
     assert {"net", "input", "output", "params", "state", "macs", "layers", "warnings"} <= set(got)
     first = got["layers"][0]

@@ -13,10 +13,9 @@ import pathlib
 import re
 
 import pytest
-from conftest import EXAMPLE_SPECS, EXAMPLES, ROOT
+from conftest import EXAMPLE_SPECS, EXAMPLES, ROOT, run_cli
 from netc.compiler.check import check_file, check_source
 from netc.compiler.summary import to_json
-from netc.runtime.cli import main
 
 DOC = ROOT / "docs" / "language.md"
 SPECS = EXAMPLE_SPECS
@@ -66,9 +65,10 @@ def test_example_checks(path):
 
 
 @pytest.mark.parametrize("path", SPECS, ids=_id)
-def test_netc_check_json_exits_0(path, capsys):
-    assert main(["check", "--json", str(path)]) == 0
-    out = json.loads(capsys.readouterr().out)
+def test_netc_check_json_exits_0(path):
+    code, text, err = run_cli("check", "--json", path)
+    assert code == 0, err
+    out = json.loads(text)
     n = net(_id(path))
     assert (out["params"], out["state"], out["macs"], tuple(out["output"])) == (
         n.params, n.state, n.macs, n.output_shape)

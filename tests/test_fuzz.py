@@ -18,8 +18,6 @@ fresh random examples.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -27,11 +25,10 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_SPECS
+from conftest import ERROR_HEADER, SHARED_SPECS, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from netc.compiler.check import check_source
-from netc.runtime.cli import main
 
 INLINE_SEEDS = [
     # def with a default, repeat, residual with projection, concat, train section
@@ -181,26 +178,16 @@ def vocabulary_soup(draw) -> bytes:
 
 # ---- the property -----------------------------------------------------------------------------
 
-HEADER = re.compile(r"^(?P<file>.+):(?P<line>\d+):(?P<col>\d+): error: (?P<msg>.+)$")
-
-
-def _run(args: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(args)
-    return rc, out.getvalue(), err.getvalue()
-
-
 def assert_clean_check(data: bytes, path: Path) -> None:
     path.write_bytes(data)
-    rc, out, err = _run(["check", str(path)])
+    rc, out, err = run_cli("check", path)
     assert rc in (0, 1), (rc, err)
     assert "Traceback" not in out + err
     assert "internal error" not in err
     if rc == 0:
         return
     first = err.splitlines()[0] if err else ""
-    match = HEADER.match(first)
+    match = ERROR_HEADER.match(first)
     assert match, f"first stderr line is not FILE:LINE:COL: error: ...\n{err}"
     lines = len(re.split(rb"\r\n|\r|\n", data))
     line, col = int(match["line"]), int(match["col"])
@@ -208,7 +195,7 @@ def assert_clean_check(data: bytes, path: Path) -> None:
     assert col >= 1
     assert re.search(r"^\d+ errors? in ", err.splitlines()[-1]), err
 
-    rc_json, out_json, err_json = _run(["check", str(path), "--json"])
+    rc_json, out_json, err_json = run_cli("check", path, "--json")
     assert rc_json == 1, err_json
     errors = json.loads(out_json)["errors"]
     assert (errors[0]["line"], errors[0]["col"], errors[0]["message"]) == (
@@ -236,7 +223,7 @@ def spec_path(tmp_path_factory) -> Path:
 def test_seeds_are_valid(spec_path):
     for text in SEEDS:
         spec_path.write_text(text, encoding="utf-8")
-        rc, _, err = _run(["check", str(spec_path), "--json"])
+        rc, _, err = run_cli("check", spec_path, "--json")
         assert rc == 0, (text, err)
 
 
@@ -296,7 +283,7 @@ def test_huge_input_checks_exactly_without_allocating(spec_path):
     assert net.macs == conv_out * conv_out * 8 * 3 * 3 * 3 + 8 * 10 == 2_159_913_600_944
 
     spec_path.write_text(text)
-    rc, out, err = _run(["check", str(spec_path), "--json"])
+    rc, out, err = run_cli("check", spec_path, "--json")
     assert rc == 0, err
     data = json.loads(out)
     assert (data["params"], data["macs"]) == (314, 2_159_913_600_944)

@@ -14,12 +14,10 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE_SPECS, EXAMPLES, ROOT
+from conftest import EXAMPLE_SPECS, EXAMPLES, ROOT, run_python
 from lark import Lark, Token
 from lark.exceptions import UnexpectedInput
 from netc.dsl import build_tables, tables
@@ -64,8 +62,7 @@ def test_tables_file_matches_the_grammar():
 @pytest.mark.parametrize("seed", ["1", "2"])
 def test_generating_does_not_depend_on_the_hash_seed(seed):
     env = dict(os.environ, PYTHONHASHSEED=seed)
-    out = subprocess.run([sys.executable, "-m", "netc.dsl.build_tables", "--check"],
-                         capture_output=True, text=True, env=env, cwd=ROOT)
+    out = run_python("-m", "netc.dsl.build_tables", "--check", env=env, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "up to date" in out.stdout
 
@@ -223,7 +220,7 @@ def test_check_imports_rich_only_for_the_table_and_never_jax_nor_regex(as_json):
             "contextlib.redirect_stderr(io.StringIO()):\n"
             f"    rc = main(['check', {str(RESNET50)!r}] + {['--json'] if as_json else []!r})\n"
             "print(rc, 'rich' in sys.modules, 'jax' in sys.modules, 'regex' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = run_python("-c", code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", str(not as_json), "False", "False"]
 
@@ -242,8 +239,7 @@ def test_cli_hides_regex_from_lark_only_in_its_own_process():
     results = []
     for run in (f"netc.check({str(RESNET50)!r}).params > 0",
                 f"main(['check', {str(RESNET50)!r}, '--json']) == 0"):
-        out = subprocess.run([sys.executable, "-c", script.format(run=run)],
-                             capture_output=True, text=True)
+        out = run_python("-c", script.format(run=run))
         assert out.returncode == 0, out.stderr
         results.append(out.stdout.strip())
     assert results == ["regex ok", "no regex"]

@@ -14,9 +14,8 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from conftest import EXAMPLES, SHARED_SPECS
+from conftest import EXAMPLES, SHARED_SPECS, run_cli
 from netc.compiler.check import check_source
-from netc.runtime import cli
 from netc.runtime.checkpoint import load_tensors
 from netc.runtime.run import load_run, train_run
 
@@ -52,12 +51,6 @@ def assert_trees_close(a: dict, b: dict, atol: float = 0.0) -> None:
     assert jax.tree.structure(a) == jax.tree.structure(b)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_allclose(x, y, rtol=0, atol=atol)
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def example_text(name: str) -> str:
@@ -297,8 +290,8 @@ def test_digits_convnet_test_accuracy(digits_run):
 
 
 @pytest.mark.slow
-def test_eval_json_report_is_consistent(digits_run, capsys):
-    code, out, _ = run_cli(["eval", digits_run, "--json"], capsys)
+def test_eval_json_report_is_consistent(digits_run):
+    code, out, _ = run_cli("eval", digits_run, "--json")
     assert code == 0
     report = json.loads(out)
     test = report["splits"]["test"]
@@ -318,7 +311,7 @@ def test_eval_json_report_is_consistent(digits_run, capsys):
         assert row["support"] == confusion[c].sum()
         assert (row["precision"], row["recall"], row["f1"]) == pytest.approx(
             (precision, recall, f1))
-    code, out, _ = run_cli(["eval", digits_run, "--json", "--split", "all"], capsys)
+    code, out, _ = run_cli("eval", digits_run, "--json", "--split", "all")
     assert code == 0
     sizes = {k: v["examples"] for k, v in json.loads(out)["splits"].items()}
     assert sizes == {"train": 1439, "dev": 179, "test": 179}
@@ -327,13 +320,13 @@ def test_eval_json_report_is_consistent(digits_run, capsys):
 
 
 @pytest.mark.slow
-def test_predict_digits_writes_probabilities(digits_run, tmp_path, capsys):
+def test_predict_digits_writes_probabilities(digits_run, tmp_path):
     from sklearn.datasets import load_digits
 
     images = (load_digits().images[:13] / 16.0).astype(np.float32)
     np.savez(tmp_path / "in.npz", x=images.reshape(13, 64))  # flat rows are reshaped
-    code, _, err = run_cli(["predict", digits_run, tmp_path / "in.npz", "--out",
-                            tmp_path / "pred.npz"], capsys)
+    code, _, err = run_cli("predict", digits_run, tmp_path / "in.npz", "--out",
+                           tmp_path / "pred.npz")
     assert code == 0 and "13" in err
     with np.load(tmp_path / "pred.npz") as pred:
         assert pred["outputs"].shape == (13, 10)
@@ -352,12 +345,12 @@ def flower_run(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_flower_eval_and_decision_boundary(flower_run, capsys):
+def test_flower_eval_and_decision_boundary(flower_run):
     from PIL import Image
 
     info = json.loads((flower_run / "run.json").read_text())
     assert info["final"]["train"]["accuracy"] > 0.85
-    code, out, _ = run_cli(["eval", flower_run, "--json"], capsys)
+    code, out, _ = run_cli("eval", flower_run, "--json")
     assert code == 0
     train = json.loads(out)["splits"]["train"]
     assert train["examples"] == 400 and np.array(train["confusion"]).sum() == 400
@@ -369,23 +362,23 @@ def test_flower_eval_and_decision_boundary(flower_run, capsys):
     with Image.open(png) as img:
         assert img.format == "PNG" and min(img.size) > 50
     # the human-readable report names the plot
-    code, _, _ = run_cli(["eval", flower_run], capsys)
+    code, _, _ = run_cli("eval", flower_run)
     assert code == 0
 
 
 @pytest.mark.slow
-def test_predict_flower_shapes(flower_run, tmp_path, capsys):
+def test_predict_flower_shapes(flower_run, tmp_path):
     x = np.random.default_rng(0).normal(size=(25, 2)).astype(np.float32)
     np.savez(tmp_path / "pts.npz", x=x)
-    code, _, _ = run_cli(["predict", flower_run, tmp_path / "pts.npz", "--out",
-                          tmp_path / "p.npz"], capsys)
+    code, _, _ = run_cli("predict", flower_run, tmp_path / "pts.npz", "--out",
+                         tmp_path / "p.npz")
     assert code == 0
     with np.load(tmp_path / "p.npz") as pred:
         assert pred["outputs"].shape == (25, 1)
         assert ((pred["outputs"] > 0) & (pred["outputs"] < 1)).all()
         np.testing.assert_array_equal(pred["classes"], (pred["outputs"][:, 0] > 0.5))
-    code, _, _ = run_cli(["predict", flower_run, tmp_path / "pts.npz", "--out",
-                          tmp_path / "p.csv"], capsys)
+    code, _, _ = run_cli("predict", flower_run, tmp_path / "pts.npz", "--out",
+                         tmp_path / "p.csv")
     assert code == 0
     assert np.loadtxt(tmp_path / "p.csv", delimiter=",").shape == (25,)
 
@@ -432,13 +425,13 @@ def test_run_files_respect_the_umask(lr_data, tmp_path):
 # ------------------------------------------------------------------------------- --set
 
 
-def test_set_overrides_are_applied(lr_data, tmp_path, capsys):
+def test_set_overrides_are_applied(lr_data, tmp_path):
     folder, _, _ = lr_data
     spec = folder / f"{tmp_path.name}.net"
     spec.write_text(logreg_spec("momentum lr=0.01 beta=0.8", epochs=40))
     out = tmp_path / "run"
-    code, _, err = run_cli(["train", spec, "--out", out, "--quiet", "--set", "epochs=3",
-                            "--set", "optimizer.lr=0.5"], capsys)
+    code, _, err = run_cli("train", spec, "--out", out, "--quiet", "--set", "epochs=3",
+                           "--set", "optimizer.lr=0.5")
     assert code == 0, err
     text = (out / "spec.net").read_text()
     assert "epochs 3" in text and "epochs 40" not in text
@@ -450,23 +443,22 @@ def test_set_overrides_are_applied(lr_data, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("item", ["epochs=abc", "optimizer.lr=-1", "epoch=3", "epochs"])
-def test_bad_set_exits_1_naming_set(lr_data, tmp_path, capsys, item):
+def test_bad_set_exits_1_naming_set(lr_data, tmp_path, item):
     folder, _, _ = lr_data
     spec = folder / f"{tmp_path.name}.net"
     spec.write_text(logreg_spec("gd lr=0.1", epochs=2))
-    code, out, err = run_cli(["train", spec, "--out", tmp_path / "run", "--set", item], capsys)
+    code, out, err = run_cli("train", spec, "--out", tmp_path / "run", "--set", item)
     assert code == 1
     assert "Traceback" not in err
     assert f"--set {item}" in err.splitlines()[0]
     assert not (tmp_path / "run").exists()
 
 
-def test_bad_set_is_one_line_not_pinned_to_the_spec(lr_data, tmp_path, capsys):
+def test_bad_set_is_one_line_not_pinned_to_the_spec(lr_data, tmp_path):
     folder, _, _ = lr_data
     spec = folder / f"{tmp_path.name}.net"
     spec.write_text(logreg_spec("gd lr=0.1", epochs=2))
-    code, _, err = run_cli(["train", spec, "--out", tmp_path / "run", "--set", "epochs=abc"],
-                           capsys)
+    code, _, err = run_cli("train", spec, "--out", tmp_path / "run", "--set", "epochs=abc")
     assert code == 1
     assert len(err.strip().splitlines()) == 1, err
     assert f"{spec}:1:1" not in err
@@ -485,14 +477,14 @@ def test_netc_load_returns_model_and_variables(lr_data, tmp_path):
     assert model.input_shape == (N_FEATURES,)
 
 
-def test_eval_finds_relative_data_file(lr_data, tmp_path, capsys):
+def test_eval_finds_relative_data_file(lr_data, tmp_path):
     folder, _, _ = lr_data
     spec = folder / f"{tmp_path.name}.net"
     spec.write_text(logreg_spec("gd lr=0.1", epochs=2))
     out = tmp_path / "run"  # not the spec's folder
-    code, _, err = run_cli(["train", spec, "--out", out, "--quiet"], capsys)
+    code, _, err = run_cli("train", spec, "--out", out, "--quiet")
     assert code == 0, err
-    code, out_text, err = run_cli(["eval", out, "--json"], capsys)
+    code, out_text, err = run_cli("eval", out, "--json")
     assert code == 0, err
     assert json.loads(out_text)["splits"]["train"]["examples"] == M
 
