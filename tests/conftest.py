@@ -3,7 +3,9 @@ __init__.py, so pytest puts tests/ on sys.path and this module is importable as 
 
 - where things are: the repository, examples/, and the acceptance corpus in ../shared/specs
   (NETC_SHARED moves ../shared; the `shared_specs` fixture skips a test when it is absent);
-- running `netc`: in process (`run_cli`) or in a fresh interpreter (`run_python`).
+- running `netc`: in process (`run_cli`) or in a fresh interpreter (`run_python`);
+- spec files: `write_spec`, and `moons_mlp`, the small moons net that training tests share;
+- run folders written by `netc train`: `params_of`, `metrics_of`, `assert_trees_close`.
 """
 
 from __future__ import annotations
@@ -75,3 +77,62 @@ def one_error_line(err: str) -> str:
     assert "Traceback" not in err
     assert lines[0].startswith("netc: error: "), err
     return lines[0]
+
+
+# ---- spec files -----------------------------------------------------------------------------
+
+
+def write_spec(folder: Path, text: str, name: str = "spec.net") -> Path:
+    """Write `text` (UTF-8) to folder/NAME; the path."""
+    path = Path(folder) / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def moons_mlp(layers: str, *, name: str = "mlp", n: int = 90, noise: float = 0.25,
+              optimizer: str = "momentum lr=0.1", batch: int | str = 16, epochs: int = 8,
+              seed: int = 0, split: str = "1 0 0") -> str:
+    """A small net on the built-in moons data (2 features in, LAYERS after) with a full train
+    section: he init, shuffled minibatches, a fixed seed."""
+    return f"""net {name}
+input 2
+{layers}
+train {{
+  data moons n={n} noise={noise}
+  split {split}
+  init he
+  optimizer {optimizer}
+  batch {batch}
+  epochs {epochs}
+  seed {seed}
+}}
+"""
+
+
+# ---- run folders ----------------------------------------------------------------------------
+
+
+def params_of(run_dir: Path) -> dict:
+    """The final params of a run (or of its newest checkpoint) as numpy arrays."""
+    import jax
+    import numpy as np
+    from netc.runtime.run import load_run
+
+    _, variables = load_run(run_dir)
+    return jax.tree.map(np.asarray, variables["params"])
+
+
+def metrics_of(run_dir: Path) -> list[dict]:
+    """The records of metrics.jsonl, one per epoch."""
+    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def assert_trees_close(a: dict, b: dict, atol: float = 0.0) -> None:
+    """Same tree structure, every leaf within `atol` (0: bitwise equal)."""
+    import jax
+    import numpy as np
+
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(x, y, rtol=0, atol=atol)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import one_error_line, run_cli, run_python
+from conftest import one_error_line, run_cli, run_python, write_spec
 
 MLP = """net t
 input 2
@@ -20,9 +20,7 @@ train {{
 
 
 def spec(folder: Path, data: str, head: str = "sigmoid 1", name: str = "t.net") -> Path:
-    path = folder / name
-    path.write_text(MLP.format(head=head, data=data))
-    return path
+    return write_spec(folder, MLP.format(head=head, data=data), name)
 
 
 def x2(m: int = 10) -> np.ndarray:
@@ -162,7 +160,7 @@ def test_eval_on_a_missing_folder_exits_1(tmp_path):
 
 
 def test_eval_on_a_run_without_weights_exits_1(tmp_path):
-    (tmp_path / "spec.net").write_text(MLP.format(head="sigmoid 1", data="data moons n=40"))
+    write_spec(tmp_path, MLP.format(head="sigmoid 1", data="data moons n=40"))
     code, _, err = run_cli("eval", tmp_path)
     assert code == 1
     assert "no trained variables" in one_error_line(err)

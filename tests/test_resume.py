@@ -11,44 +11,33 @@ import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import (
+    assert_trees_close,
+    metrics_of,
+    moons_mlp,
+    one_error_line,
+    params_of,
+    run_cli,
+    write_spec,
+)
 from netc.compiler.check import check_source
 from netc.runtime.checkpoint import list_checkpoints, load_tensors
 from netc.runtime.run import RunFailed, load_run, train_run
 
 EPOCHS = 400
-SPEC = f"""net moons_resume
-input 2
-fc 8 -> relu -> fc 8 -> relu -> sigmoid 1
-train {{
-  data moons n=200 noise=0.2
-  split 1 0 0
-  init he
-  optimizer adam lr=0.01
-  batch 16
-  epochs {EPOCHS}
-  seed 7
-}}
-"""  # 13 minibatches per epoch (the last one partial), a few ms per epoch
-
-
-def params_of(run_dir: Path) -> dict:
-    _, variables = load_run(run_dir)
-    return jax.tree.map(np.asarray, variables["params"])
+# 13 minibatches per epoch (the last one partial), a few ms per epoch
+SPEC = moons_mlp("fc 8 -> relu -> fc 8 -> relu -> sigmoid 1", name="moons_resume", n=200,
+                 noise=0.2, optimizer="adam lr=0.01", epochs=EPOCHS, seed=7)
 
 
 def metric_epochs(run_dir: Path) -> list[int]:
-    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line)["epoch"] for line in lines]
+    return [record["epoch"] for record in metrics_of(run_dir)]
 
 
 def assert_same_params(a: dict, b: dict) -> None:
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
+    assert_trees_close(a, b, atol=1e-6)
 
 
 def checkpoint_epochs(run_dir: Path) -> list[int]:
@@ -57,9 +46,7 @@ def checkpoint_epochs(run_dir: Path) -> list[int]:
 
 @pytest.fixture(scope="module")
 def spec_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("spec") / "moons_resume.net"
-    path.write_text(SPEC)
-    return path
+    return write_spec(tmp_path_factory.mktemp("spec"), SPEC, "moons_resume.net")
 
 
 @pytest.fixture(scope="module")
@@ -251,25 +238,22 @@ def test_diverging_run_exits_1_naming_the_epoch(tmp_path):
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(32, 3)) * 100).astype(np.float32)  # unnormalised
     np.savez(tmp_path / "reg.npz", x=x, y=(x.sum(axis=1, keepdims=True) * 10))
-    spec = tmp_path / "diverge.net"
-    spec.write_text(DIVERGE)
+    spec = write_spec(tmp_path, DIVERGE, "diverge.net")
     out = tmp_path / "run"
     code, _, err = run_cli("train", spec, "--out", out, "--checkpoint-every", "1", "--quiet")
     assert code == 1
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
+    line = one_error_line(err)
 
     good = metric_epochs(out)  # the epochs whose loss was finite
     assert good and good == list(range(1, len(good) + 1)) and len(good) < 50
     bad = len(good) + 1
-    assert f"at epoch {bad}" in lines[0]
-    assert "inf" in lines[0] or "nan" in lines[0]
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert all(np.isfinite(r["loss"]) for r in records)
+    assert f"at epoch {bad}" in line
+    assert "inf" in line or "nan" in line
+    assert all(np.isfinite(r["loss"]) for r in metrics_of(out))
 
     kept = list_checkpoints(out / "checkpoints")
     assert kept and checkpoint_epochs(out)[-1] == len(good)
-    assert kept[-1].name in lines[0]
+    assert kept[-1].name in line
     for path in kept:
         tensors, meta = load_tensors(path)
         assert meta["epoch"] in good
