@@ -16,14 +16,10 @@ import jax
 import jax.numpy as jnp
 import netc
 import numpy as np
+import numpy_reference as R  # tests/numpy_reference.py (conftest puts tests/ on sys.path)
 import pytest
 from netc.dsl.diagnostics import SpecError
 from netc.runtime import gradcheck as G
-
-try:  # tests/ on sys.path (pytest's default rootdir-relative import)
-    import numpy_reference as R
-except ImportError:  # tests/ is a package
-    from tests import numpy_reference as R
 
 # (id, spec, options for gradcheck, label kind override)
 CASES = [

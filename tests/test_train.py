@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import numpy_reference as R  # tests/numpy_reference.py (conftest puts tests/ on sys.path)
 import pytest
 from conftest import (
     EXAMPLES,
@@ -28,12 +29,6 @@ from conftest import (
 from netc.compiler.check import check_source
 from netc.runtime.checkpoint import load_tensors
 from netc.runtime.run import train_run
-
-try:  # tests/ on sys.path (conftest puts it there)
-    import numpy_reference as R
-except ImportError:  # tests/ is a package
-    from tests import numpy_reference as R
-
 
 # --------------------------------------------------------------------------------- helpers
 
