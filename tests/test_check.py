@@ -4,11 +4,9 @@ JSON shape of LANGUAGE.md section 6."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
-from conftest import SHARED_SPECS, run_cli, shared_expected
+from conftest import run_cli, run_python, shared_expected
 from netc.compiler.check import check_file, check_source
 
 EXPECTED = shared_expected()
@@ -73,17 +71,17 @@ def test_names_are_scoped_and_stable():
         "blk_1/fc_1", "blk_1/relu_1", "blk_2/fc_1", "blk_2/relu_1", "out"]
 
 
-def test_huge_input_checks_without_allocating():
+def test_huge_input_counts_are_exact():  # test_fuzz measures that nothing is allocated
     net = check_source("input 100000x100000x3\nconv f=3 c=8")
     assert net.params == 3 * 3 * 3 * 8 + 8
     assert net.macs == 99998 * 99998 * 8 * 27
 
 
-def test_check_does_not_import_jax():
-    code = ("import sys; from netc.runtime.cli import main; "
-            f"rc = main(['check', {str(SHARED_SPECS / 'lenet5.net')!r}, '--json']) "
-            "if len(sys.argv) < 2 else 0; "
-            "assert 'jax' not in sys.modules, 'jax imported'; print('ok')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert "ok" in out.stdout
+def test_check_does_not_import_jax(shared_specs):
+    code = ("import contextlib, io, sys\nfrom netc.runtime.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    rc = main(['check', {str(shared_specs / 'lenet5.net')!r}, '--json'])\n"
+            "print(rc, 'jax' in sys.modules)")
+    proc = run_python("-c", code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "False"]  # the check ran, and passed, without JAX
