@@ -4,13 +4,10 @@ selected contender ran and its figures reached RESULTS.md and results.json."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import ROOT, run_python
 
-ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "benchmarks" / "run.py"
 
 pytestmark = pytest.mark.skipif(not RUN.exists(), reason="benchmarks/ not in this checkout")
@@ -18,10 +15,9 @@ pytestmark = pytest.mark.skipif(not RUN.exists(), reason="benchmarks/ not in thi
 
 def test_quick_benchmark_run_writes_results(tmp_path):
     out = tmp_path / "RESULTS.md"
-    proc = subprocess.run(
-        [sys.executable, str(RUN), "--quick", "--cases", "moons,check",
-         "--only", "jax_scan,netc,python,netc_json", "--quiet-wait", "0", "--out", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=ROOT, check=False)
+    proc = run_python(RUN, "--quick", "--cases", "moons,check", "--only",
+                      "jax_scan,netc,python,netc_json", "--quiet-wait", "0", "--out", out,
+                      timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     doc = json.loads((tmp_path / "results.json").read_text())
     moons = doc["cases"]["moons"]["runs"]

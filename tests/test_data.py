@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import h5py
 import numpy as np
 import pytest
+from conftest import run_python
 from netc.runtime.data import (
     DataError,
     Dataset,
@@ -27,7 +25,8 @@ from sklearn.datasets import load_digits, make_circles, make_moons
 
 def test_module_does_not_import_jax():
     code = "import sys, netc.runtime.data; sys.exit('jax' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+    proc = run_python("-c", code)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_moons_equals_sklearn():

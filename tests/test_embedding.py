@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 
 import jax
@@ -11,10 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import EXAMPLES
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location("embed_in_jax",
-                                               os.path.join(ROOT, "examples", "embed_in_jax.py"))
+_spec = importlib.util.spec_from_file_location("embed_in_jax", EXAMPLES / "embed_in_jax.py")
 E = importlib.util.module_from_spec(_spec)
 sys.modules["embed_in_jax"] = E  # Flax's dataclass transform looks the module up
 _spec.loader.exec_module(E)

@@ -13,14 +13,12 @@ import pathlib
 import re
 
 import pytest
+from conftest import EXAMPLE_SPECS, EXAMPLES, ROOT, run_cli
 from netc.compiler.check import check_file, check_source
 from netc.compiler.summary import to_json
-from netc.runtime.cli import main
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
 DOC = ROOT / "docs" / "language.md"
-SPECS = sorted(EXAMPLES.rglob("*.net"))
+SPECS = EXAMPLE_SPECS
 
 
 def _id(path: pathlib.Path) -> str:
@@ -68,9 +66,10 @@ def test_example_checks(path):
 
 
 @pytest.mark.parametrize("path", SPECS, ids=_id)
-def test_netc_check_json_exits_0(path, capsys):
-    assert main(["check", "--json", str(path)]) == 0
-    out = json.loads(capsys.readouterr().out)
+def test_netc_check_json_exits_0(path):
+    code, text, err = run_cli("check", "--json", path)
+    assert code == 0, err
+    out = json.loads(text)
     n = net(_id(path))
     assert (out["params"], out["state"], out["macs"], tuple(out["output"])) == (
         n.params, n.state, n.macs, n.output_shape)

@@ -1,6 +1,7 @@
 """Fuzzing `netc check`: mutated valid specs must give a clean error or a clean pass.
 
-Start from valid specs (the acceptance corpus when it is there, plus the inline ones below),
+Start from valid specs (the inline ones below, plus the acceptance corpus in ../shared/specs
+when it is there: conftest finds it; test_shared_corpus_is_among_the_seeds skips without it),
 mutate them (delete, duplicate or swap tokens, delete a character range, insert tokens of the
 language or raw bytes: NUL, invalid UTF-8, CR, tabs) and check the contract of LANGUAGE.md
 section 6 on every result:
@@ -17,8 +18,6 @@ fresh random examples.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -26,13 +25,10 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from conftest import ERROR_HEADER, SHARED_SPECS, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from netc.compiler.check import check_source
-from netc.runtime.cli import main
-
-ROOT = Path(__file__).resolve().parent.parent
-CORPUS_DIRS = [ROOT / "shared" / "specs", Path("/work/shared/specs")]
 
 INLINE_SEEDS = [
     # def with a default, repeat, residual with projection, concat, train section
@@ -89,16 +85,9 @@ train {
 ]
 
 
-def _seeds() -> list[str]:
-    seeds = list(INLINE_SEEDS)
-    for folder in CORPUS_DIRS:
-        if folder.is_dir():
-            seeds += [p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.net"))]
-            break
-    return seeds
-
-
-SEEDS = _seeds()
+# the acceptance corpus in ../shared/specs joins the seeds when it is there
+CORPUS_SEEDS = [p.read_text(encoding="utf-8") for p in sorted(SHARED_SPECS.glob("*.net"))]
+SEEDS = INLINE_SEEDS + CORPUS_SEEDS
 
 VOCABULARY = [
     "->", "{", "}", "|", "(", ")", "=", ",", "+", "-", "*", "//", "#", '"', "'", ":", ";",
@@ -189,26 +178,16 @@ def vocabulary_soup(draw) -> bytes:
 
 # ---- the property -----------------------------------------------------------------------------
 
-HEADER = re.compile(r"^(?P<file>.+):(?P<line>\d+):(?P<col>\d+): error: (?P<msg>.+)$")
-
-
-def _run(args: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(args)
-    return rc, out.getvalue(), err.getvalue()
-
-
 def assert_clean_check(data: bytes, path: Path) -> None:
     path.write_bytes(data)
-    rc, out, err = _run(["check", str(path)])
+    rc, out, err = run_cli("check", path)
     assert rc in (0, 1), (rc, err)
     assert "Traceback" not in out + err
     assert "internal error" not in err
     if rc == 0:
         return
     first = err.splitlines()[0] if err else ""
-    match = HEADER.match(first)
+    match = ERROR_HEADER.match(first)
     assert match, f"first stderr line is not FILE:LINE:COL: error: ...\n{err}"
     lines = len(re.split(rb"\r\n|\r|\n", data))
     line, col = int(match["line"]), int(match["col"])
@@ -216,7 +195,7 @@ def assert_clean_check(data: bytes, path: Path) -> None:
     assert col >= 1
     assert re.search(r"^\d+ errors? in ", err.splitlines()[-1]), err
 
-    rc_json, out_json, err_json = _run(["check", str(path), "--json"])
+    rc_json, out_json, err_json = run_cli("check", path, "--json")
     assert rc_json == 1, err_json
     errors = json.loads(out_json)["errors"]
     assert (errors[0]["line"], errors[0]["col"], errors[0]["message"]) == (
@@ -244,8 +223,15 @@ def spec_path(tmp_path_factory) -> Path:
 def test_seeds_are_valid(spec_path):
     for text in SEEDS:
         spec_path.write_text(text, encoding="utf-8")
-        rc, _, err = _run(["check", str(spec_path), "--json"])
+        rc, _, err = run_cli("check", spec_path, "--json")
         assert rc == 0, (text, err)
+
+
+def test_shared_corpus_is_among_the_seeds(shared_specs):
+    corpus = sorted(shared_specs.glob("*.net"))
+    assert corpus, f"no .net files in {shared_specs}"
+    for path in corpus:
+        assert path.read_text(encoding="utf-8") in SEEDS, path.name
 
 
 def test_tokenizer_is_lossless():
@@ -297,7 +283,7 @@ def test_huge_input_checks_exactly_without_allocating(spec_path):
     assert net.macs == conv_out * conv_out * 8 * 3 * 3 * 3 + 8 * 10 == 2_159_913_600_944
 
     spec_path.write_text(text)
-    rc, out, err = _run(["check", str(spec_path), "--json"])
+    rc, out, err = run_cli("check", spec_path, "--json")
     assert rc == 0, err
     data = json.loads(out)
     assert (data["params"], data["macs"]) == (314, 2_159_913_600_944)

@@ -10,20 +10,18 @@ they give 1e-10 to 1e-8.
 
 from __future__ import annotations
 
+import re
 import types
 
 import jax
 import jax.numpy as jnp
 import netc
 import numpy as np
+import numpy_reference as R  # tests/numpy_reference.py (conftest puts tests/ on sys.path)
 import pytest
+from conftest import one_error_line, run_cli, run_python, write_spec
 from netc.dsl.diagnostics import SpecError
 from netc.runtime import gradcheck as G
-
-try:  # tests/ on sys.path (pytest's default rootdir-relative import)
-    import numpy_reference as R
-except ImportError:  # tests/ is a package
-    from tests import numpy_reference as R
 
 # (id, spec, options for gradcheck, label kind override)
 CASES = [
@@ -80,6 +78,7 @@ def run_case(case_id, spec, options, m=6):
     pytest.param(*c, id=c[0]) for c in CASES])
 def test_gradients_of_every_layer_kind(case_id, spec, options):
     result = run_case(case_id, spec, options)
+    assert result["total"] == netc.compile(spec).net.params  # the checker's count
     assert result["checked"] == min(result["total"], options.get("samples", 200))
     assert result["dtype"] == "float64"
     assert result["difference"] < 1e-6, G.format_report(case_id, result)
@@ -222,15 +221,83 @@ def _args(path, **kw):
                                  batch=kw.get("batch", 8), seed=kw.get("seed", 0))
 
 
-def test_cmd_gradcheck_report_and_exit_status(tmp_path, capsys):
-    path = tmp_path / "tiny.net"
-    path.write_text("net tiny\ninput 3\nfc 4 -> tanh -> softmax 3\n")
-    status = G.cmd_gradcheck(_args(path, samples=10, batch=4))
-    out = capsys.readouterr().out
+LAYER_ROW = re.compile(r"^  (?P<layer>\S+) +(?P<checked>\d+)  (?P<difference>\S+)   \S+: ")
+
+
+def layer_rows(report: str) -> dict[str, tuple[int, float]]:
+    """{layer: (entries checked, relative difference)} from the per-layer table of a report."""
+    rows = [LAYER_ROW.match(line) for line in report.splitlines()]
+    return {m["layer"]: (int(m["checked"]), float(m["difference"])) for m in rows if m}
+
+
+TINY = "net tiny\ninput 3\nfc 4 -> tanh -> softmax 3\n"  # fc_1: 3*4 + 4, softmax_1: 4*3 + 3
+
+
+def test_netc_gradcheck_reports_a_sample_of_a_correct_net_and_exits_0(tmp_path):
+    path = write_spec(tmp_path, TINY, "tiny.net")
+    code, out, err = run_cli("gradcheck", path, "--samples", "10", "--batch", "4")
+    assert code == 0, out + err  # a correct net, whatever the printed figures say
     assert "gradient check of tiny: 10 of 31 parameter entries" in out
-    difference = float(out.split("relative difference ")[1].split(":")[0])
-    assert status == (0 if difference < 1e-6 else 1)
-    assert "fc_1" in out or "softmax_1" in out
+    assert "fine" in out.splitlines()[1]
+    rows = layer_rows(out)
+    assert rows and set(rows) <= {"fc_1", "softmax_1"}, out
+    assert sum(checked for checked, _ in rows.values()) == 10
+    assert all(difference < 1e-6 for _, difference in rows.values()), out
+
+
+def test_netc_gradcheck_checks_every_entry_of_a_small_net(tmp_path):
+    path = write_spec(tmp_path, TINY, "tiny.net")
+    code, out, err = run_cli("gradcheck", path)  # --samples 200 > 31 entries
+    assert code == 0, out + err
+    assert "31 of 31 parameter entries" in out
+    assert {layer: checked for layer, (checked, _) in layer_rows(out).items()} == {
+        "fc_1": 16, "softmax_1": 15}
+
+
+def test_netc_gradcheck_exits_1_where_backprop_and_differences_disagree(tmp_path):
+    """All of fc_1 zero: every relu sits on its kink, where backprop takes the slope 0 and
+    the two-sided difference (relu(eps) - relu(-eps)) / (2 eps) sees 1/2."""
+    path = write_spec(tmp_path, "net kink\ninput 3\nfc 4 init=zeros -> relu -> softmax 3\n",
+                      "kink.net")
+    code, out, err = run_cli("gradcheck", path)
+    assert code == 1, out + err
+    assert "likely a bug" in out.splitlines()[1]
+    rows = layer_rows(out)
+    assert rows["fc_1"][1] == pytest.approx(1.0)  # backprop gives 0 for every fc_1 entry
+    assert rows["softmax_1"][1] < 1e-6
+
+
+@pytest.mark.parametrize("factor, status", [(1.0, 0), (1.02, 1), (-1.0, 1)])
+def test_netc_gradcheck_exit_status_with_a_deliberately_wrong_backward_pass(
+        tmp_path, monkeypatch, factor, status):
+    """`netc gradcheck` of logistic regression whose sigmoid's backward pass is scaled by
+    `factor` (G.gradcheck is handed that cost): a right gradient exits 0, a wrong one 1."""
+    real, calls = G.gradcheck, []
+
+    def with_scaled_backward(model, x, y, **options):
+        calls.append(factor)
+        sig = scaled_sigmoid_grad(factor)
+        return real(model, x, y, loss_fn=lambda p: logreg_cost(p, x, y, sig), **options)
+
+    monkeypatch.setattr(G, "gradcheck", with_scaled_backward)
+    code, out, err = run_cli("gradcheck", write_spec(tmp_path, LOGREG, "logreg.net"))
+    assert calls == [factor], "netc gradcheck no longer goes through G.gradcheck"
+    assert code == status, out + err
+    assert ("fine" if status == 0 else "likely a bug") in out.splitlines()[1]
+
+
+def test_netc_gradcheck_help_lists_its_options():
+    proc = run_python("-m", "netc", "gradcheck", "--help")
+    assert proc.returncode == 0, proc.stderr
+    for option in ("--samples", "--batch", "--seed"):
+        assert re.search(rf"^  {option}\b", proc.stdout, re.M), proc.stdout
+
+
+@pytest.mark.parametrize("argv", [["--samples", "0"], ["--batch", "x"]])
+def test_netc_gradcheck_bad_options_exit_2(tmp_path, argv):
+    code, out, err = run_cli("gradcheck", write_spec(tmp_path, TINY, "tiny.net"), *argv)
+    assert code == 2 and out == ""
+    assert argv[0] in one_error_line(err)
 
 
 def test_cmd_gradcheck_passes_on_a_correct_net(tmp_path, capsys):
@@ -245,4 +312,3 @@ def test_cmd_gradcheck_lets_spec_errors_through(tmp_path):
     path.write_text("input 4x4x1\nconv f=9 c=2\n")
     with pytest.raises(SpecError):
         G.cmd_gradcheck(_args(path))
-    assert "--samples" in G.HELP or "samples" in G.HELP

@@ -8,12 +8,8 @@ import math
 import warnings
 
 import numpy as np
+import numpy_reference as R  # tests/numpy_reference.py (conftest puts tests/ on sys.path)
 import pytest
-
-try:  # tests/ on sys.path (pytest's default rootdir-relative import)
-    import numpy_reference as R
-except ImportError:  # tests/ is a package
-    from tests import numpy_reference as R
 
 # ------------------------------------------------------------------------------ conv
 

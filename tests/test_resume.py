@@ -11,44 +11,33 @@ import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
+from conftest import (
+    assert_trees_close,
+    metrics_of,
+    moons_mlp,
+    one_error_line,
+    params_of,
+    run_cli,
+    write_spec,
+)
 from netc.compiler.check import check_source
-from netc.runtime import cli
 from netc.runtime.checkpoint import list_checkpoints, load_tensors
 from netc.runtime.run import RunFailed, load_run, train_run
 
 EPOCHS = 400
-SPEC = f"""net moons_resume
-input 2
-fc 8 -> relu -> fc 8 -> relu -> sigmoid 1
-train {{
-  data moons n=200 noise=0.2
-  split 1 0 0
-  init he
-  optimizer adam lr=0.01
-  batch 16
-  epochs {EPOCHS}
-  seed 7
-}}
-"""  # 13 minibatches per epoch (the last one partial), a few ms per epoch
-
-
-def params_of(run_dir: Path) -> dict:
-    _, variables = load_run(run_dir)
-    return jax.tree.map(np.asarray, variables["params"])
+# 13 minibatches per epoch (the last one partial), a few ms per epoch
+SPEC = moons_mlp("fc 8 -> relu -> fc 8 -> relu -> sigmoid 1", name="moons_resume", n=200,
+                 noise=0.2, optimizer="adam lr=0.01", epochs=EPOCHS, seed=7)
 
 
 def metric_epochs(run_dir: Path) -> list[int]:
-    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line)["epoch"] for line in lines]
+    return [record["epoch"] for record in metrics_of(run_dir)]
 
 
 def assert_same_params(a: dict, b: dict) -> None:
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
+    assert_trees_close(a, b, atol=1e-6)
 
 
 def checkpoint_epochs(run_dir: Path) -> list[int]:
@@ -57,9 +46,7 @@ def checkpoint_epochs(run_dir: Path) -> list[int]:
 
 @pytest.fixture(scope="module")
 def spec_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("spec") / "moons_resume.net"
-    path.write_text(SPEC)
-    return path
+    return write_spec(tmp_path_factory.mktemp("spec"), SPEC, "moons_resume.net")
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +78,8 @@ def wait_for_checkpoints(proc: subprocess.Popen, out: Path, log: Path, count: in
     assert proc.poll() is None, "the run finished before it could be interrupted"
 
 
-def resume(spec_file: Path, out: Path, capsys, *extra: str) -> str:
-    code = cli.main(["train", str(spec_file), "--out", str(out), "--resume", *extra])
-    _, err = capsys.readouterr()
+def resume(spec_file: Path, out: Path, *extra: str) -> str:
+    code, _, err = run_cli("train", spec_file, "--out", out, "--resume", *extra)
     assert code == 0, err
     return err
 
@@ -102,7 +88,7 @@ def resume(spec_file: Path, out: Path, capsys, *extra: str) -> str:
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_uninterrupted_run(spec_file, reference, tmp_path, capsys):
+def test_sigkill_then_resume_matches_uninterrupted_run(spec_file, reference, tmp_path):
     out, log = tmp_path / "run", tmp_path / "train.log"
     proc = start_training(spec_file, out, log)
     try:
@@ -117,7 +103,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(spec_file, reference, tmp
     for path in list_checkpoints(out / "checkpoints"):  # atomic writes: every file is whole
         load_tensors(path)
 
-    err = resume(spec_file, out, capsys)
+    err = resume(spec_file, out)
     assert f"resuming after epoch {max(kept)}" in err
     assert_same_params(params_of(out), reference)
     assert metric_epochs(out) == list(range(1, EPOCHS + 1))  # once each, no duplicates
@@ -173,14 +159,14 @@ def damage(path: Path, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["corrupt", "truncate"])
 def test_resume_falls_back_past_a_damaged_newest_checkpoint(spec_file, reference, tmp_path,
-                                                            capsys, how):
+                                                            how):
     out = tmp_path / "run"
     stopped_run(spec_file, out, k=5)
     newest = list_checkpoints(out / "checkpoints")[-1]
     assert newest.name == "ckpt-000005.safetensors"
     damage(newest, how)
 
-    err = resume(spec_file, out, capsys, "--quiet")
+    err = resume(spec_file, out, "--quiet")
     warnings = [line for line in err.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "ckpt-000005.safetensors" in warnings[0], err
     assert "Traceback" not in err
@@ -188,13 +174,12 @@ def test_resume_falls_back_past_a_damaged_newest_checkpoint(spec_file, reference
     assert metric_epochs(out) == list(range(1, EPOCHS + 1))
 
 
-def test_resume_with_every_checkpoint_damaged_starts_over(spec_file, reference, tmp_path,
-                                                          capsys):
+def test_resume_with_every_checkpoint_damaged_starts_over(spec_file, reference, tmp_path):
     out = tmp_path / "run"
     stopped_run(spec_file, out, k=3)
     for path in list_checkpoints(out / "checkpoints"):
         damage(path, "corrupt")
-    err = resume(spec_file, out, capsys, "--quiet")
+    err = resume(spec_file, out, "--quiet")
     assert err.count("warning") == 2
     assert_same_params(params_of(out), reference)
     assert metric_epochs(out) == list(range(1, EPOCHS + 1))
@@ -204,8 +189,7 @@ def test_resume_with_every_checkpoint_damaged_starts_over(spec_file, reference, 
 
 
 @pytest.mark.slow
-def test_sigint_stops_at_an_epoch_boundary_then_resumes(spec_file, reference, tmp_path,
-                                                        capsys):
+def test_sigint_stops_at_an_epoch_boundary_then_resumes(spec_file, reference, tmp_path):
     out, log = tmp_path / "run", tmp_path / "train.log"
     proc = start_training(spec_file, out, log)
     try:
@@ -227,7 +211,7 @@ def test_sigint_stops_at_an_epoch_boundary_then_resumes(spec_file, reference, tm
     assert checkpoint_epochs(out)[-1] == done  # saved at the boundary where it stopped
     assert metric_epochs(out) == list(range(1, done + 1))
 
-    err = resume(spec_file, out, capsys)
+    err = resume(spec_file, out)
     assert f"resuming after epoch {done}" in err
     assert_same_params(params_of(out), reference)
     assert metric_epochs(out) == list(range(1, EPOCHS + 1))
@@ -250,31 +234,26 @@ train {
 """
 
 
-def test_diverging_run_exits_1_naming_the_epoch(tmp_path, capsys):
+def test_diverging_run_exits_1_naming_the_epoch(tmp_path):
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(32, 3)) * 100).astype(np.float32)  # unnormalised
     np.savez(tmp_path / "reg.npz", x=x, y=(x.sum(axis=1, keepdims=True) * 10))
-    spec = tmp_path / "diverge.net"
-    spec.write_text(DIVERGE)
+    spec = write_spec(tmp_path, DIVERGE, "diverge.net")
     out = tmp_path / "run"
-    code = cli.main(["train", str(spec), "--out", str(out), "--checkpoint-every", "1",
-                     "--quiet"])
-    _, err = capsys.readouterr()
+    code, _, err = run_cli("train", spec, "--out", out, "--checkpoint-every", "1", "--quiet")
     assert code == 1
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
+    line = one_error_line(err)
 
     good = metric_epochs(out)  # the epochs whose loss was finite
     assert good and good == list(range(1, len(good) + 1)) and len(good) < 50
     bad = len(good) + 1
-    assert f"at epoch {bad}" in lines[0]
-    assert "inf" in lines[0] or "nan" in lines[0]
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert all(np.isfinite(r["loss"]) for r in records)
+    assert f"at epoch {bad}" in line
+    assert "inf" in line or "nan" in line
+    assert all(np.isfinite(r["loss"]) for r in metrics_of(out))
 
     kept = list_checkpoints(out / "checkpoints")
     assert kept and checkpoint_epochs(out)[-1] == len(good)
-    assert kept[-1].name in lines[0]
+    assert kept[-1].name in line
     for path in kept:
         tensors, meta = load_tensors(path)
         assert meta["epoch"] in good
@@ -296,8 +275,7 @@ def test_diverging_run_in_process_raises_run_failed(tmp_path):
 # ------------------------------------------------------------- the resume hint
 
 
-def test_following_the_resume_hint_keeps_set_overrides(spec_file, tmp_path, capsys,
-                                                       monkeypatch):
+def test_following_the_resume_hint_keeps_set_overrides(spec_file, tmp_path, monkeypatch):
     import shlex
 
     from netc.runtime import progress
@@ -310,9 +288,8 @@ def test_following_the_resume_hint_keeps_set_overrides(spec_file, tmp_path, caps
 
     monkeypatch.setattr(progress, "Reporter", CtrlCAfterEpoch3)
     out = tmp_path / "run"
-    code = cli.main(["train", str(spec_file), "--out", str(out), "--checkpoint-every", "1",
-                     "--set", "epochs=60", "--set", "optimizer.lr=0.02"])
-    _, err = capsys.readouterr()
+    code, _, err = run_cli("train", spec_file, "--out", out, "--checkpoint-every", "1",
+                           "--set", "epochs=60", "--set", "optimizer.lr=0.02")
     assert code == 130, err
     assert "lr=0.02" in (out / "spec.net").read_text()
     hint = next(line for line in err.splitlines() if "continue with:" in line)
@@ -320,8 +297,7 @@ def test_following_the_resume_hint_keeps_set_overrides(spec_file, tmp_path, caps
     assert argv[:2] == ["netc", "train"]
     monkeypatch.undo()
 
-    code = cli.main(argv[1:] + ["--quiet"])
-    _, err = capsys.readouterr()
+    code, _, err = run_cli(*argv[1:], "--quiet")
     assert code == 0, err
     assert "lr=0.02" in (out / "spec.net").read_text()
     assert json.loads((out / "run.json").read_text())["epochs_done"] == 60

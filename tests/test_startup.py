@@ -14,19 +14,17 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import EXAMPLE_SPECS, EXAMPLES, ROOT, run_python
 from lark import Lark, Token
 from lark.exceptions import UnexpectedInput
 from netc.dsl import build_tables, tables
 from netc.dsl import parser as netc_parser
 
-ROOT = Path(__file__).resolve().parent.parent
-RESNET50 = ROOT / "examples" / "zoo" / "resnet50.net"
-SPECS = sorted(ROOT.glob("examples/**/*.net")) + sorted((ROOT / "tests" / "broken").glob("*.net"))
+RESNET50 = EXAMPLES / "zoo" / "resnet50.net"
+SPECS = EXAMPLE_SPECS + sorted((ROOT / "tests" / "broken").glob("*.net"))
 EXTRA = [
     "", "\n\n", "net", "input", "input 28x28x1 -> fc 3", "fc 3 -> -> relu", "conv f=3 c=8 {",
     "residual { fc 4 } shortcut", "concat { fc 1 | fc 2 } as", "train {\n lr 0.1 0.2\n",
@@ -64,8 +62,7 @@ def test_tables_file_matches_the_grammar():
 @pytest.mark.parametrize("seed", ["1", "2"])
 def test_generating_does_not_depend_on_the_hash_seed(seed):
     env = dict(os.environ, PYTHONHASHSEED=seed)
-    out = subprocess.run([sys.executable, "-m", "netc.dsl.build_tables", "--check"],
-                         capture_output=True, text=True, env=env, cwd=ROOT)
+    out = run_python("-m", "netc.dsl.build_tables", "--check", env=env, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "up to date" in out.stdout
 
@@ -143,7 +140,7 @@ def test_tables_file_is_package_data():
     tomllib = pytest.importorskip("tomllib")
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     patterns = config["tool"]["setuptools"]["package-data"]["netc.dsl"]
-    assert "grammar.lark" in [p.replace("*", "grammar") for p in patterns] or "*.lark" in patterns
+    assert any(Path("grammar.lark").match(p) for p in patterns)
     assert any(Path(tables.TABLES).match(p) for p in patterns)
 
 
@@ -175,7 +172,7 @@ def render(net, by_column: bool | None, width: int, color: bool) -> str:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("path", sorted(ROOT.glob("examples/**/*.net")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", EXAMPLE_SPECS, ids=lambda p: p.stem)
 def test_table_by_columns_is_the_table_row_by_row(path):
     from netc.compiler.check import check_source
 
@@ -259,7 +256,7 @@ def test_check_imports_rich_only_for_the_table_and_never_jax_nor_regex(as_json):
             "contextlib.redirect_stderr(io.StringIO()):\n"
             f"    rc = main(['check', {str(RESNET50)!r}] + {['--json'] if as_json else []!r})\n"
             "print(rc, 'rich' in sys.modules, 'jax' in sys.modules, 'regex' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = run_python("-c", code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", str(not as_json), "False", "False"]
 
@@ -278,8 +275,7 @@ def test_cli_hides_regex_from_lark_only_in_its_own_process():
     results = []
     for run in (f"netc.check({str(RESNET50)!r}).params > 0",
                 f"main(['check', {str(RESNET50)!r}, '--json']) == 0"):
-        out = subprocess.run([sys.executable, "-c", script.format(run=run)],
-                             capture_output=True, text=True)
+        out = run_python("-c", script.format(run=run))
         assert out.returncode == 0, out.stderr
         results.append(out.stdout.strip())
     assert results == ["regex ok", "no regex"]
