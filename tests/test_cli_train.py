@@ -116,18 +116,18 @@ SET_TYPOS = {
 
 
 @pytest.mark.parametrize("item", SET_TYPOS)
-def test_mistyped_set_suggests_the_setting(tmp_path, capsys, item):
+def test_mistyped_set_suggests_the_setting(tmp_path, item):
     path = spec(tmp_path, "data moons n=40")
-    code, out, err = run(capsys, "train", path, "--out", tmp_path / "run", "--set", item)
+    code, out, err = run_cli("train", path, "--out", tmp_path / "run", "--set", item)
     assert code == 1
-    assert one_line(err).startswith(f"netc: error: --set {item}: "), err
+    assert one_error_line(err).startswith(f"netc: error: --set {item}: "), err
     assert SET_TYPOS[item] in err
     assert out == "" and not (tmp_path / "run").exists()
 
 
-def test_suggested_set_is_one_that_works(tmp_path, capsys):
+def test_suggested_set_is_one_that_works(tmp_path):
     path = spec(tmp_path, "data moons n=40")
-    code, _, err = run(capsys, "train", path, "--out", tmp_path / "run", "--quiet",
+    code, _, err = run_cli("train", path, "--out", tmp_path / "run", "--quiet",
                        "--set", "optimizer.lr=0.1", "--set", "epochs=1")
     assert code == 0, err
     assert "epochs 1" in (tmp_path / "run" / "spec.net").read_text()
@@ -135,9 +135,7 @@ def test_suggested_set_is_one_that_works(tmp_path, capsys):
 
 def test_mistyped_set_through_the_real_entry_point(tmp_path):
     path = spec(tmp_path, "data moons n=40")
-    proc = subprocess.run([sys.executable, "-m", "netc", "train", str(path), "--set", "epoch=3",
-                           "--out", str(tmp_path / "run")], capture_output=True, text=True,
-                          timeout=300)
+    proc = run_python("-m", "netc", "train", path, "--set", "epoch=3", "--out", tmp_path / "run")
     assert proc.returncode == 1
     assert proc.stderr.splitlines() == [
         "netc: error: --set epoch=3: unknown train setting 'epoch' (did you mean --set epochs=3? "

@@ -515,7 +515,8 @@ def test_prepare_softmax_label_errors():
     with pytest.raises(
         DataError, match=r"class id 1\.5 is not a whole number in train split, row 1"
     ):
-        prepare(_splits(np.zeros((2, 2)), [0, 1.5]), input_shape=(2,), labels="classes", n_outputs=3)
+        prepare(_splits(np.zeros((2, 2)), [0, 1.5]), input_shape=(2,), labels="classes",
+                n_outputs=3)
     with pytest.raises(DataError, match=r"y holds NaN in train split \(row 0\)"):
         prepare(
             _splits(np.zeros((2, 2)), [np.nan, 1]), input_shape=(2,), labels="classes", n_outputs=3
@@ -579,7 +580,8 @@ def test_prepare_x_and_split_errors():
             normalize="minmax",
         )
     with pytest.raises(DataError, match=r"unknown kind of labels 'tanh'"):
-        prepare(_splits(np.zeros((2, 2)), np.zeros(2)), input_shape=(2,), labels="tanh", n_outputs=1)
+        prepare(_splits(np.zeros((2, 2)), np.zeros(2)), input_shape=(2,), labels="tanh",
+                n_outputs=1)
 
 
 def test_standard_normalization_uses_train_stats():

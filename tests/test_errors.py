@@ -571,7 +571,7 @@ def _warnings(text: str):
     return list(check_source(text, "w.net").warnings)
 
 
-def test_a_warning_repeated_by_each_call_is_folded_into_one(capsys, tmp_path):
+def test_a_warning_repeated_by_each_call_is_folded_into_one(tmp_path):
     per_layer = len(_warnings("input 56x56x1\n" + DOWN + "down(4)\n"))
     assert per_layer >= 1
     text = "input 56x56x1\n" + DOWN + "down(4) -> down(8) -> down(16)\n"  # on 56, 28 and 14
@@ -587,9 +587,9 @@ def test_a_warning_repeated_by_each_call_is_folded_into_one(capsys, tmp_path):
         assert "14" in third and "= 13" in third
     path = tmp_path / "down.net"
     path.write_text(text)
-    rc, data = check_json(capsys, str(path))  # JSON: one entry per folded warning
+    rc, data = check_json(str(path))  # JSON: one entry per folded warning
     assert rc == 0 and [w["message"] for w in data["warnings"]] == [w.message for w in warnings]
-    rc, out, err = check(capsys, "check", str(path))
+    rc, out, err = run_cli("check", str(path))
     assert rc == 0 and err.count(": warning: ") == per_layer
     assert err.count("= note: and in the call down(c=8)") == per_layer
 

@@ -18,7 +18,6 @@ import json
 import math
 import os
 
-import conftest
 import jax
 import jax.numpy as jnp
 import netc
@@ -26,12 +25,14 @@ import numpy as np
 import numpy_reference as R
 import optax
 import pytest
+from conftest import ROOT as REPO
+from conftest import SHARED_SPECS as SHARED
 from netc.compiler.layers import Context, Target, conv
 from netc.compiler.lower import lower_leaf
 from netc.compiler.model import Model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_SPECS = str(conftest.SHARED_SPECS)
+ROOT = str(REPO)
+SHARED_SPECS = str(SHARED)
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
