@@ -103,8 +103,8 @@ class Model:
         else:
             m = jnp.maximum(jnp.sum(weights), 1.0)
             cost = jnp.sum(per_example * weights) / m
-        lam = self.net.train.l2 if l2 is None else l2
-        if lam:
+        lam = self.net.train.l2 if l2 is None else l2  # may be traced (a hyperparameter)
+        if not (isinstance(lam, int | float) and lam == 0):
             squares = sum(jnp.sum(jnp.square(_at_least_f32(params[layer][p])))
                           for layer, p in self._weights)
             cost = cost + lam / (2 * m) * squares
@@ -138,12 +138,13 @@ class Model:
         return jax.jit(jax.value_and_grad(self.loss, has_aux=True),
                        static_argnames=("train", "l2"))
 
-    def step_fn(self, tx: optax.GradientTransformation):
+    def step_fn(self, tx: optax.GradientTransformation, *, l2=None):
         """The (unjitted) train step: step(params, state, opt_state, x, y, rng, weights=None)
-        -> (params, state, opt_state, cost, metrics)."""
+        -> (params, state, opt_state, cost, metrics). `l2` (a float or a traced scalar)
+        replaces the spec's lambda."""
         def step(params, state, opt_state, x, y, rng, weights=None):
             (cost, (new_state, out)), grads = jax.value_and_grad(self.loss, has_aux=True)(
-                params, state, x, y, rng, weights=weights)
+                params, state, x, y, rng, weights=weights, l2=l2)
             updates, opt_state = tx.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
             return params, new_state, opt_state, cost, self.metrics(out, y, weights)

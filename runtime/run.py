@@ -119,7 +119,7 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
         log.truncate(0)
     ckpt.atomic_write_text(out_dir / "spec.net", net.source)
     info = {"data_dir": str(Path(base_dir).resolve())}
-    _write_run_json(out_dir, net, model, splits, done, None, info)
+    write_run_json(out_dir, net, model, splits, done, None, info)
 
     cfg = net.train
     meta = {"net": net.name, "seed": cfg.seed}
@@ -176,7 +176,7 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
                       "train_seconds": round(loop_seconds, 4), "steps": steps,
                       "step_us": round(1e6 * loop_seconds / steps, 2) if steps else None,
                       "loop": trainer.loop}
-    _write_run_json(out_dir, net, model, splits, done, final, info)
+    write_run_json(out_dir, net, model, splits, done, final, info)
     if matplotlib_loading is not None:
         matplotlib_loading.join()
     learning_curve(history, out_dir / "learning_curve.png", title=net.name)
@@ -220,7 +220,7 @@ def save_model(path: Path, variables: dict, stats: dict, epochs: int) -> None:
     ckpt.save_tensors(path, tensors, {"epochs": epochs})
 
 
-def _write_run_json(out_dir: Path, net: Net, model, splits: Splits, done: int, final,
+def write_run_json(out_dir: Path, net: Net, model, splits: Splits, done: int, final,
                     extra: dict) -> None:
     info = {**extra, "net": net.name, "input": list(net.input_shape),
             "output": list(net.output_shape),

@@ -25,7 +25,7 @@ from netc.compiler.ir import Net
 from netc.compiler.layers import KINDS
 from netc.compiler.model import Model, compile_net
 
-from .optim import build_optimizer
+from .optim import build_optimizer, epoch_rate, hyperparameters
 
 
 @dataclass
@@ -53,10 +53,16 @@ def choose_loop(net: Net, requested: str = "auto", platform: str | None = None) 
 
 class Trainer:
     """Runs epochs of a compiled model over device data; no Python work per step in the
-    scan loop, one dispatch per step in the step loop."""
+    scan loop, one dispatch per step in the step loop.
+
+    The hyperparameters (runtime/optim.py) are inputs of the compiled programs, not
+    constants in them. Given `population`, a list of hyperparameter dicts, the Trainer runs
+    one member per dict, all in the same programs vmapped over the members (the same data,
+    minibatch orders and random keys: the same runs as separate trainings with the same
+    seed); its carry and figures then have a leading member axis."""
 
     def __init__(self, net: Net, train: Data, dev: Data | None, *, loop: str = "auto",
-                 chunk_epochs: int | None = None):
+                 chunk_epochs: int | None = None, population: list[dict] | None = None):
         cfg = net.train
         self.net, self.cfg = net, cfg
         self.model: Model = compile_net(net)
@@ -64,15 +70,42 @@ class Trainer:
         self.batch = min(cfg.batch or train.m, train.m)
         self.full_batches, self.remainder = divmod(train.m, self.batch)
         self.steps_per_epoch = self.full_batches + (1 if self.remainder else 0)
-        self.tx, self.rate_of_epoch = build_optimizer(
-            cfg.optimizer, cfg.schedule, epochs=cfg.epochs, steps_per_epoch=self.steps_per_epoch)
+        self.members = None if population is None else len(population)
+        self.hyper = population if population is not None else [hyperparameters(cfg)]
+        self._hp = jax.device_put({k: np.asarray([h[k] for h in self.hyper], np.float32)
+                                   if population is not None else np.float32(v)
+                                   for k, v in self.hyper[0].items()})
         self.loop = choose_loop(net, loop, self.model.platform)
         self.shuffle = self.batch < train.m
-        self.step_body = self.model.step_fn(self.tx)
         self.chunk = chunk_epochs or self._default_chunk()
         self._compiled = {}
         self._prefetched = {}  # the next chunk's orders, drawn while the device runs
         self._dev_host = None
+
+    def optimizer(self, hp: dict):
+        """The optax transformation for hyperparameters `hp` (traced inside the programs)."""
+        return build_optimizer(self.cfg, hp, epochs=self.cfg.epochs,
+                               steps_per_epoch=self.steps_per_epoch)
+
+    def rate_of_epoch(self, epochs, member: int = 0) -> np.ndarray:
+        """The learning rate of each epoch in `epochs` (numpy, on the host) for a member."""
+        return epoch_rate(self.cfg, self.hyper[member], self.cfg.epochs, xp=np)(epochs)
+
+    def _per_member(self, fn, own: int):
+        """fn itself, or fn over the members in its first `own` arguments (the others are
+        shared: data, orders, epochs). On CPU the members run one after another inside the
+        program (lax.map): each member's arithmetic is then exactly a single run's, and 16
+        moons members took the same time as vmapped (benchmarks/FINDINGS.md), where vmap's
+        batched arithmetic drifted from single runs by up to 2e-3 at lr=0.01. Accelerators
+        vmap: batched members fill the device."""
+        if self.members is None:
+            return fn
+        if self.model.platform == "cpu":
+            def one_after_another(*args):
+                mine, shared = args[:own], args[own:]
+                return jax.lax.map(lambda xs: fn(*xs, *shared), mine)
+            return one_after_another
+        return jax.vmap(fn, in_axes=(0,) * own + (None,) * (fn.__code__.co_argcount - own))
 
     def _default_chunk(self) -> int:
         if self.loop == "step":
@@ -90,11 +123,12 @@ class Trainer:
     def init_state(self):
         """(params, state, optimiser state) from the seed, in one compiled call."""
         if "init" not in self._compiled:
-            def fresh():
+            def fresh(hp):
                 variables = self.model.init(self._keys()[0])
-                return variables["params"], variables["state"], self.tx.init(variables["params"])
-            self._compiled["init"] = jax.jit(fresh)
-        return self._compiled["init"]()
+                opt = self.optimizer(hp).init(variables["params"])
+                return variables["params"], variables["state"], opt
+            self._compiled["init"] = jax.jit(self._per_member(fresh, 1))
+        return self._compiled["init"](self._hp)
 
     # ---- one epoch, traced ---------------------------------------------------------
     def orders(self, first: int, count: int, rows: int | None = None) -> np.ndarray:
@@ -114,18 +148,19 @@ class Trainer:
         data is not shuffled)."""
         return order if self.shuffle else jnp.arange(self.train_data.m)
 
-    def _step_on(self, carry, x_all, y_all, idx, epoch, i):
+    def _step_on(self, hp, carry, x_all, y_all, idx, epoch, i):
         params, state, opt = carry
         rng = jax.random.fold_in(jax.random.fold_in(self._keys()[1], epoch), i)
-        params, state, opt, cost, metrics = self.step_body(params, state, opt, x_all[idx],
-                                                            y_all[idx], rng)
+        step = self.model.step_fn(self.optimizer(hp), l2=hp.get("l2"))
+        params, state, opt, cost, metrics = step(params, state, opt, x_all[idx], y_all[idx],
+                                                 rng)
         n = idx.shape[0]
         sums = jnp.stack([cost * n, jnp.asarray(n, jnp.float32),
                           metrics.get("hits", jnp.float32(0)),
                           metrics.get("counted", jnp.float32(0))])
         return (params, state, opt), sums
 
-    def _epoch(self, carry, epoch, order, x_all, y_all):
+    def _epoch(self, hp, carry, epoch, order, x_all, y_all):
         """All minibatches of one epoch inside one trace (the scan loop)."""
         b, full = self.batch, self.full_batches
         order = self._order(order)
@@ -135,11 +170,12 @@ class Trainer:
 
             def body(c, xs):
                 i, idx = xs
-                return self._step_on(c, x_all, y_all, idx, epoch, i)
+                return self._step_on(hp, c, x_all, y_all, idx, epoch, i)
             carry, per = jax.lax.scan(body, carry, (jnp.arange(full), batches))
             sums = sums + per.sum(axis=0)
         if self.remainder:
-            carry, last = self._step_on(carry, x_all, y_all, order[full * b:], epoch, full)
+            carry, last = self._step_on(hp, carry, x_all, y_all, order[full * b:], epoch,
+                                        full)
             sums = sums + last
         return carry, sums
 
@@ -147,17 +183,17 @@ class Trainer:
     def _scan_chunk(self):
         """jit: run a chunk of epochs; epochs < 0 are skipped (a short last chunk)."""
         if "scan" not in self._compiled:
-            def chunk(carry, epochs, orders, x_all, y_all, dev_x, dev_y):
+            def chunk(hp, carry, epochs, orders, x_all, y_all, dev_x, dev_y):
                 def one(c, xs):
                     epoch, order = xs
 
                     def run(c):
-                        c, sums = self._epoch(c, epoch, order, x_all, y_all)
+                        c, sums = self._epoch(hp, c, epoch, order, x_all, y_all)
                         return c, jnp.concatenate([sums, self._dev_sums(c, dev_x, dev_y)])
                     return jax.lax.cond(epoch >= 0, run,
                                         lambda c: (c, jnp.zeros(8, jnp.float32)), c)
                 return jax.lax.scan(one, carry, (epochs, orders))
-            self._compiled["scan"] = jax.jit(chunk, donate_argnums=(0,))
+            self._compiled["scan"] = jax.jit(self._per_member(chunk, 2), donate_argnums=(1,))
         return self._compiled["scan"]
 
     def _dev_sums(self, carry, dev_x, dev_y):
@@ -172,21 +208,31 @@ class Trainer:
 
     def _step_fn(self):
         if "step" not in self._compiled:
-            def step(carry, total, x_all, y_all, idx, epoch, i):
-                carry, sums = self._step_on(carry, x_all, y_all, idx, epoch, i)
+            def step(hp, carry, total, x_all, y_all, idx, epoch, i):
+                carry, sums = self._step_on(hp, carry, x_all, y_all, idx, epoch, i)
                 return carry, total + sums  # the epoch's sums stay on the device
-            self._compiled["step"] = jax.jit(step, donate_argnums=(0, 1))
+            self._compiled["step"] = jax.jit(self._per_member(step, 3),
+                                             donate_argnums=(1, 2))
         return self._compiled["step"]
 
     def _dev_check(self, carry) -> np.ndarray:
-        """The step loop's dev figures after an epoch (the evaluation program of the run)."""
+        """The step loop's dev figures after an epoch (the evaluation program of the run):
+        (4,), or (members, 4)."""
+        shape = (4,) if self.members is None else (self.members, 4)
         if self.dev_data is None:
-            return np.zeros(4)
+            return np.zeros(shape)
         if self._dev_host is None:
             self._dev_host = (np.asarray(self.dev_data.x), np.asarray(self.dev_data.y))
+        return np.stack([split_sums(self.model, variables, *self._dev_host, self.batch)
+                         for variables in self.variables(carry)]).reshape(shape)
+
+    def variables(self, carry) -> list[dict]:
+        """{"params", "state"} of each member (one for a single run)."""
         params, state, _ = carry
-        return split_sums(self.model, {"params": params, "state": state}, *self._dev_host,
-                          self.batch)
+        if self.members is None:
+            return [{"params": params, "state": state}]
+        return [jax.tree.map(lambda a, k=k: a[k], {"params": params, "state": state})
+                for k in range(self.members)]
 
     def _dev_arrays(self):
         return (None, None) if self.dev_data is None else (self.dev_data.x, self.dev_data.y)
@@ -201,30 +247,33 @@ class Trainer:
             orders = self._prefetched.pop((first, count), None)
             if orders is None:
                 orders = self.orders(first, count, self.chunk)
-            carry, sums = self._scan_chunk()(carry, epochs, orders, x, y, *self._dev_arrays())
+            carry, sums = self._scan_chunk()(self._hp, carry, epochs, orders, x, y,
+                                             *self._dev_arrays())
             # while the device runs this chunk, draw the next one's orders
             following = (first + count, min(self.chunk, self.cfg.epochs - first - count))
             if following[1] > 0:
                 self._prefetched = {following: self.orders(*following, self.chunk)}
-            return carry, np.asarray(sums)[:count]
+            return carry, np.asarray(sums)[..., :count, :]
         step = self._step_fn()
         rows = []
         b = self.batch
         for epoch in range(first, first + count):
             order = self.orders(epoch, 1)[0] if self.shuffle else np.arange(x.shape[0])
-            total = np.zeros(4, np.float32)
+            total = np.zeros((4,) if self.members is None else (self.members, 4), np.float32)
             for i in range(self.steps_per_epoch):
-                carry, total = step(carry, total, x, y, order[i * b:(i + 1) * b], epoch, i)
-            rows.append(np.concatenate([np.asarray(total), self._dev_check(carry)]))
-        return carry, np.stack(rows)
+                carry, total = step(self._hp, carry, total, x, y, order[i * b:(i + 1) * b],
+                                    epoch, i)
+            rows.append(np.concatenate([np.asarray(total), self._dev_check(carry)], axis=-1))
+        return carry, np.stack(rows, axis=-2)
 
     def records(self, sums: np.ndarray, first: int, seconds: float,
-                ended: float | None = None) -> list[dict]:
+                ended: float | None = None, member: int = 0) -> list[dict]:
         """Per-epoch metric records from the summed figures of a chunk that took `seconds`
-        of training and ended `ended` seconds into the run (`time`, spread evenly)."""
+        of training and ended `ended` seconds into the run (`time`, spread evenly); for a
+        population, `sums` is one member's and `member` its index."""
         out = []
         per_epoch = seconds / max(len(sums), 1)
-        rates = np.asarray(self.rate_of_epoch(np.arange(first, first + len(sums))),
+        rates = np.asarray(self.rate_of_epoch(np.arange(first, first + len(sums)), member),
                            np.float64).tolist()  # one call for the chunk, not one per epoch
         for k, row in enumerate(sums.tolist()):
             loss_sum, n, hits, counted, dl, dn, dh, dc = row
