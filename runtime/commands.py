@@ -32,7 +32,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("eval", help="evaluate a trained run on its data")
     p.add_argument("dir", help="a run folder written by netc train")
-    p.add_argument("--split", choices=("train", "dev", "test", "all"), default=None,
+    p.add_argument("--split", choices=("train", "train_dev", "dev", "test", "all"), default=None,
                    help="which split (default: test, else dev, else train)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(run=cmd_eval)
