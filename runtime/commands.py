@@ -37,6 +37,14 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(run=cmd_eval)
 
+    p = sub.add_parser("diagnose", help="the course's diagnosis of a trained run: avoidable "
+                       "bias, variance, data mismatch")
+    p.add_argument("dir", help="a run folder written by netc train")
+    p.add_argument("--bayes-error", type=_bayes_error, default=0.0, metavar="E",
+                   help="the Bayes (or human-level) error, 0.05 or 5%% (default 0)")
+    p.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
+    p.set_defaults(run=_diagnose)
+
     p = sub.add_parser("predict", help="predict with a trained run")
     p.add_argument("dir", help="a run folder written by netc train")
     p.add_argument("input", help="inputs: .npz (array x), .csv, .h5, an image or an image folder")
@@ -183,6 +191,18 @@ def cmd_predict(args) -> int:
         raise RunError(f"input: {exc}") from None
     print(f"{n} predictions written to {args.out}", file=sys.stderr)
     return EXIT_OK
+
+
+def _bayes_error(text: str) -> float:
+    from .diagnose import parse_bayes
+
+    return parse_bayes(text)
+
+
+def _diagnose(args) -> int:
+    from .diagnose import cmd_diagnose
+
+    return cmd_diagnose(args)
 
 
 def _gradcheck(args) -> int:
