@@ -35,6 +35,15 @@ def register(sub) -> None:
     p.add_argument("--split", choices=("train", "train_dev", "dev", "test", "all"), default=None,
                    help="which split (default: test, else dev, else train)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    errors = p.add_mutually_exclusive_group()
+    errors.add_argument("--errors", type=_positive, metavar="K",
+                        help="error analysis: the K most confidently wrong examples of dev "
+                        "(else test, else train; or --split) to errors.csv, and errors.png "
+                        "for images")
+    errors.add_argument("--errors-summary", metavar="CSV",
+                        help="the share of each category tagged in an errors.csv, and what "
+                        "fixing it could gain at most")
+    p.add_argument("--out", metavar="DIR", help="where --errors writes (default: the run folder)")
     p.set_defaults(run=cmd_eval)
 
     p = sub.add_parser("diagnose", help="the course's diagnosis of a trained run: avoidable "
@@ -162,7 +171,17 @@ def _open_run(path: str):
 def cmd_eval(args) -> int:
     from .evaluate import evaluate_run
 
+    if args.out is not None and args.errors is None:
+        raise UsageError("--out goes with --errors K (where to write errors.csv)")
+    if args.errors_summary is not None:
+        from .error_analysis import cmd_errors_summary
+
+        return cmd_errors_summary(args)
     model, variables = _open_run(args.dir)
+    if args.errors is not None:
+        from .error_analysis import cmd_errors
+
+        return cmd_errors(args, model, variables)
     try:
         report = evaluate_run(Path(args.dir), model, variables, args.split)
     except Exception as exc:
