@@ -350,11 +350,11 @@ def render_summary(summary: dict, source: str) -> str:
                      "at most:")
         width = max([len(c["category"]) for c in s["categories"]] + [8])
         for c in s["categories"]:
-            lines.append(f"  {c['category']:<{width}}  {c['count']} of {n} errors "
+            lines.append(f"  {c['category'] + ':':<{width + 1}} {c['count']} of {n} errors "
                          f"({100 * c['share']:.0f}%): fixing them all would cut {split} "
                          f"error from {100 * error:.1f}% to {100 * c['error_if_fixed']:.1f}%")
         if s["untagged"]:
-            lines.append(f"  {'untagged':<{width}}  {s['untagged']} of {n} errors "
+            lines.append(f"  {'untagged:':<{width + 1}} {s['untagged']} of {n} errors "
                          f"({100 * s['untagged'] / n:.0f}%): no category yet")
         if not s["categories"]:
             lines.append("  (no row is tagged yet: fill in the category column)")

@@ -201,15 +201,15 @@ def test_summary_shares_and_ceilings(tmp_path, capsys):
     lines = out.splitlines()
     assert "10 dev errors examined; dev error 10.0%" in lines[0]
     assert lines[1:] == [
-        "  blurry      4 of 10 errors (40%): fixing them all would cut dev error from 10.0% "
+        "  blurry:     4 of 10 errors (40%): fixing them all would cut dev error from 10.0% "
         "to 6.0%",
-        "  dog         4 of 10 errors (40%): fixing them all would cut dev error from 10.0% "
+        "  dog:        4 of 10 errors (40%): fixing them all would cut dev error from 10.0% "
         "to 6.0%",
-        "  great cat   1 of 10 errors (10%): fixing them all would cut dev error from 10.0% "
+        "  great cat:  1 of 10 errors (10%): fixing them all would cut dev error from 10.0% "
         "to 9.0%",
-        "  mislabeled  1 of 10 errors (10%): fixing them all would cut dev error from 10.0% "
+        "  mislabeled: 1 of 10 errors (10%): fixing them all would cut dev error from 10.0% "
         "to 9.0%",
-        "  untagged    2 of 10 errors (20%): no category yet",
+        "  untagged:   2 of 10 errors (20%): no category yet",
         "  (some errors have several categories: the shares add up to more)",
     ]
     code, out, _ = run(capsys, "eval", folder, "--errors-summary", tmp_path / "errors.csv",
@@ -227,7 +227,7 @@ def test_summary_finds_the_csv_in_the_run_folder(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, _ = run(capsys, "eval", folder, "--errors-summary", "errors.csv")
     assert code == 0
-    assert "  untagged  1 of 1 errors (100%): no category yet" in out
+    assert "  untagged: 1 of 1 errors (100%): no category yet" in out
     assert "no row is tagged yet" in out
 
 
