@@ -259,3 +259,24 @@ def test_a_bad_csv_is_one_line(tmp_path, capsys, text, words):
     line = one_line_error(err)
     for word in words:
         assert word in line
+
+
+def test_class_names_of_an_image_folder(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(["cat", "dog", "horse"]):
+        folder = tmp_path / "data" / name
+        folder.mkdir(parents=True)
+        for i in range(20):
+            pixels = rng.random((6, 6, 3)) * 255 * (0.4 + 0.3 * c)
+            Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"{i}.png")
+    spec = tmp_path / "pets.net"
+    spec.write_text('net pets\ninput 6x6x3\nfc 3 -> softmax 3\ntrain {\n  data "data"\n'
+                    "  split 0.5 0.5 0\n  normalize standard\n  epochs 1\n}\n")
+    assert cli.main(["train", str(spec), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    code, _, err = run(capsys, "eval", tmp_path / "run", "--errors", 50)
+    assert code == 0, err
+    rows = read_csv(tmp_path / "run" / "errors.csv")
+    assert rows, "one epoch of a 3-class net on noise should get some dev examples wrong"
+    assert {r["true"] for r in rows} | {r["predicted"] for r in rows} <= {"cat", "dog", "horse"}
+    assert all(r["true"] != r["predicted"] for r in rows)
+    assert (tmp_path / "run" / "errors.png").stat().st_size > 1000
