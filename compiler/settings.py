@@ -21,6 +21,7 @@ from .args import (
     fraction_open,
     nonneg_int,
     nonneg_number,
+    number,
     positive_int,
     positive_number,
     suggest,
@@ -81,6 +82,7 @@ class TrainConfig:
     init: Choice = Choice("he")
     loss: str | None = None             # None: follows the last layer
     seed: int = 0
+    train_dev: float | None = None      # fraction of train held out as the train-dev split
     spans: dict = field(default_factory=dict, compare=False)  # key -> Span, for later messages
 
 
@@ -98,6 +100,17 @@ def _batch(v):
         raise ArgTypeError("expects a positive integer or full") from None
 
 
+def _fraction_between(v):
+    """A fraction strictly between 0 and 1: the share of the train split held out."""
+    try:
+        x = number(v)
+    except ArgTypeError:
+        x = None
+    if x is not None and 0 < x < 1:
+        return x
+    raise ArgTypeError("expects a fraction between 0 and 1 (both excluded)")
+
+
 _SIMPLE = {
     "normalize": _one_value("normalize", choice("none", "standard"), "none or standard",
                             "normalize standard"),
@@ -107,9 +120,11 @@ _SIMPLE = {
     "seed": _one_value("seed", nonneg_int, "an integer >= 0", "seed 0"),
     "loss": _one_value("loss", choice(*LOSS_NAMES), "one of: " + ", ".join(LOSS_NAMES),
                        "loss cross_entropy"),
+    "train_dev": _one_value("train_dev", _fraction_between, "a fraction between 0 and 1",
+                            "train_dev 0.05"),
 }
 KEYS = ("data", "split", "normalize", "batch", "epochs", "optimizer", "schedule", "l2", "init",
-        "loss", "seed")
+        "loss", "seed", "train_dev")
 _SPLIT = tuple(Arg(p, nonneg_number, positional=True, expects="three fractions",
                    doc="e.g. split 0.8 0.1 0.1") for p in ("train", "dev", "test"))
 

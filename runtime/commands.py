@@ -32,10 +32,27 @@ def register(sub) -> None:
 
     p = sub.add_parser("eval", help="evaluate a trained run on its data")
     p.add_argument("dir", help="a run folder written by netc train")
-    p.add_argument("--split", choices=("train", "dev", "test", "all"), default=None,
+    p.add_argument("--split", choices=("train", "train_dev", "dev", "test", "all"), default=None,
                    help="which split (default: test, else dev, else train)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    errors = p.add_mutually_exclusive_group()
+    errors.add_argument("--errors", type=_positive, metavar="K",
+                        help="error analysis: the K most confidently wrong examples of dev "
+                        "(else test, else train; or --split) to errors.csv, and errors.png "
+                        "for images")
+    errors.add_argument("--errors-summary", metavar="CSV",
+                        help="the share of each category tagged in an errors.csv, and what "
+                        "fixing it could gain at most")
+    p.add_argument("--out", metavar="DIR", help="where --errors writes (default: the run folder)")
     p.set_defaults(run=cmd_eval)
+
+    p = sub.add_parser("diagnose", help="the course's diagnosis of a trained run: avoidable "
+                       "bias, variance, data mismatch")
+    p.add_argument("dir", help="a run folder written by netc train")
+    p.add_argument("--bayes-error", type=_bayes_error, default=0.0, metavar="E",
+                   help="the Bayes (or human-level) error, 0.05 or 5%% (default 0)")
+    p.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
+    p.set_defaults(run=_diagnose)
 
     p = sub.add_parser("predict", help="predict with a trained run")
     p.add_argument("dir", help="a run folder written by netc train")
@@ -154,7 +171,17 @@ def _open_run(path: str):
 def cmd_eval(args) -> int:
     from .evaluate import evaluate_run
 
+    if args.out is not None and args.errors is None:
+        raise UsageError("--out goes with --errors K (where to write errors.csv)")
+    if args.errors_summary is not None:
+        from .error_analysis import cmd_errors_summary
+
+        return cmd_errors_summary(args)
     model, variables = _open_run(args.dir)
+    if args.errors is not None:
+        from .error_analysis import cmd_errors
+
+        return cmd_errors(args, model, variables)
     try:
         report = evaluate_run(Path(args.dir), model, variables, args.split)
     except Exception as exc:
@@ -183,6 +210,18 @@ def cmd_predict(args) -> int:
         raise RunError(f"input: {exc}") from None
     print(f"{n} predictions written to {args.out}", file=sys.stderr)
     return EXIT_OK
+
+
+def _bayes_error(text: str) -> float:
+    from .diagnose import parse_bayes
+
+    return parse_bayes(text)
+
+
+def _diagnose(args) -> int:
+    from .diagnose import cmd_diagnose
+
+    return cmd_diagnose(args)
 
 
 def _gradcheck(args) -> int:

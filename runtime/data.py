@@ -4,8 +4,10 @@ Three steps, each a plain function:
 
 1. :func:`load_source` turns a data source (a built-in name such as ``moons`` or a file path)
    into a dict of raw numpy arrays: ``x``, ``y`` and optionally ``x_dev``/``y_dev``,
-   ``x_test``/``y_test`` (and ``class_names`` for image folders).
-2. :func:`make_splits` cuts those arrays into train/dev/test :class:`Splits`.
+   ``x_test``/``y_test``, ``x_train_dev``/``y_train_dev`` (and ``class_names`` for image
+   folders).
+2. :func:`make_splits` cuts those arrays into train/dev/test :class:`Splits`, and, when
+   asked, the course's train-dev split (held out of train: same distribution, not trained on).
 3. :func:`prepare` checks the splits against the net (input shape, kind of labels), reshapes and
    optionally normalizes them, and returns the normalization statistics so that prediction
    can reuse them through :func:`apply_normalization`.
@@ -38,7 +40,7 @@ __all__ = [
 
 BUILTINS = ("moons", "circles", "flower", "digits")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-SPLIT_KEYS = ("x_dev", "y_dev", "x_test", "y_test")
+SPLIT_KEYS = ("x_dev", "y_dev", "x_test", "y_test", "x_train_dev", "y_train_dev")
 LABELS = ("classes", "binary", "values")  # compiler/losses.py: what each loss reads
 NORMALIZATIONS = ("none", "standard")
 # What numpy, zipfile, h5py and Pillow raise on unreadable or malformed files.
@@ -63,16 +65,20 @@ class Dataset:
 
 @dataclass(frozen=True, eq=False)
 class Splits:
-    """Train/dev/test splits; ``dev``/``test`` are None when empty."""
+    """Train/dev/test splits; ``dev``/``test`` are None when empty. ``train_dev`` is the
+    course's train-dev split: examples like train's that are not trained on (None unless
+    the spec sets ``train_dev F`` or the data brings ``x_train_dev``/``y_train_dev``)."""
 
     train: Dataset
     dev: Dataset | None
     test: Dataset | None
     class_names: tuple[str, ...] | None = None
+    train_dev: Dataset | None = None
 
     def parts(self) -> list[tuple[str, Dataset]]:
-        """The non-empty splits as ``(name, dataset)`` pairs, train first."""
-        named = [("train", self.train), ("dev", self.dev), ("test", self.test)]
+        """The non-empty splits as ``(name, dataset)`` pairs: train, train_dev, dev, test."""
+        named = [("train", self.train), ("train_dev", self.train_dev), ("dev", self.dev),
+                 ("test", self.test)]
         return [(name, ds) for name, ds in named if ds is not None]
 
 
@@ -262,11 +268,12 @@ def _uint8_to_unit(x: np.ndarray) -> np.ndarray:
 
 
 def _check_pairs(arrays: dict, source: str, found: list[str]) -> None:
-    """Require ``x``/``y`` and complete ``x_dev``/``y_dev``, ``x_test``/``y_test`` pairs."""
+    """Require ``x``/``y`` and complete ``x_dev``/``y_dev``, ``x_test``/``y_test``,
+    ``x_train_dev``/``y_train_dev`` pairs."""
     if "x" not in arrays or "y" not in arrays:
         listing = ", ".join(found) if found else "none"
         raise DataError(f"data file '{source}' needs arrays 'x' and 'y'; found: {listing}")
-    for part in ("dev", "test"):
+    for part in ("dev", "test", "train_dev"):
         if (f"x_{part}" in arrays) != (f"y_{part}" in arrays):
             raise DataError(
                 f"data file '{source}' has only one of 'x_{part}' and 'y_{part}'; give both"
@@ -280,7 +287,7 @@ def _load_npz(path: pathlib.Path, source: str, options: dict) -> dict[str, np.nd
         found = list(archive.files)
         arrays = {key: archive[key] for key in ("x", "y", *SPLIT_KEYS) if key in archive.files}
     _check_pairs(arrays, source, found)
-    for key in ("x", "x_dev", "x_test"):
+    for key in ("x", "x_dev", "x_test", "x_train_dev"):
         if key in arrays:
             arrays[key] = _uint8_to_unit(arrays[key])
     return arrays
@@ -558,15 +565,19 @@ def _dataset(x: np.ndarray, y: np.ndarray) -> Dataset | None:
     return Dataset(x=x, y=y) if len(x) > 0 else None
 
 
-def make_splits(arrays: dict, *, split=(0.8, 0.1, 0.1), seed: int = 0) -> Splits:
-    """Cut raw arrays into train/dev/test.
+def make_splits(arrays: dict, *, split=(0.8, 0.1, 0.1), seed: int = 0,
+                train_dev: float | None = None) -> Splits:
+    """Cut raw arrays into train/dev/test (and train-dev).
 
-    Parts the arrays bring (``x_dev``/``y_dev``, ``x_test``/``y_test``) are used as given and
-    their fraction is ignored; the remaining ``x``/``y`` rows are shuffled with
-    ``np.random.default_rng(seed)`` and cut in the ratio of the remaining fractions (dev and
-    test counts rounded down, train gets the rest). When nothing is cut off (e.g.
-    ``split=(1, 0, 0)`` or both dev and test brought), train keeps the original row order.
-    Empty dev/test become None.
+    Parts the arrays bring (``x_dev``/``y_dev``, ``x_test``/``y_test``,
+    ``x_train_dev``/``y_train_dev``) are used as given and their fraction is ignored; the
+    remaining ``x``/``y`` rows are shuffled with ``np.random.default_rng(seed)`` and cut in
+    the ratio of the remaining fractions (dev and test counts rounded down, train gets the
+    rest). ``train_dev`` (a fraction in (0, 1)) then holds out that share of the train rows,
+    rounded down, as the train-dev split: the last rows of the shuffled train part, so dev
+    and test are the same examples with or without it. When nothing is cut off (e.g.
+    ``split=(1, 0, 0)`` or both dev and test brought, and no train-dev), train keeps the
+    original row order. Empty dev/test become None.
     """
     train_frac, dev_frac, test_frac = _check_split(split)
     x, y = np.asarray(arrays["x"]), np.asarray(arrays["y"])
@@ -574,6 +585,7 @@ def make_splits(arrays: dict, *, split=(0.8, 0.1, 0.1), seed: int = 0) -> Splits
         raise DataError(f"x has {len(x)} examples but y has {len(y)}")
     has_dev = "x_dev" in arrays and "y_dev" in arrays
     has_test = "x_test" in arrays and "y_test" in arrays
+    has_train_dev = "x_train_dev" in arrays and "y_train_dev" in arrays
     m = len(x)
     if has_dev:
         dev_frac = 0.0
@@ -583,10 +595,14 @@ def make_splits(arrays: dict, *, split=(0.8, 0.1, 0.1), seed: int = 0) -> Splits
     n_dev = _count(dev_frac / total, m)
     n_test = _count(test_frac / total, m)
     n_train = m - n_dev - n_test
+    n_train_dev = 0
+    if train_dev is not None and not has_train_dev:
+        n_train_dev = _train_dev_count(train_dev, n_train)
     order = np.arange(m)
-    if n_dev or n_test:
+    if n_dev or n_test or n_train_dev:
         order = np.random.default_rng(seed).permutation(m)
-    train_idx = order[:n_train]
+    train_idx = order[: n_train - n_train_dev]
+    train_dev_idx = order[n_train - n_train_dev : n_train]
     dev_idx = order[n_train : n_train + n_dev]
     test_idx = order[n_train + n_dev :]
     dev = (
@@ -599,10 +615,31 @@ def make_splits(arrays: dict, *, split=(0.8, 0.1, 0.1), seed: int = 0) -> Splits
         if has_test
         else _dataset(x[test_idx], y[test_idx])
     )
+    held_out = (
+        _dataset(np.asarray(arrays["x_train_dev"]), np.asarray(arrays["y_train_dev"]))
+        if has_train_dev
+        else _dataset(x[train_dev_idx], y[train_dev_idx])
+    )
     names = arrays.get("class_names")
     class_names = tuple(str(n) for n in names) if names is not None else None
     train = Dataset(x=x[train_idx], y=y[train_idx])
-    return Splits(train=train, dev=dev, test=test, class_names=class_names)
+    return Splits(train=train, dev=dev, test=test, class_names=class_names,
+                  train_dev=held_out)
+
+
+def _train_dev_count(fraction, n_train: int) -> int:
+    """How many of the ``n_train`` training rows ``train_dev FRACTION`` holds out."""
+    try:
+        fraction = float(fraction)
+    except (TypeError, ValueError):
+        fraction = math.nan
+    if not 0 < fraction < 1:
+        raise DataError(f"train_dev {fraction!r} must be a fraction between 0 and 1, e.g. 0.05")
+    count = _count(fraction, n_train)
+    if count == 0:
+        raise DataError(f"train_dev {fraction:g} of the {n_train} training examples holds out "
+                        f"none; raise it to at least {1 / n_train:.3g}")
+    return count
 
 
 # --------------------------------------------------------------------------------------------
@@ -799,7 +836,8 @@ def prepare(
         )
     if splits.train is None or len(splits.train.x) == 0:
         raise DataError("train split is empty")
-    shaped: dict[str, Dataset | None] = {"train": None, "dev": None, "test": None}
+    shaped: dict[str, Dataset | None] = {"train": None, "dev": None, "test": None,
+                                         "train_dev": None}
     for name, ds in splits.parts():
         x, y = np.asarray(ds.x), np.asarray(ds.y)
         if len(x) != len(y):
@@ -814,5 +852,6 @@ def prepare(
         name: None if ds is None else Dataset(apply_normalization(ds.x, stats), ds.y)
         for name, ds in shaped.items()
     }
-    prepared = Splits(result["train"], result["dev"], result["test"], splits.class_names)
+    prepared = Splits(result["train"], result["dev"], result["test"], splits.class_names,
+                      train_dev=result["train_dev"])
     return prepared, stats

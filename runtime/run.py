@@ -1,7 +1,8 @@
 """A training run and its directory.
 
     DIR/spec.net               the spec as run (overrides applied)
-    DIR/run.json               input shape, loss, classes, epochs done, final metrics
+    DIR/run.json               input shape, loss, classes, epochs done, final metrics (loss
+                               and accuracy over each whole split, train_dev included)
     DIR/metrics.jsonl          one object per epoch: epoch, lr, loss, accuracy, dev_*, seconds
     DIR/checkpoints/ckpt-*.safetensors   params, state, optimiser state (the newest two)
     DIR/model.safetensors      the final variables and the normalisation statistics
@@ -36,7 +37,7 @@ class RunResult:
     out_dir: Path
     epochs_done: int
     history: list[dict]
-    final: dict          # {"train": {...}, "dev": {...}, "test": {...}}
+    final: dict          # {"train": {...}, "train_dev": {...}, "dev": {...}, "test": {...}}
     interrupted: bool = False
 
 
@@ -49,7 +50,7 @@ def load_data(net: Net, base_dir: Path, loss: str) -> tuple[Splits, dict]:
     options = dict(cfg.data.options)
     source = options.pop("path") if cfg.data.name == "file" else cfg.data.name
     arrays = load_source(source, options, seed=cfg.seed, base_dir=base_dir)
-    splits = make_splits(arrays, split=cfg.split, seed=cfg.seed)
+    splits = make_splits(arrays, split=cfg.split, seed=cfg.seed, train_dev=cfg.train_dev)
     out = net.output_shape
     return prepare(splits, input_shape=tuple(net.input_shape), labels=LOSSES[loss].labels,
                    n_outputs=int(np.prod(out)) if len(out) != 1 else out[0],

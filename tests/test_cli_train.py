@@ -140,7 +140,7 @@ def test_mistyped_set_through_the_real_entry_point(tmp_path):
     assert proc.stderr.splitlines() == [
         "netc: error: --set epoch=3: unknown train setting 'epoch' (did you mean --set epochs=3? "
         "settings: data, split, normalize, batch, epochs, optimizer, schedule, l2, init, loss, "
-        "seed)"]
+        "seed, train_dev)"]
 
 
 # -------------------------------------------------------------------- misuse: exit 2

@@ -147,6 +147,8 @@ KEY_FIELDS = [
     ("setting_twice", "E402", 5, 3, "'epochs' is set twice (first at line 4)", ""),
     ("optimizer_no_name", "E404", 4, 3, "optimizer needs a name first", "optimizer gd"),
     ("empty_data_path", "E406", 4, 8, "data path is empty", ""),
+    ("train_dev_out_of_range", "E206", 5, 13, "train_dev 1.5: expects a fraction between 0 "
+     "and 1", ""),
     ("colon_for_equals", "E102", 2, 7, "unexpected character ':'", "use '='"),
     ("nul_byte", "E102", 2, 13, "U+0000", ""),
     ("too_many_layers", "E220", 2, 1, "more than 100,000 layers", ""),
