@@ -93,25 +93,31 @@ def split_errors(final: dict) -> tuple[dict, str]:
     return errors, metric
 
 
-def check_bayes(bayes: float, metric: str, train_error: float) -> None:
-    """A Bayes error must be a probability (accuracy) or >= 0 (loss), and at most the train
-    error. Raises UsageError."""
+def check_bayes(bayes: float, metric: str) -> None:
+    """A Bayes error must be a probability (accuracy) or >= 0 (loss). Raises UsageError."""
     if not math.isfinite(bayes) or bayes < 0 or (metric == "accuracy" and bayes > 1):
         bound = "between 0 and 1" if metric == "accuracy" else "a number >= 0"
         raise UsageError(f"--bayes-error {bayes:g} must be {bound} (an error rate, e.g. 0.01 "
                          "or 1%)")
-    if bayes > train_error:
-        raise UsageError(
-            f"--bayes-error {_show(bayes, metric)} is above the run's train error "
-            f"{_show(train_error, metric)}: it cannot be, since the Bayes error is the lowest "
-            "error any model can reach; give a lower estimate (e.g. the best human-level error)")
+
+
+def below_bayes_note(bayes: float, train_error: float, metric: str) -> str | None:
+    """A train error under the Bayes error is possible (a net can memorise its training
+    set, which no model can do for new examples), but the avoidable bias is then negative:
+    say so rather than refuse."""
+    if train_error >= bayes:
+        return None
+    return (f"the train error {_show(train_error, metric)} is below the Bayes error "
+            f"{_show(bayes, metric)}: the net fits its training examples better than any "
+            "model can classify new ones (it has memorised them), so the avoidable bias is "
+            "negative; read the variance")
 
 
 def diagnose(final: dict, bayes_error: float = 0.0) -> dict:
     """The diagnosis of a run's final figures, as `netc diagnose --json` prints it."""
     errors, metric = split_errors(final)
     train, train_dev, dev, test = (errors[s] for s in SPLITS)
-    check_bayes(bayes_error, metric, train)
+    check_bayes(bayes_error, metric)
 
     def gap(a, b):
         return None if a is None or b is None else a - b
@@ -124,6 +130,7 @@ def diagnose(final: dict, bayes_error: float = 0.0) -> dict:
         "data_mismatch": gap(dev, train_dev),
         "dev_overfitting": gap(test, dev),
         "metric": metric,
+        "notes": [note] if (note := below_bayes_note(bayes_error, train, metric)) else [],
     }
     known = [(result[g], -i, g) for i, g in enumerate(GAPS) if result[g] is not None]
     value, _, dominant = max(known)  # ties go to the earlier problem (bias before variance)
@@ -168,6 +175,7 @@ def render(result: dict, run: str, net: str | None = None) -> str:
             line += f"   {NAMES[gap]:<19} {_show(result[gap], metric):>8}   = {formula}"
         lines.append(line)
     lines.append("")
+    lines += [f"Note: {note}." for note in result["notes"]]
     dominant = result["dominant"]
     if dominant is None:
         lines.append("No gap is above zero: nothing to fix that these splits can show.")
