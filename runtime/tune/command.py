@@ -17,7 +17,6 @@ import argparse
 import json
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from netc.runtime.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, RunError, UsageError
@@ -117,6 +116,8 @@ def _check(source: str, name: str, entries) -> str:
 
 
 def cmd_tune(args) -> int:
+    import uuid
+
     from netc.compiler.check import check_source
 
     source, name = read_spec(args.file)

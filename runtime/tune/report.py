@@ -157,6 +157,9 @@ def plot(recs: list[dict], objective: Objective, scales: dict[str, str], path: P
                        label=f"round {rnd}" if len(rounds) > 1 else None)
         if scale in ("log", "1-log"):
             ax.set_xscale("log")
+            # a narrow range labels minor ticks (3e-3, 4e-3, ...): tilt them apart
+            ax.tick_params(axis="x", which="both", labelrotation=35)
+            ax.tick_params(axis="x", which="minor", labelsize="x-small")
         ax.set_xlabel(f"1 - {key}" if scale == "1-log" else key)
         ax.set_ylabel(objective.label())
         if len(rounds) > 1:
