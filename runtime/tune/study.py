@@ -7,7 +7,8 @@ A study lives in an Optuna storage: by default a journal file in the tune folder
 one study. Each worker process asks a batch of trials (up to BATCH), hands it to
 runtime/tune/trials.py's `run_trials`, and tells Optuna each outcome as it arrives; a
 trial's sampled values, round, overrides and run folder are its user attributes, its
-final figures too once it completes. No JAX is imported here: training is the runner's.
+final figures too once it completes. Training is the runner's: JAX is imported here only
+to pass its compilation-cache setting on to spawned workers.
 """
 
 from __future__ import annotations
