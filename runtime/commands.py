@@ -1,4 +1,4 @@
-"""`netc train | eval | predict | gradcheck`: the subcommands that run JAX.
+"""`netc train | eval | predict | gradcheck | tune`: the subcommands that run JAX.
 
 Each imports JAX only when it runs, so `netc check` stays instant.
 """
@@ -67,6 +67,10 @@ def register(sub) -> None:
     p.add_argument("--batch", type=_positive, default=8, help="examples (default 8)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_gradcheck)
+
+    from .tune.command import register as register_tune
+
+    register_tune(sub, run=_tune)
 
 
 def configure_jax() -> None:
@@ -228,3 +232,10 @@ def _gradcheck(args) -> int:
     from .gradcheck import cmd_gradcheck
 
     return cmd_gradcheck(args)
+
+
+def _tune(args) -> int:
+    configure_jax()
+    from .tune.command import cmd_tune
+
+    return cmd_tune(args)

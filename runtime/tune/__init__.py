@@ -1,0 +1,1 @@
+"""`netc tune`: hyperparameter search over a spec with Optuna (see command.py)."""
