@@ -3,8 +3,9 @@ strategy, many models at once, on one machine).
 
 Members differ only in hyperparameters, the numbers a training program takes as inputs
 (runtime/optim.py: learning rate, betas, eps, weight decay, the schedule's numbers, l2).
-The Trainer vmaps its compiled programs over them, so K members cost one compilation and
-one dispatch per chunk of epochs; they share the data, the minibatch orders and the random
+The Trainer runs its compiled programs over them (runtime/train.py: one after another
+inside the program on CPU, vmapped on accelerators), so K members cost one compilation
+and one dispatch per chunk of epochs; they share the data, the minibatch orders and the random
 keys (one seed), so each member is the run `netc train` makes with the same values.
 
     key = program_key(net)                      # equal keys: one population can hold both
@@ -12,7 +13,8 @@ keys (one seed), so each member is the run `netc train` makes with the same valu
 
 Each member gets a run folder like `netc train`'s (spec.net, run.json with "final",
 metrics.jsonl, model.safetensors), without checkpoints or plots: a population is not
-resumed. A member whose loss becomes NaN or inf is failed with the epoch; the others go on.
+resumed; Ctrl-C stops every member after its epoch. A member whose loss becomes NaN or inf
+is failed with the epoch; the others go on.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from netc.compiler.settings import Choice
 from . import checkpoint as ckpt
 from .optim import STATIC_OPTIONS, hyperparameters
 from .run import MetricsLog, load_data, save_model, to_device, write_run_json
-from .train import Trainer, compile_seconds, evaluate, first_bad_epoch, now
+from .train import StopRequested, Trainer, compile_seconds, evaluate, first_bad_epoch, now
 
 
 @dataclass
@@ -37,6 +39,7 @@ class MemberResult:
     history: list[dict]
     final: dict | None       # run.json's "final"; None for a failed member
     failed: str | None = None
+    interrupted: bool = False  # Ctrl-C stopped the population after an epoch
 
 
 def program_key(net: Net) -> tuple:
@@ -77,7 +80,6 @@ def train_population(nets: list[Net], out_dirs: list[Path], *, base_dir: Path,
     splits, stats = load_data(net, base_dir, model.loss_name)
     train, dev = to_device(splits.train), to_device(splits.dev)
     trainer = Trainer(net, train, dev, loop=loop, population=member_hyperparameters(nets))
-    members = len(nets)
     out_dirs = [Path(d) for d in out_dirs]
     logs = []
     for member, out_dir in zip(nets, out_dirs):
@@ -88,26 +90,15 @@ def train_population(nets: list[Net], out_dirs: list[Path], *, base_dir: Path,
 
     carry = trainer.init_state()
     histories: list[list[dict]] = [[] for _ in nets]
-    failed: list[str | None] = [None] * members
+    failed: list[str | None] = [None] * len(nets)
     done, loop_seconds, epochs = 0, 0.0, net.train.epochs
-    while done < epochs:
-        count = min(trainer.chunk, epochs - done)
-        t0, c0 = now(), compile_seconds()
-        carry, sums = trainer.run_epochs(carry, done, count)
-        seconds = max(now() - t0 - (compile_seconds() - c0), 0.0)
-        loop_seconds += seconds
-        for k in range(members):
-            if failed[k] is not None:
-                continue
-            records = trainer.records(sums[k], done, seconds, ended=now() - started, member=k)
-            bad = first_bad_epoch(records)
-            if bad is not None:
-                failed[k] = f"the loss became {records[bad - done - 1]['loss']} at epoch {bad}"
-                records = [r for r in records if r["epoch"] < bad]
-            logs[k].append(records)
-            histories[k] += records
-        done += count
-
+    with StopRequested() as stop:
+        while done < epochs and not stop.requested:
+            count = min(trainer.chunk, epochs - done)
+            carry, done, seconds = _chunk(trainer, carry, done, count, logs, histories,
+                                          failed, started)
+            loop_seconds += seconds
+    interrupted = done < epochs
     steps = done * trainer.steps_per_epoch
     timing = {"started": round(started_unix, 4), "seconds": round(now() - started, 4),
               "compile_seconds": round(compile_seconds() - compiled_before, 4),
@@ -123,12 +114,32 @@ def train_population(nets: list[Net], out_dirs: list[Path], *, base_dir: Path,
                      for name, part in splits.parts()}
             save_model(out_dir / "model.safetensors", variables, stats, done)
         info = {"data_dir": str(Path(base_dir).resolve()), "timing": timing,
-                "population": {"members": members, "member": k}}
+                "population": {"members": len(nets), "member": k}}
         if failed[k] is not None:
             info["failed"] = failed[k]
         write_run_json(out_dir, member, model, splits, done, final, info)
-        results.append(MemberResult(out_dir, histories[k], final, failed[k]))
+        results.append(MemberResult(out_dir, histories[k], final, failed[k], interrupted))
     return results
+
+
+def _chunk(trainer: Trainer, carry, done: int, count: int, logs, histories, failed,
+           started: float):
+    """Run `count` epochs of every member; log each live member's records, failing those
+    whose loss stopped being finite. -> (carry, epochs done, training seconds)."""
+    t0, c0 = now(), compile_seconds()
+    carry, sums = trainer.run_epochs(carry, done, count)
+    seconds = max(now() - t0 - (compile_seconds() - c0), 0.0)
+    for k, log in enumerate(logs):
+        if failed[k] is not None:
+            continue
+        records = trainer.records(sums[k], done, seconds, ended=now() - started, member=k)
+        bad = first_bad_epoch(records)
+        if bad is not None:
+            failed[k] = f"the loss became {records[bad - done - 1]['loss']} at epoch {bad}"
+            records = [r for r in records if r["epoch"] < bad]
+        log.append(records)
+        histories[k] += records
+    return carry, done + count, seconds
 
 
 __all__ = ["MemberResult", "member_hyperparameters", "program_key",

@@ -22,7 +22,11 @@ with the same signature and contract:
 - Ctrl-C: the trial being trained stops at the end of its epoch, its outcome and those of
   the plans not yet started are "failed" with `interrupted=True`.
 
-This runner trains the plans one after another with runtime/run.py's train_run.
+Plans whose specs differ only in hyperparameters (runtime/population.py's program_key:
+learning rate, betas, eps, weight decay, schedule numbers, l2) train together as one
+population, one program for all of them; the others, and every plan when a monitor prunes
+(it needs each trial's own chunks), train one after another with runtime/run.py's
+train_run.
 """
 
 from __future__ import annotations
@@ -110,25 +114,77 @@ def trial_net(net_text: str, overrides: Sequence[str], name: str):
 
 def run_trials(net_text: str, plans: Sequence[TrialPlan], *, name: str, base_dir: Path,
                monitor: TrialMonitor | None = None,
-               on_outcome: Callable[[TrialOutcome], None] | None = None) -> list[TrialOutcome]:
+               on_outcome: Callable[[TrialOutcome], None] | None = None,
+               population: bool = True) -> list[TrialOutcome]:
     """Train each plan (see the module's docstring for the contract); `name` is the spec's
-    file name (for messages), `base_dir` the folder its data paths are relative to."""
+    file name (for messages), `base_dir` the folder its data paths are relative to.
+    `population=False` trains every plan on its own."""
     from netc.runtime.data import DataError
+    from netc.runtime.population import program_key
     from netc.runtime.run import RunFailed, train_run
 
-    outcomes: list[TrialOutcome] = []
-    stopped = False
-    for plan in plans:
-        if stopped:
-            outcome = TrialOutcome(plan.number, "failed", reason="interrupted before it started",
-                                   interrupted=True)
-        else:
-            outcome = _run_one(plan, net_text, name, base_dir, monitor, train_run,
-                               (DataError, RunFailed))
-            stopped = outcome.interrupted
-        outcomes.append(outcome)
+    outcomes: dict[int, TrialOutcome] = {}
+
+    def done(outcome: TrialOutcome) -> None:
+        outcomes[outcome.number] = outcome
         if on_outcome is not None:
             on_outcome(outcome)
+
+    groups: dict[tuple, list] = {}
+    if population and monitor is None:
+        for plan in plans:
+            try:
+                net = trial_net(net_text, plan.overrides, name)
+            except ValueError as exc:
+                done(TrialOutcome(plan.number, "failed", reason=f"bad sample: {exc}"))
+                continue
+            groups.setdefault(program_key(net), []).append((plan, net))
+    stopped = False
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        if stopped:
+            break
+        for outcome in _run_population(group, base_dir, (DataError,)):
+            stopped = stopped or outcome.interrupted
+            done(outcome)
+    for plan in plans:
+        if plan.number in outcomes:
+            continue
+        if stopped:
+            done(TrialOutcome(plan.number, "failed", reason="interrupted before it started",
+                              interrupted=True))
+            continue
+        outcome = _run_one(plan, net_text, name, base_dir, monitor, train_run,
+                           (DataError, RunFailed))
+        stopped = outcome.interrupted
+        done(outcome)
+    return [outcomes[plan.number] for plan in plans]
+
+
+def _run_population(group: list, base_dir: Path, failures) -> list[TrialOutcome]:
+    """Plans whose nets share one program, trained as one population."""
+    from netc.runtime.population import train_population
+
+    plans = [plan for plan, _ in group]
+    try:
+        results = train_population([net for _, net in group], [p.run_dir for p in plans],
+                                   base_dir=base_dir)
+    except failures as exc:
+        return [TrialOutcome(p.number, "failed", reason=f"data: {exc}") for p in plans]
+    outcomes = []
+    for plan, result in zip(plans, results):
+        epochs = len(result.history)
+        if result.interrupted:
+            outcomes.append(TrialOutcome(plan.number, "failed", epochs_done=epochs,
+                                         reason=f"interrupted after epoch {epochs}",
+                                         interrupted=True))
+        elif result.failed:
+            outcomes.append(TrialOutcome(plan.number, "failed", epochs_done=epochs,
+                                         reason=result.failed))
+        else:
+            outcomes.append(TrialOutcome(plan.number, "complete", final=result.final,
+                                         epochs_done=epochs))
     return outcomes
 
 
