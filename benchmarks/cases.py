@@ -158,6 +158,14 @@ def lenet_gflops(case, runs_by_name):
                     r["gflops"] = flops[0] / (r["step_ms"] / 1e3) / 1e9
 
 
+def seconds_per_trial(case, runs_by_name):
+    """A tuning contender's process wall time over its trials."""
+    for runs in runs_by_name.values():
+        for r in runs:
+            if r.get("trials"):
+                r["per_trial_s"] = r["wall_s"] / r["trials"]
+
+
 def lenet_notes(case, results):
     flops = first_figure(results, case.reference, "flops_per_step")
     if not flops:
@@ -369,6 +377,28 @@ CASE_LIST = [
             "--json, output discarded) against Keras 3 (JAX backend) building "
             "keras.applications.ResNet50(weights=None) and printing model.summary(); "
             "`python` is the interpreter's floor.",
+        ),
+    ),
+    Case(
+        name="tune",
+        title="7. Tuning: learning-rate trials of the course's moons model",
+        sizes_in_title=lambda s: (f", {s.get('tune_trials', 16)} trials of "
+                                  f"{s.get('tune_epochs', 2000)} epochs"),
+        contenders=[],  # netc only (netc_cases.py): one train, a population, one by one
+        reference="netc_one_train",
+        derive=seconds_per_trial,
+        figures=[
+            Figure("wall_s", "process wall s", "lower", ".2f", ratio=True),
+            Figure("trials", "trials", None, "d"),
+            Figure("per_trial_s", "s / trial", "lower", ".3f"),
+        ],
+        method=(
+            "tune: `netc tune examples/moons_adam.net --trials N --set "
+            "optimizer.lr=log(1e-4,1) --set epochs=E` from process start to its end, with an "
+            "empty compilation cache: `netc_population` trains the trials as one population "
+            "(one program), `netc_one_by_one` with --one-by-one (one run each, as separate "
+            "`netc train` runs would); `netc_one_train` is a single `netc train` of the same "
+            "spec and epochs, the reference.",
         ),
     ),
 ]

@@ -6,13 +6,16 @@
     python benchmarks/netc_bench.py digits [--target 0.97] [--epochs 30]
     python benchmarks/netc_bench.py resnet [--tiny]
     python benchmarks/netc_bench.py check  [--json]
+    python benchmarks/netc_bench.py tune   [--trials 16] [--epochs 2000] [--loop step]
 
 moons, lenet and digits call `netc train` in this process (the CLI's own code path, run
 directory, checkpoints, metrics and plot included) and read the figures back from the run's
 run.json ("timing") and metrics.jsonl. `--cache fresh` points JAX's persistent compilation
 cache at an empty folder (a first run); `--cache DIR` at a folder that a previous run filled.
 resnet compiles ResNet-50's train step through `netc.compile` like the Flax contender does
-(same optimiser, batch and timing points). check runs `netc check` on ResNet-50.
+(same optimiser, batch and timing points). check runs `netc check` on ResNet-50. tune runs
+`netc tune` on the moons model (`--loop step` means --one-by-one), `--trials 0` one
+`netc train` of it.
 """
 
 from __future__ import annotations
@@ -176,6 +179,34 @@ def resnet(opts) -> dict:
                             (x, y, jax.random.key(1)), init_s, t_imports, T_PROCESS)
 
 
+def tune(opts) -> dict:
+    """`netc tune examples/moons_adam.net --trials N --set optimizer.lr=log(1e-4,1)` at
+    `--epochs` (populations, or --one-by-one), or one `netc train` of the same spec and
+    epochs (`--trials 0`): process start to the end of the command."""
+    from netc.runtime.cli import main
+
+    _use_cache(opts.cache)
+    spec = str(ROOT / "examples" / "moons_adam.net")
+    with tempfile.TemporaryDirectory() as tmp:
+        if opts.trials == 0:
+            argv = ["train", spec, "--out", str(Path(tmp) / "run"), "--quiet",
+                    "--set", f"epochs={opts.epochs}"]
+            mode = "one_train"
+        else:
+            argv = ["tune", spec, "--trials", str(opts.trials), "--out", str(Path(tmp) / "t"),
+                    "--set", "optimizer.lr=log(1e-4,1)", "--set", f"epochs={opts.epochs}",
+                    "--json"]
+            mode = "one_by_one" if opts.loop == "step" else "population"
+            if opts.loop == "step":
+                argv.append("--one-by-one")
+        with contextlib.redirect_stdout(sys.stderr):
+            rc = main(argv)
+        if rc != 0:
+            raise SystemExit(f"netc {argv[0]} exited {rc}")
+    return dict(case="tune", contender=f"netc_{mode}", trials=max(opts.trials, 1),
+                epochs=opts.epochs, in_process_s=time.time() - T_PROCESS)
+
+
 def check(opts) -> dict:
     """`netc check examples/zoo/resnet50.net [--json]`, output discarded; the parent times
     the whole process."""
@@ -192,24 +223,26 @@ def check(opts) -> dict:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("case", choices=["moons", "lenet", "digits", "resnet", "check"])
+    p.add_argument("case", choices=["moons", "lenet", "digits", "resnet", "check", "tune"])
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--n", type=int, default=1024, help="lenet: examples")
     p.add_argument("--loop", choices=["auto", "step", "scan"], default=None)
     p.add_argument("--target", type=float, default=0.97, help="digits: dev accuracy")
     p.add_argument("--cache", default="fresh", help="fresh, or a cache folder to reuse")
     p.add_argument("--tiny", action="store_true", help="resnet: a tiny net (smoke test)")
+    p.add_argument("--trials", type=int, default=16, help="tune: trials (0: one netc train)")
     p.add_argument("--json", action="store_true", help="check: --json instead of the table")
     opts = p.parse_args(argv)
     if opts.epochs is None:
-        opts.epochs = {"moons": 10_000, "lenet": 5, "digits": 30}.get(opts.case, 1)
+        opts.epochs = {"moons": 10_000, "lenet": 5, "digits": 30, "tune": 2000}.get(opts.case,
+                                                                                   1)
     return opts
 
 
 def main(argv=None) -> int:
     opts = parse_args(argv)
     result = {"moons": moons, "lenet": lenet, "digits": digits, "resnet": resnet,
-              "check": check}[opts.case](opts)
+              "check": check, "tune": tune}[opts.case](opts)
     print(json.dumps(result))
     return 0
 

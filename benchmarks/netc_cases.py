@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from settings import digits_args, lenet_args, moons_args, resnet_args
+from settings import digits_args, lenet_args, moons_args, resnet_args, tune_args
 
 HERE = Path(__file__).resolve().parent
 BENCH = str(HERE / "netc_bench.py")
@@ -50,6 +50,10 @@ CONTENDERS = {
     "resnet": [("netc", netc("resnet", resnet_args))],
     "check": [("netc_json", [sys.executable, BENCH, "check", "--json"]),
               ("netc_table", [sys.executable, BENCH, "check"])],
+    "tune": [("netc_one_train", netc("tune", lambda s: ["--trials", "0", "--epochs",
+                                                        str(s.tune_epochs)])),
+             ("netc_population", netc("tune", tune_args)),
+             ("netc_one_by_one", netc("tune", lambda s: [*tune_args(s), "--loop", "step"]))],
 }
 
 METHOD_NOTES = [

@@ -20,6 +20,8 @@ class Settings:
     resnet_tiny: bool = False
     digits_epochs: int = 30
     digits_target: float = 0.97
+    tune_trials: int = 16
+    tune_epochs: int = 2000
     timeout_s: int = 1800
 
     @classmethod
@@ -38,6 +40,8 @@ class Settings:
             resnet_tiny=True,
             digits_epochs=2,
             digits_target=0.5,
+            tune_trials=4,
+            tune_epochs=100,
             timeout_s=300,
         )
 
@@ -71,3 +75,8 @@ def resnet_args(s):
 
 def digits_args(s):
     return ["--epochs", str(s.digits_epochs), "--target", str(s.digits_target)]
+
+
+def tune_args(s):
+    return ["--trials", str(s.tune_trials), "--epochs", str(s.tune_epochs)]
+

@@ -65,6 +65,9 @@ def register(sub, run) -> None:
                    "objective)")
     p.add_argument("--refine", action="store_true",
                    help="coarse to fine: then N more trials in a box around the best ones")
+    p.add_argument("--one-by-one", action="store_true",
+                   help="train every trial on its own, never as a population (trials that "
+                   "differ only in hyperparameters otherwise share one program)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=run)
 
@@ -158,7 +161,8 @@ def cmd_tune(args) -> int:
         spec_text=source, spec_name=name, base_dir=str(base_dir), items=tuple(args.set),
         spaces=tuple(spaces), storage=storage, study_name=study_name,
         objective=objective.name, out=str(out), sampler=args.sampler, seed=args.seed,
-        prune=args.prune, jax_env=st.jax_env() if args.workers > 1 else (),
+        prune=args.prune, population=not args.one_by_one,
+        jax_env=st.jax_env() if args.workers > 1 else (),
         command=uuid.uuid4().hex)
     if not args.json:
         print(f"tuning {net.name}: {args.trials} trial{'s' * (args.trials != 1)}"

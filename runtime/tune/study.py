@@ -49,6 +49,7 @@ class TuneConfig:
     sampler: str = "random"        # random or tpe
     seed: int = 0
     prune: bool = False
+    population: bool = True        # trials that share a program train as one population
     tag: str = ""                  # "[worker 2] " before each progress line
     jax_env: tuple = ()            # (name, value) of JAX settings for spawned workers
     command: str = ""              # an id of the command, recorded on each trial it adds
@@ -274,10 +275,11 @@ def work(config: TuneConfig, round_: int, n: int, worker: int, start: int,
 
 
 def run_batch(config: TuneConfig, plans: list[TrialPlan], monitor, on_outcome):
-    """Where a batch of asked trials is trained: trials.run_trials, one after another (a
-    population runner with the same signature trains compatible plans as one program)."""
+    """Where a batch of asked trials is trained: trials.run_trials (populations of the plans
+    that share a program, the others one after another)."""
     return run_trials(config.spec_text, plans, name=config.spec_name,
-                      base_dir=Path(config.base_dir), monitor=monitor, on_outcome=on_outcome)
+                      base_dir=Path(config.base_dir), monitor=monitor, on_outcome=on_outcome,
+                      population=config.population)
 
 
 def _child(config: TuneConfig, round_: int, n: int, worker: int, start: int) -> None:
