@@ -82,9 +82,10 @@ def lower_node(node: Node, target: Target) -> Forward:
 # ---- initialisation --------------------------------------------------------------------
 
 
-def init_variables(net: Net, key, dtype=jnp.float32) -> dict:
+def init_variables(net: Net, key, dtype=jnp.float32, random_scale=None) -> dict:
     """Fresh variables. WEIGHT parameters are drawn by the layer's `init=` or the spec's
-    `init` (compiler/layers/base.py init_scale), the others start at zeros or ones. Every
+    `init` (compiler/layers/base.py init_scale), the others start at zeros or ones;
+    `random_scale` (a float or a traced scalar) replaces the spec's `init random scale=`. Every
     weight is a slice of ONE standard normal draw (in layer order) times its scale: XLA
     compiles each random draw separately, and one draw per kernel made LeNet-5's init take
     1.6 s to compile against 0.3 s for a single draw."""
@@ -100,6 +101,8 @@ def init_variables(net: Net, key, dtype=jnp.float32) -> dict:
                 if role == WEIGHT:
                     choice = leaf.attrs.get("init") or default.name
                     options = default.options if choice == default.name else {}
+                    if choice == default.name == "random" and random_scale is not None:
+                        options = {**options, "scale": random_scale}
                     drawn.append((leaf.name, pname, shape, init_scale(choice, options, shape)))
                     p[pname] = None  # drawn below
                 else:

@@ -60,9 +60,10 @@ class Model:
                 f"{self.net.params:,} params>")
 
     # ---- the pure functions --------------------------------------------------------
-    def init(self, key) -> dict:
-        """Fresh variables {"params": {...}, "state": {...}} (a pytree of arrays)."""
-        return self._init(key)
+    def init(self, key, *, random_scale=None) -> dict:
+        """Fresh variables {"params": {...}, "state": {...}} (a pytree of arrays);
+        `random_scale` replaces the spec's `init random scale=` (it may be traced)."""
+        return self._init(key, random_scale=random_scale)
 
     def forward(self, variables, x, *, train: bool = False, rng=None):
         """(pre-activation output, updated state). The last softmax/sigmoid is not applied."""

@@ -10,10 +10,11 @@ formulas (t counts steps from 1; e counts epochs from 0, so the first epoch runs
 The rate changes once per epoch: lr_e = schedule(e) with e = step // steps_per_epoch.
 
 The numbers of these settings (learning rate, betas, eps, weight decay, the schedule's
-decay/rate/k/min, and l2) are *hyperparameters*: the compiled training program takes them
-as inputs instead of baking them in as constants. Runs that differ only in them share one
-program, which is what lets `netc tune` train many trials as one vmapped population, and a
-second run with another learning rate reuse the compiled program.
+decay/rate/k/min, l2, and `init random`'s scale) are *hyperparameters*: the compiled
+training program takes them as inputs instead of baking them in as constants. Runs that
+differ only in them share one program, which is what lets `netc tune` train many trials
+as one population (runtime/population.py), and a second run with another learning rate
+reuse the compiled program.
 """
 
 from __future__ import annotations
@@ -29,12 +30,15 @@ STATIC_OPTIONS = {"every"}  # schedule.every: an epoch count, part of the progra
 
 def hyperparameters(cfg: TrainConfig) -> dict[str, float]:
     """The numbers a training program takes as inputs, keyed as `--set` writes them:
-    {"optimizer.lr": 0.001, "optimizer.b1": 0.9, ..., "l2": 0.01 (only when used)}."""
+    {"optimizer.lr": 0.001, "optimizer.b1": 0.9, ..., "l2": 0.01 (only when used),
+    "init.scale": 0.01 (with init random)}."""
     hp = {f"optimizer.{k}": float(v) for k, v in cfg.optimizer.options.items()}
     hp.update({f"schedule.{k}": float(v) for k, v in cfg.schedule.options.items()
                if k not in STATIC_OPTIONS})
     if cfg.l2:
         hp["l2"] = float(cfg.l2)
+    if cfg.init.name == "random":
+        hp["init.scale"] = float(cfg.init.options.get("scale", 0.01))
     return hp
 
 

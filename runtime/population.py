@@ -2,7 +2,8 @@
 strategy, many models at once, on one machine).
 
 Members differ only in hyperparameters, the numbers a training program takes as inputs
-(runtime/optim.py: learning rate, betas, eps, weight decay, the schedule's numbers, l2).
+(runtime/optim.py: learning rate, betas, eps, weight decay, the schedule's numbers, l2,
+`init random`'s scale).
 The Trainer runs its compiled programs over them (runtime/train.py: one after another
 inside the program on CPU, vmapped on accelerators), so K members cost one compilation
 and one dispatch per chunk of epochs; they share the data, the minibatch orders and the random
@@ -46,7 +47,7 @@ def program_key(net: Net) -> tuple:
     """What a net's training program depends on: its layers and its train section with the
     hyperparameters taken out. Nets with equal keys can train as one population."""
     cfg = net.train
-    bare = replace(cfg, optimizer=Choice(cfg.optimizer.name),
+    bare = replace(cfg, optimizer=Choice(cfg.optimizer.name), init=Choice(cfg.init.name),
                    schedule=Choice(cfg.schedule.name, {k: v for k, v in
                                                        cfg.schedule.options.items()
                                                        if k in STATIC_OPTIONS}),

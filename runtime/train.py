@@ -124,7 +124,7 @@ class Trainer:
         """(params, state, optimiser state) from the seed, in one compiled call."""
         if "init" not in self._compiled:
             def fresh(hp):
-                variables = self.model.init(self._keys()[0])
+                variables = self.model.init(self._keys()[0], random_scale=hp.get("init.scale"))
                 opt = self.optimizer(hp).init(variables["params"])
                 return variables["params"], variables["state"], opt
             self._compiled["init"] = jax.jit(self._per_member(fresh, 1))

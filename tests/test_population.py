@@ -142,3 +142,20 @@ def test_the_step_loop_runs_a_population_too(tmp_path):
             np.testing.assert_allclose([got["loss"], got["dev_loss"]],
                                        [want["loss"], want["dev_loss"]], rtol=1e-5)
         assert_trees_close(params_of(result.out_dir), params_of(single.out_dir), atol=1e-5)
+
+
+def test_init_scale_is_a_hyperparameter_too(tmp_path):
+    """`init random scale=S` draws the weights as S * N(0, 1): members with other scales
+    start (and end) as their separate runs do."""
+    text = SCHEDULED.replace("  seed 2\n", "  seed 2\n  init random scale=0.1\n")
+    nets = [member(text, f"init.scale={scale}", "epochs=5") for scale in (0.1, 0.5, 2.0)]
+    assert len({program_key(net) for net in nets}) == 1
+    results = train_population(nets, [tmp_path / f"m{i}" for i in range(3)], base_dir=tmp_path)
+    first = None
+    for net, result in zip(nets, results):
+        single = train_run(net, tmp_path / f"single{net.train.init.options['scale']}",
+                           base_dir=tmp_path)
+        assert_trees_close(params_of(result.out_dir), params_of(single.out_dir), atol=1e-5)
+        kernel = params_of(result.out_dir)["fc_1"]["kernel"]
+        first = kernel if first is None else first
+    assert not np.allclose(first, kernel)
