@@ -120,15 +120,19 @@ class Trainer:
         init_key, _, dropout_key = jax.random.split(jax.random.key(self.cfg.seed), 3)
         return init_key, dropout_key
 
-    def init_state(self):
-        """(params, state, optimiser state) from the seed, in one compiled call."""
+    def init_state(self, start: dict | None = None):
+        """(params, state, optimiser state) from the seed, in one compiled call. `start`,
+        {"params": {layer: {...}}, "state": {layer: {...}}} for some layers (transfer
+        learning: `init from=`), replaces those layers' fresh values."""
+        start = start or {"params": {}, "state": {}}
         if "init" not in self._compiled:
-            def fresh(hp):
+            def fresh(hp, start):
                 variables = self.model.init(self._keys()[0], random_scale=hp.get("init.scale"))
-                opt = self.optimizer(hp).init(variables["params"])
-                return variables["params"], variables["state"], opt
+                params = {**variables["params"], **start["params"]}
+                state = {**variables["state"], **start["state"]}
+                return params, state, self.optimizer(hp).init(params)
             self._compiled["init"] = jax.jit(self._per_member(fresh, 1))
-        return self._compiled["init"](self._hp)
+        return self._compiled["init"](self._hp, start)
 
     # ---- one epoch, traced ---------------------------------------------------------
     def orders(self, first: int, count: int, rows: int | None = None) -> np.ndarray:
