@@ -19,10 +19,10 @@ from netc.dsl import nodes as n
 from netc.dsl.diagnostics import Diagnostic, SpecError, error, warning
 from netc.dsl.parser import end_of_file, parse
 
-from . import layers
+from . import layers, remedies
 from .args import EvalError, Sym, bind, evaluate, show, show_expr, suggest
 from .ir import Net, Node, Shape
-from .losses import LOSSES
+from .losses import LOSSES, default_loss
 from .settings import check_train
 
 MAX_LAYERS = 100_000  # an expansion larger than this is a mistake (or an attack), not a net
@@ -573,11 +573,28 @@ def check_module(module: n.Module) -> Net:
     train = check_train(trains[0] if trains else None, diags)
     if body is not None and body.out_shape is not None and train.loss is not None:
         _check_loss(train, body, diags)
+    frozen = _check_remedies(train, body, input_shape, diags)
     if diags:
         raise SpecError(diags, checker.warnings)
     name = nets[0].name if nets else _stem(module.filename)
     return Net(name, input_shape, body, train, tuple(checker.warnings), module.filename,
-               module.source)
+               module.source, frozen)
+
+
+def _check_remedies(train, body: Node | None, input_shape, diags) -> frozenset[str]:
+    """freeze names layers of this net; augment needs images; early_stop a dev split.
+    -> the frozen leaves' names."""
+    if train.augment is not None:
+        remedies.check_augment_input(train.augment, input_shape, train.spans.get("augment"),
+                                     diags)
+    if train.early_stop is not None:
+        loss = train.loss
+        if loss is None and body is not None and body.out_shape is not None:
+            loss = default_loss(list(body.leaves())[-1].kind)
+        remedies.check_early_stop_split(train, loss, diags)
+    if train.freeze is None or body is None or body.out_shape is None:
+        return frozenset()
+    return remedies.resolve_freeze(train.freeze, list(body.leaves()), diags)
 
 
 def _check_def(d: n.Def, defs: dict, diags) -> None:

@@ -68,6 +68,7 @@ class Net:
     warnings: tuple[Diagnostic, ...]
     filename: str
     source: str
+    frozen: frozenset[str] = frozenset()  # names of the leaves that `freeze` holds fixed
 
     @property
     def output_shape(self) -> Shape:
@@ -79,6 +80,12 @@ class Net:
     @property
     def params(self) -> int:
         return self.body.param_count
+
+    @property
+    def frozen_params(self) -> int:
+        """Parameters of frozen layers (never trained; BN statistics are counted apart)."""
+        return sum(math.prod(s) for leaf in self.leaves() if leaf.name in self.frozen
+                   for s in leaf.params.values())
 
     @property
     def state(self) -> int:

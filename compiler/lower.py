@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +31,11 @@ def lower_leaf(node: Node, target: Target, lower: Callable | None = None) -> For
     kind = KINDS[node.kind]
     forward = (lower or kind.lower)(node, target)
     name = node.name
+    if kind.state and name in target.frozen:  # frozen BatchNorm: its running statistics
+        def frozen(ctx, x, params, state):
+            y, _ = forward(replace(ctx, train=False), x, params.get(name, {}), state[name])
+            return y, {}
+        return frozen
     if kind.state:
         def stateful(ctx, x, params, state):
             y, new_state = forward(ctx, x, params.get(name, {}), state[name])

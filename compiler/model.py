@@ -36,7 +36,8 @@ class Model:
         self.platform = platform or jax.default_backend()  # lowerings are chosen for it
         self.traces = 0  # how many times the forward pass was traced (tests use it)
 
-        target = Target(self.platform)
+        self.frozen = net.frozen  # layer names whose parameters training leaves alone
+        target = Target(self.platform, self.frozen)
         children = net.body.children
         last = children[-1]
         head = None if last.is_block else KINDS[last.kind].head
@@ -52,7 +53,8 @@ class Model:
             self._logits = None
         self.loss_name = net.train.loss or default_loss(net.head.kind)
         self._loss = LOSSES[self.loss_name]
-        self._weights = weight_names(net)
+        self._weights = [(layer, p) for layer, p in weight_names(net)
+                         if layer not in self.frozen]  # frozen weights get no L2
         self._init = jax.jit(functools.partial(init_variables, net, dtype=self.dtype))
 
     def __repr__(self) -> str:
@@ -139,16 +141,29 @@ class Model:
         return jax.jit(jax.value_and_grad(self.loss, has_aux=True),
                        static_argnames=("train", "l2"))
 
+    def trainable(self, params: dict) -> dict:
+        """The parameters training changes: all but the frozen layers'. The optimiser's
+        state is built over these alone."""
+        return {k: v for k, v in params.items() if k not in self.frozen}
+
     def step_fn(self, tx: optax.GradientTransformation, *, l2=None):
         """The (unjitted) train step: step(params, state, opt_state, x, y, rng, weights=None)
         -> (params, state, opt_state, cost, metrics). `l2` (a float or a traced scalar)
-        replaces the spec's lambda."""
+        replaces the spec's lambda. Only the trainable parameters are differentiated (and
+        `opt_state` is theirs): frozen ones pass through untouched."""
         def step(params, state, opt_state, x, y, rng, weights=None):
-            (cost, (new_state, out)), grads = jax.value_and_grad(self.loss, has_aux=True)(
-                params, state, x, y, rng, weights=weights, l2=l2)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            return params, new_state, opt_state, cost, self.metrics(out, y, weights)
+            fixed = {k: v for k, v in params.items() if k in self.frozen}
+
+            def cost_of(trainable):
+                return self.loss({**trainable, **fixed}, state, x, y, rng, weights=weights,
+                                 l2=l2)
+            trainable = self.trainable(params)
+            (cost, (new_state, out)), grads = jax.value_and_grad(cost_of, has_aux=True)(
+                trainable)
+            updates, opt_state = tx.update(grads, opt_state, trainable)
+            trainable = optax.apply_updates(trainable, updates)
+            return ({**trainable, **fixed}, new_state, opt_state, cost,
+                    self.metrics(out, y, weights))
         return step
 
     def train_step(self, tx: optax.GradientTransformation, *, donate: bool = True):

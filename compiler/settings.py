@@ -28,6 +28,7 @@ from .args import (
 )
 from .layers import INITIALIZERS
 from .losses import LOSS_NAMES
+from .remedies import Augment, EarlyStop, Freeze, check_augment, check_early_stop, check_freeze
 
 BUILTIN_DATA = {
     "moons": {"n": positive_int, "noise": nonneg_number, "seed": nonneg_int},
@@ -83,6 +84,9 @@ class TrainConfig:
     loss: str | None = None             # None: follows the last layer
     seed: int = 0
     train_dev: float | None = None      # fraction of train held out as the train-dev split
+    freeze: Freeze | None = None        # compiler/remedies.py: the course's remedies
+    augment: Augment | None = None
+    early_stop: EarlyStop | None = None
     spans: dict = field(default_factory=dict, compare=False)  # key -> Span, for later messages
 
 
@@ -124,7 +128,8 @@ _SIMPLE = {
                             "train_dev 0.05"),
 }
 KEYS = ("data", "split", "normalize", "batch", "epochs", "optimizer", "schedule", "l2", "init",
-        "loss", "seed", "train_dev")
+        "loss", "seed", "train_dev", "freeze", "augment", "early_stop")
+_REMEDIES = {"freeze": check_freeze, "augment": check_augment, "early_stop": check_early_stop}
 _SPLIT = tuple(Arg(p, nonneg_number, positional=True, expects="three fractions",
                    doc="e.g. split 0.8 0.1 0.1") for p in ("train", "dev", "test"))
 
@@ -176,6 +181,8 @@ def _check_setting(s: n.Setting, diags: list[Diagnostic]):
         return fractions
     if key == "data":
         return _check_data(s, diags)
+    if key in _REMEDIES:
+        return _REMEDIES[key](s, KEYS, diags)
     table, aliases, what = {
         "optimizer": (OPTIMIZERS, OPTIMIZER_ALIASES, "optimizer"),
         "schedule": (SCHEDULES, {}, "schedule"),

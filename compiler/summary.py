@@ -16,6 +16,8 @@ def to_json(net: Net) -> dict:
         "input": list(net.input_shape),
         "output": list(net.output_shape),
         "params": net.params,
+        "trainable": net.params - net.frozen_params,
+        "frozen": net.frozen_params,
         "state": net.state,
         "macs": net.macs,
         "activation_bytes": net.activation_bytes,
@@ -23,7 +25,8 @@ def to_json(net: Net) -> dict:
             {"name": leaf.name, "kind": leaf.kind, "line": leaf.span.line, "col": leaf.span.col,
              "output": list(leaf.out_shape),
              "params": sum(math.prod(s) for s in leaf.params.values()),
-             "state": sum(math.prod(s) for s in leaf.state.values()), "macs": leaf.macs}
+             "state": sum(math.prod(s) for s in leaf.state.values()), "macs": leaf.macs,
+             "frozen": leaf.name in net.frozen}
             for leaf in net.leaves()
         ],
         "warnings": [warning_json(w) for w in net.warnings],
@@ -52,13 +55,19 @@ def print_table(net: Net, console) -> None:
     by_column = bool(rows) and all(_one_word(row[0].lstrip(" ")) and all(map(_one_word, row[1:]))
                                    for row in rows)
     console.print(_table(net, rows, by_column))
-    console.print(f"trainable params: {net.params:,}   state: {net.state:,}   "
-                  f"MACs: {net.macs:,}", highlight=False)
+    frozen = (f"   frozen params: {net.frozen_params:,}" if net.frozen else "")
+    console.print(f"trainable params: {net.params - net.frozen_params:,}{frozen}   "
+                  f"state: {net.state:,}   MACs: {net.macs:,}", highlight=False)
+    if net.frozen:
+        console.print(f"{FROZEN_MARK} frozen (freeze): training leaves these layers' "
+                      "parameters as they are; a frozen batchnorm uses its running statistics",
+                      highlight=False)
     console.print(f"activations per example: {human_bytes(net.activation_bytes)} (float32)",
                   highlight=False)
 
 
 INDENT = "  "  # per level of nesting in the layer column
+FROZEN_MARK = "*"  # after the kind of a frozen layer
 
 
 def _rows(net: Net) -> list[tuple[str, ...]]:
@@ -78,7 +87,8 @@ def _rows(net: Net) -> list[tuple[str, ...]]:
             rows.append((INDENT * depth + scopes[depth], "", "", "", ""))
         shown = scopes
         count = sum(math.prod(s) for s in leaf.params.values())
-        rows.append((INDENT * len(scopes) + last, leaf.kind, _shape(leaf.out_shape),
+        kind = leaf.kind + (FROZEN_MARK if leaf.name in net.frozen else "")
+        rows.append((INDENT * len(scopes) + last, kind, _shape(leaf.out_shape),
                      f"{count:,}" if count else "", f"{leaf.macs:,}" if leaf.macs else ""))
     return rows
 

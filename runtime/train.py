@@ -130,7 +130,7 @@ class Trainer:
                 variables = self.model.init(self._keys()[0], random_scale=hp.get("init.scale"))
                 params = {**variables["params"], **start["params"]}
                 state = {**variables["state"], **start["state"]}
-                return params, state, self.optimizer(hp).init(params)
+                return params, state, self.optimizer(hp).init(self.model.trainable(params))
             self._compiled["init"] = jax.jit(self._per_member(fresh, 1))
         return self._compiled["init"](self._hp, start)
 

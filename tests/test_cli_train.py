@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import one_error_line, run_cli, run_python, write_spec
+from netc.compiler.settings import KEYS
 
 MLP = """net t
 input 2
@@ -139,8 +140,7 @@ def test_mistyped_set_through_the_real_entry_point(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.splitlines() == [
         "netc: error: --set epoch=3: unknown train setting 'epoch' (did you mean --set epochs=3? "
-        "settings: data, split, normalize, batch, epochs, optimizer, schedule, l2, init, loss, "
-        "seed, train_dev)"]
+        f"settings: {', '.join(KEYS)})"]
 
 
 # -------------------------------------------------------------------- misuse: exit 2

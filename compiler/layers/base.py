@@ -120,10 +120,12 @@ class LayerKind:
 
 @dataclass(frozen=True)
 class Target:
-    """What the lowering may depend on besides the node: the platform (cpu, gpu, tpu).
-    It is part of the compiled model's cache key (compiler/model.py)."""
+    """What the lowering may depend on besides the node: the platform (cpu, gpu, tpu), part
+    of the compiled model's cache key (compiler/model.py), and the frozen layers (`freeze`:
+    a frozen layer with state, BatchNorm, runs in inference mode)."""
 
     platform: str
+    frozen: frozenset[str] = frozenset()
 
 
 def show_shape(shape: Shape | None) -> str:
