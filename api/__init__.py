@@ -13,8 +13,9 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 
-def check(path_or_source: str):
-    """Parse and shape-check a spec (a path or its text) -> netc.compiler.Net. No JAX."""
+def check(path_or_source):
+    """Parse and shape-check a spec (a path, str or os.PathLike, or its text) ->
+    netc.compiler.Net. No JAX."""
     from netc.compiler.check import check_file, check_source
 
     if _looks_like_path(path_or_source):
@@ -22,7 +23,7 @@ def check(path_or_source: str):
     return check_source(path_or_source)
 
 
-def compile(path_or_source: str, **options):
+def compile(path_or_source, **options):
     """Check a spec and lower it to JAX -> netc.Model with pure `init` and `apply`."""
     from netc.compiler.model import compile_net
 
@@ -36,7 +37,9 @@ def load(run_dir: str):
     return load_run(run_dir)
 
 
-def _looks_like_path(text: str) -> bool:
+def _looks_like_path(text) -> bool:
+    if not isinstance(text, str):  # a pathlib.Path or another os.PathLike
+        return True
     return "\n" not in text and (text.endswith(".net") or ("->" not in text and len(text) < 4096
                                  and __import__("os").path.exists(text)))
 

@@ -94,12 +94,12 @@ def train_population(nets: list[Net], out_dirs: list[Path], *, base_dir: Path,
     failed: list[str | None] = [None] * len(nets)
     done, loop_seconds, epochs = 0, 0.0, net.train.epochs
     with StopRequested() as stop:
-        while done < epochs and not stop.requested:
+        while done < epochs and not stop.requested and not _all_stopped(trainer, carry):
             count = min(trainer.chunk, epochs - done)
             carry, done, seconds = _chunk(trainer, carry, done, count, logs, histories,
                                           failed, started)
             loop_seconds += seconds
-    interrupted = done < epochs
+    interrupted = stop.requested and done < epochs
     steps = done * trainer.steps_per_epoch
     timing = {"started": round(started_unix, 4), "seconds": round(now() - started, 4),
               "compile_seconds": round(compile_seconds() - compiled_before, 4),
@@ -107,8 +107,8 @@ def train_population(nets: list[Net], out_dirs: list[Path], *, base_dir: Path,
               "step_us": round(1e6 * loop_seconds / steps, 2) if steps else None,
               "loop": trainer.loop}
     results = []
-    for k, (variables, member, out_dir) in enumerate(zip(trainer.variables(carry), nets,
-                                                         out_dirs)):
+    for k, (variables, member, out_dir) in enumerate(zip(trainer.variables(carry, best=True),
+                                                         nets, out_dirs)):
         final = None
         if failed[k] is None:
             final = {name: evaluate(model, variables, part.x, part.y, trainer.batch)
@@ -118,9 +118,19 @@ def train_population(nets: list[Net], out_dirs: list[Path], *, base_dir: Path,
                 "population": {"members": len(nets), "member": k}}
         if failed[k] is not None:
             info["failed"] = failed[k]
-        write_run_json(out_dir, member, model, splits, done, final, info)
+        ran = len(histories[k])
+        if net.train.early_stop is not None:
+            report = trainer.watch_report(carry)[k]
+            info["best_epoch"] = report["best_epoch"]
+            info["stopped_epoch"] = ran if report["stopped"] else None
+        write_run_json(out_dir, member, model, splits, ran, final, info)
         results.append(MemberResult(out_dir, histories[k], final, failed[k], interrupted))
     return results
+
+
+def _all_stopped(trainer: Trainer, carry) -> bool:
+    """Whether early stopping ended every member."""
+    return all(report.get("stopped") for report in trainer.watch_report(carry))
 
 
 def _chunk(trainer: Trainer, carry, done: int, count: int, logs, histories, failed,

@@ -129,8 +129,10 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
         reporter.start(net, trainer, done)
     interrupted = False
     loop_seconds, first_epoch = 0.0, done
+    stopped = trainer.watch_report(carry)[0].get("stopped", False)  # a resumed stopped run
+    stop_reason = "patience" if stopped else None
     with StopRequested() as stop:
-        while done < cfg.epochs:
+        while done < cfg.epochs and not stopped:
             count = min(trainer.chunk, cfg.epochs - done)
             t0, c0 = now(), compile_seconds()
             new_carry, sums = trainer.run_epochs(carry, done, count)
@@ -141,7 +143,11 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
             loop_seconds += seconds
             records = trainer.records(sums, done, seconds, ended=now() - started)
             bad = first_bad_epoch(records)
-            if bad is not None:
+            if bad is not None and cfg.early_stop is not None:
+                # early stopping keeps the best epoch's variables: the run ends there
+                records = [r for r in records if r["epoch"] < bad]
+                stopped, stop_reason = True, f"the loss became {records_loss(sums, bad, done)}"
+            elif bad is not None:
                 good = [r for r in records if r["epoch"] < bad]
                 log.append(good)
                 history += good
@@ -152,13 +158,15 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
                                 f"{bad}; stopped ({where}). Try a smaller learning rate, "
                                 "normalize standard, or another init")
             carry = new_carry
-            done += count
+            done += len(records)  # fewer than count when early stopping ended the run
+            if not stopped and trainer.watch_report(carry)[0].get("stopped"):
+                stopped, stop_reason = True, "patience"
             log.append(records)
             history += records
-            if reporter:
+            if reporter and records:
                 reporter.epochs(records)
             due = (checkpoint_every is not None or now() - last_save >= checkpoint_seconds
-                   or done == cfg.epochs or stop.requested)
+                   or done == cfg.epochs or stop.requested or stopped)
             if due:
                 _save(trainer, carry, ckpt_dir, done, meta)
                 last_save = now()
@@ -166,8 +174,11 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
                 interrupted = True
                 break
 
-    params, state, _ = carry
-    variables = {"params": params, "state": state}
+    variables = trainer.variables(carry, best=True)[0]  # early stopping: the best epoch's
+    if cfg.early_stop is not None:
+        info["best_epoch"] = trainer.watch_report(carry)[0]["best_epoch"]
+        info["stopped_epoch"] = done if stopped else None
+        info["stop_reason"] = stop_reason
     final = {name: evaluate(model, variables, part.x, part.y, trainer.batch)
              for name, part in splits.parts()}
     save_model(out_dir / "model.safetensors", variables, stats, done)
@@ -186,28 +197,34 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     return RunResult(out_dir, done, history, final, interrupted)
 
 
+def records_loss(sums, bad: int, done: int) -> str:
+    """The training loss of epoch `bad` (from 1) in a chunk that started after `done`."""
+    row = sums[bad - done - 1]
+    return f"{row[0] / max(row[1], 1):g} at epoch {bad}"
+
+
 def _save(trainer: Trainer, carry, ckpt_dir: Path, done: int, meta: dict) -> None:
-    params, state, opt = carry
+    params, state, opt, watch = carry  # the optimiser's and early stopping's leaves go last
     ckpt.save_checkpoint(ckpt_dir, done, {"params": params, "state": state},
-                         jax.tree.leaves(opt), meta)
+                         jax.tree.leaves((opt, watch)), meta)
 
 
 def _restore(trainer: Trainer, fresh, variables: dict, opt_leaves: list):
-    params0, state0, opt0 = fresh
+    params0, state0, opt0, watch0 = fresh
     try:
         params = jax.tree.map(lambda ref, a: jnp.asarray(a, ref.dtype).reshape(ref.shape),
                               params0, variables["params"])
         state = jax.tree.map(lambda ref, a: jnp.asarray(a, ref.dtype).reshape(ref.shape),
                              state0, variables["state"])
-        ref_leaves, treedef = jax.tree.flatten(opt0)
+        ref_leaves, treedef = jax.tree.flatten((opt0, watch0))
         if len(ref_leaves) != len(opt_leaves):
             raise ValueError("optimiser state differs")
-        opt = jax.tree.unflatten(treedef, [jnp.asarray(a, r.dtype).reshape(r.shape)
-                                           for r, a in zip(ref_leaves, opt_leaves)])
+        opt, watch = jax.tree.unflatten(treedef, [jnp.asarray(a, r.dtype).reshape(r.shape)
+                                                  for r, a in zip(ref_leaves, opt_leaves)])
     except (ValueError, TypeError, KeyError) as exc:
         raise RunFailed(f"the checkpoint does not fit this spec ({exc}); train into a new "
                         "--out folder or without --resume") from None
-    return params, state, opt
+    return params, state, opt, watch
 
 
 # ---- saved models ----------------------------------------------------------------------

@@ -89,7 +89,8 @@ class Trainer:
 
     def rate_of_epoch(self, epochs, member: int = 0) -> np.ndarray:
         """The learning rate of each epoch in `epochs` (numpy, on the host) for a member."""
-        return epoch_rate(self.cfg, self.hyper[member], self.cfg.epochs, xp=np)(epochs)
+        with np.errstate(over="ignore"):  # a growing schedule may pass float32's range
+            return epoch_rate(self.cfg, self.hyper[member], self.cfg.epochs, xp=np)(epochs)
 
     def _per_member(self, fn, own: int):
         """fn itself, or fn over the members in its first `own` arguments (the others are
@@ -115,13 +116,13 @@ class Trainer:
 
     # ---- state ---------------------------------------------------------------------
     def _keys(self):
-        """(init key, dropout key), derived from the seed inside a trace: creating keys
-        eagerly compiles a handful of tiny XLA programs (~0.2 s at start-up)."""
-        init_key, _, dropout_key = jax.random.split(jax.random.key(self.cfg.seed), 3)
-        return init_key, dropout_key
+        """(init key, augmentation key, dropout key), derived from the seed inside a trace:
+        creating keys eagerly compiles a handful of tiny XLA programs (~0.2 s at start-up)."""
+        return tuple(jax.random.split(jax.random.key(self.cfg.seed), 3))
 
     def init_state(self, start: dict | None = None):
-        """(params, state, optimiser state) from the seed, in one compiled call. `start`,
+        """The carry (params, state, optimiser state, watch) from the seed, in one compiled
+        call; `watch` is early stopping's record (None without early_stop). `start`,
         {"params": {layer: {...}}, "state": {layer: {...}}} for some layers (transfer
         learning: `init from=`), replaces those layers' fresh values."""
         start = start or {"params": {}, "state": {}}
@@ -130,7 +131,8 @@ class Trainer:
                 variables = self.model.init(self._keys()[0], random_scale=hp.get("init.scale"))
                 params = {**variables["params"], **start["params"]}
                 state = {**variables["state"], **start["state"]}
-                return params, state, self.optimizer(hp).init(self.model.trainable(params))
+                opt = self.optimizer(hp).init(self.model.trainable(params))
+                return params, state, opt, self._fresh_watch(params, state)
             self._compiled["init"] = jax.jit(self._per_member(fresh, 1))
         return self._compiled["init"](self._hp, start)
 
@@ -152,17 +154,29 @@ class Trainer:
         data is not shuffled)."""
         return order if self.shuffle else jnp.arange(self.train_data.m)
 
+    def batch_at(self, x_all, y_all, idx, epoch, i):
+        """The training minibatch `idx` of step i of an epoch: the examples, augmented
+        (`augment`, keyed from (seed, epoch, step)), and their labels as they are."""
+        x, y = x_all[idx], y_all[idx]
+        augment = self.cfg.augment
+        if augment is not None:
+            from .augment import augment_batch
+
+            key = jax.random.fold_in(jax.random.fold_in(self._keys()[1], epoch), i)
+            x = augment_batch(augment, key, x)
+        return x, y
+
     def _step_on(self, hp, carry, x_all, y_all, idx, epoch, i):
-        params, state, opt = carry
-        rng = jax.random.fold_in(jax.random.fold_in(self._keys()[1], epoch), i)
+        params, state, opt, watch = carry
+        rng = jax.random.fold_in(jax.random.fold_in(self._keys()[2], epoch), i)
         step = self.model.step_fn(self.optimizer(hp), l2=hp.get("l2"))
-        params, state, opt, cost, metrics = step(params, state, opt, x_all[idx], y_all[idx],
-                                                 rng)
+        x, y = self.batch_at(x_all, y_all, idx, epoch, i)
+        params, state, opt, cost, metrics = step(params, state, opt, x, y, rng)
         n = idx.shape[0]
         sums = jnp.stack([cost * n, jnp.asarray(n, jnp.float32),
                           metrics.get("hits", jnp.float32(0)),
                           metrics.get("counted", jnp.float32(0))])
-        return (params, state, opt), sums
+        return (params, state, opt, watch), sums
 
     def _epoch(self, hp, carry, epoch, order, x_all, y_all):
         """All minibatches of one epoch inside one trace (the scan loop)."""
@@ -185,7 +199,9 @@ class Trainer:
 
     # ---- compiled entry points ------------------------------------------------------
     def _scan_chunk(self):
-        """jit: run a chunk of epochs; epochs < 0 are skipped (a short last chunk)."""
+        """jit: run a chunk of epochs; epochs < 0 (a short last chunk) and the epochs after
+        early stopping ran out of patience are skipped. Per epoch: [train sums, dev sums,
+        1 if it ran]."""
         if "scan" not in self._compiled:
             def chunk(hp, carry, epochs, orders, x_all, y_all, dev_x, dev_y):
                 def one(c, xs):
@@ -193,9 +209,12 @@ class Trainer:
 
                     def run(c):
                         c, sums = self._epoch(hp, c, epoch, order, x_all, y_all)
-                        return c, jnp.concatenate([sums, self._dev_sums(c, dev_x, dev_y)])
-                    return jax.lax.cond(epoch >= 0, run,
-                                        lambda c: (c, jnp.zeros(8, jnp.float32)), c)
+                        dev = self._dev_sums(c, dev_x, dev_y)
+                        c = self._watched(c, epoch, dev)
+                        return c, jnp.concatenate([sums, dev, jnp.ones(1, jnp.float32)])
+                    live = (epoch >= 0) & ~self._stopped(c)
+                    return jax.lax.cond(live, run,
+                                        lambda c: (c, jnp.zeros(9, jnp.float32)), c)
                 return jax.lax.scan(one, carry, (epochs, orders))
             self._compiled["scan"] = jax.jit(self._per_member(chunk, 2), donate_argnums=(1,))
         return self._compiled["scan"]
@@ -205,7 +224,7 @@ class Trainer:
         baked into the program), zeros without one."""
         if dev_x is None:
             return jnp.zeros(4, jnp.float32)
-        params, state, _ = carry
+        params, state = carry[0], carry[1]
         r = self.model.evaluate_batch({"params": params, "state": state}, dev_x, dev_y,
                                       jnp.ones(dev_x.shape[0], jnp.float32))
         return _as_sums(r)
@@ -230,20 +249,83 @@ class Trainer:
         return np.stack([split_sums(self.model, variables, *self._dev_host, self.batch)
                          for variables in self.variables(carry)]).reshape(shape)
 
-    def variables(self, carry) -> list[dict]:
-        """{"params", "state"} of each member (one for a single run)."""
-        params, state, _ = carry
+    def variables(self, carry, *, best: bool = False) -> list[dict]:
+        """{"params", "state"} of each member (one for a single run): the current ones, or
+        with `best` the run's result: early stopping's best epoch's (the current ones
+        without early_stop)."""
+        params, state, _, watch = carry
+        if best and watch is not None:
+            params, state = watch["params"], watch["state"]
         if self.members is None:
             return [{"params": params, "state": state}]
         return [jax.tree.map(lambda a, k=k: a[k], {"params": params, "state": state})
                 for k in range(self.members)]
+
+    # ---- early stopping (early_stop patience=N min_delta=D on=...) -----------------------
+    def _fresh_watch(self, params, state):
+        """Early stopping's record: the best dev figure so far, its epoch (from 1), the
+        epochs since, whether patience ran out, and the best epoch's variables."""
+        stop = self.cfg.early_stop
+        if stop is None:
+            return None
+        worst = -jnp.inf if stop.higher_is_better else jnp.inf
+        return {"best": jnp.float32(worst), "best_epoch": jnp.int32(0), "wait": jnp.int32(0),
+                "stopped": jnp.bool_(False), "params": jax.tree.map(jnp.copy, params),
+                "state": jax.tree.map(jnp.copy, state)}
+
+    def _stopped(self, carry):
+        watch = carry[3]
+        return jnp.bool_(False) if watch is None else watch["stopped"]
+
+    def _watched(self, carry, epoch, dev):
+        """The carry after epoch `epoch` (from 0) with dev sums [loss_sum, n, hits, counted]:
+        an improvement by more than min_delta keeps this epoch's variables as the best."""
+        params, state, opt, watch = carry
+        stop = self.cfg.early_stop
+        if watch is None:
+            return carry
+        if stop.higher_is_better:
+            value = dev[2] / jnp.maximum(dev[3], 1.0)
+            improved = value > watch["best"] + stop.min_delta
+        else:
+            value = dev[0] / jnp.maximum(dev[1], 1.0)
+            improved = value < watch["best"] - stop.min_delta
+        wait = jnp.where(improved, 0, watch["wait"] + 1)
+
+        def keep(new, old):
+            return jax.tree.map(lambda a, b: jnp.where(improved, a, b), new, old)
+        watch = {"best": jnp.where(improved, value, watch["best"]),
+                 "best_epoch": jnp.where(improved, epoch + 1, watch["best_epoch"]),
+                 "wait": wait, "stopped": wait >= stop.patience,
+                 "params": keep(params, watch["params"]), "state": keep(state, watch["state"])}
+        return params, state, opt, watch
+
+    def _watch_fn(self):
+        """jit: the step loop's early-stopping update after an epoch."""
+        if "watch" not in self._compiled:
+            def watch(carry, epoch, dev):
+                return self._watched(carry, epoch, dev)
+            self._compiled["watch"] = jax.jit(self._per_member(watch, 1),
+                                              donate_argnums=(0,))
+        return self._compiled["watch"]
+
+    def watch_report(self, carry) -> list[dict]:
+        """Per member: {"best_epoch", "stopped"} of early stopping ({} without it)."""
+        watch = carry[3]
+        if watch is None:
+            return [{} for _ in range(self.members or 1)]
+        best = np.atleast_1d(np.asarray(watch["best_epoch"])).tolist()
+        stopped = np.atleast_1d(np.asarray(watch["stopped"])).tolist()
+        return [{"best_epoch": b or None, "stopped": bool(s)} for b, s in zip(best, stopped)]
 
     def _dev_arrays(self):
         return (None, None) if self.dev_data is None else (self.dev_data.x, self.dev_data.y)
 
     # ---- running ---------------------------------------------------------------------
     def run_epochs(self, carry, first: int, count: int):
-        """Run epochs first .. first+count-1 -> (carry, per-epoch sums as numpy (count, 8))."""
+        """Run epochs first .. first+count-1 -> (carry, per-epoch sums as numpy (count, 9):
+        train [loss_sum, n, hits, counted], dev likewise, 1 if the epoch ran (0 after early
+        stopping); a population's have a leading member axis)."""
         x, y = self.train_data.x, self.train_data.y
         if self.loop == "scan":
             epochs = np.full(self.chunk, -1, np.int32)
@@ -261,26 +343,40 @@ class Trainer:
         step = self._step_fn()
         rows = []
         b = self.batch
+        members = () if self.members is None else (self.members,)
         for epoch in range(first, first + count):
+            ran = np.ones((*members, 1), np.float32)
+            if carry[3] is not None:  # members that ran out of patience before this epoch
+                ran = ~np.asarray(carry[3]["stopped"]).reshape(*members, 1) * ran
+                if not ran.any():
+                    rows.append(np.zeros((*members, 9), np.float32))
+                    continue
             order = self.orders(epoch, 1)[0] if self.shuffle else np.arange(x.shape[0])
-            total = np.zeros((4,) if self.members is None else (self.members, 4), np.float32)
+            total = np.zeros((*members, 4), np.float32)
             for i in range(self.steps_per_epoch):
                 carry, total = step(self._hp, carry, total, x, y, order[i * b:(i + 1) * b],
                                     epoch, i)
-            rows.append(np.concatenate([np.asarray(total), self._dev_check(carry)], axis=-1))
+            dev = self._dev_check(carry).astype(np.float32)
+            if carry[3] is not None:
+                carry = self._watch_fn()(carry, np.int32(epoch), dev)
+            rows.append(np.concatenate([np.asarray(total), dev, ran], axis=-1) * ran)
         return carry, np.stack(rows, axis=-2)
 
     def records(self, sums: np.ndarray, first: int, seconds: float,
                 ended: float | None = None, member: int = 0) -> list[dict]:
-        """Per-epoch metric records from the summed figures of a chunk that took `seconds`
-        of training and ended `ended` seconds into the run (`time`, spread evenly); for a
-        population, `sums` is one member's and `member` its index."""
+        """Per-epoch metric records of the epochs that ran, from the summed figures of a
+        chunk that took `seconds` of training and ended `ended` seconds into the run
+        (`time`, spread evenly); for a population, `sums` is one member's and `member` its
+        index."""
         out = []
-        per_epoch = seconds / max(len(sums), 1)
+        ran_epochs = int(sums[:, 8].sum())
+        per_epoch = seconds / max(ran_epochs, 1)
         rates = np.asarray(self.rate_of_epoch(np.arange(first, first + len(sums)), member),
                            np.float64).tolist()  # one call for the chunk, not one per epoch
         for k, row in enumerate(sums.tolist()):
-            loss_sum, n, hits, counted, dl, dn, dh, dc = row
+            loss_sum, n, hits, counted, dl, dn, dh, dc, ran = row
+            if not ran:  # after early stopping: no further epoch ran
+                break
             rec = {"epoch": first + k + 1, "lr": rates[k], "loss": loss_sum / n}
             if counted:
                 rec["accuracy"] = hits / counted
@@ -290,7 +386,7 @@ class Trainer:
                     rec["dev_accuracy"] = dh / dc
             rec["seconds"] = per_epoch
             if ended is not None:
-                rec["time"] = round(ended - (len(sums) - k - 1) * per_epoch, 4)
+                rec["time"] = round(ended - (ran_epochs - k - 1) * per_epoch, 4)
             out.append(rec)
         return out
 
