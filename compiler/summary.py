@@ -57,11 +57,16 @@ def _shape(shape) -> str:
 def print_table(net: Net, console, transfer=None) -> None:
     """A rich table of the leaf layers with totals, on `console` (a rich.console.Console).
     With `transfer` (`init from=`), a column says where each layer's variables start from:
-    the run folder, or `fresh`."""
-    rows = _rows(net, transfer)
-    by_column = bool(rows) and all(_one_word(row[0].lstrip(" ")) and all(map(_one_word, row[1:]))
-                                   for row in rows)
-    console.print(_table(net, rows, by_column, transfer))
+    the run folder (or `run`, where the folder's name would not fit), or `fresh`; where even
+    that would squeeze the names, the line under the table says it alone."""
+    for shown in _origin_columns(transfer):
+        rows = _rows(net, transfer, shown)
+        by_column = bool(rows) and all(_one_word(row[0].lstrip(" "))
+                                       and all(map(_one_word, row[1:])) for row in rows)
+        table = _table(net, rows, by_column, shown)
+        if shown is None or _fits(table, console):
+            break
+    console.print(table)
     console.print(f"trainable params: {net.params:,}   state: {net.state:,}   "
                   f"MACs: {net.macs:,}", highlight=False)
     console.print(f"activations per example: {human_bytes(net.activation_bytes)} (float32)",
@@ -73,12 +78,28 @@ def print_table(net: Net, console, transfer=None) -> None:
 INDENT = "  "  # per level of nesting in the layer column
 
 
-def _rows(net: Net, transfer=None) -> list[tuple[str, ...]]:
+def _origin_columns(transfer):
+    """What the from column may say of a taken layer, widest first; None: no column."""
+    if transfer is None:
+        return [None]
+    return [transfer.written, "run", None] if transfer.written != "run" else ["run", None]
+
+
+def _fits(table, console) -> bool:
+    from rich.measure import Measurement
+
+    wide = console.options.update_width(10_000)  # the width it takes unsqueezed
+    return Measurement.get(console, wide, table).maximum <= console.width
+
+
+def _rows(net: Net, transfer=None, taken: str | None = None) -> list[tuple[str, ...]]:
     """The table's rows: a leaf layer's row holds the last part of its name, indented by its
     depth, under a row for each scope it is in (a def call, a residual, a concat) that holds
     just that scope's name. Nested names are long (layer1/bottleneck_down_1/residual_1/
     downsample_bn); shown this way each line holds one part, so the names stay whole in a
-    narrow terminal, and the nesting reads like the spec."""
+    narrow terminal, and the nesting reads like the spec. With `taken`, a last cell says
+    `taken` for a layer `transfer` starts from its run, `fresh` for one with variables it
+    does not take."""
     rows = []
     shown: list[str] = []  # the scopes of the row above, outermost first
     for leaf in net.leaves():
@@ -88,20 +109,19 @@ def _rows(net: Net, transfer=None) -> list[tuple[str, ...]]:
             same += 1
         for depth in range(same, len(scopes)):
             rows.append((INDENT * depth + scopes[depth], "", "", "", "")
-                        + (("",) if transfer is not None else ()))
+                        + (("",) if taken is not None else ()))
         shown = scopes
         count = sum(math.prod(s) for s in leaf.params.values())
         row = (INDENT * len(scopes) + last, leaf.kind, _shape(leaf.out_shape),
                f"{count:,}" if count else "", f"{leaf.macs:,}" if leaf.macs else "")
-        if transfer is not None:
-            origin = transfer.origin(leaf.name)
-            row += (origin if origin is not None else
+        if taken is not None:
+            row += (taken if transfer.origin(leaf.name) is not None else
                     "fresh" if leaf.params or leaf.state else "",)
         rows.append(row)
     return rows
 
 
-def _table(net: Net, rows: list[tuple[str, ...]], by_column: bool, transfer=None):
+def _table(net: Net, rows: list[tuple[str, ...]], by_column: bool, taken: str | None = None):
     """The rich Table. Rendering a ResNet-50's 1,100 cells one by one takes ~50 ms, so with
     `by_column` each column is one cell of lines (rich sizes, crops and aligns each line
     alike, so the output is the same as row by row, as long as no cell holds whitespace
@@ -118,8 +138,8 @@ def _table(net: Net, rows: list[tuple[str, ...]], by_column: bool, transfer=None
     table.add_column("output", footer=_shape(net.output_shape))
     table.add_column("params", justify="right", footer=f"{net.params:,}")
     table.add_column("MACs", justify="right", footer=f"{net.macs:,}")
-    if transfer is not None:
-        table.add_column("from", footer=f"{transfer.params:,} taken")
+    if taken is not None:
+        table.add_column("from")
     if by_column:
         table.add_row(*(Text("\n".join(column)) for column in zip(*rows)))
     else:

@@ -77,8 +77,9 @@ class Transfer:
         if self.total_state:
             line += f" and {self.state:,} of {self.total_state:,} state"
         if self.fresh:
-            shown = ", ".join(self.fresh[:4]) + (f" and {len(self.fresh) - 4} more"
-                                                 if len(self.fresh) > 4 else "")
+            names = short_names(self.fresh, [*self.layers, *self.fresh])
+            shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more"
+                                            if len(names) > 6 else "")
             line += f"; fresh: {shown}"
         return line
 
@@ -213,9 +214,9 @@ def _shape(shape) -> str:
     return "x".join(map(str, shape)) if shape else "a scalar"
 
 
-def _keep_list(keep: list[str], all_here: list[str]) -> str:
-    """A short layers= value naming exactly `keep` among `all_here`: a block prefix stands
-    for its layers when all of them are kept."""
+def short_names(keep, among) -> list[str]:
+    """`keep`'s names, a block prefix standing for its layers when every one of `among`
+    under it is kept: layer1 for layer1/conv_1, layer1/batchnorm_1, ..."""
     keep_set = set(keep)
     out: list[str] = []
     for name in keep:
@@ -223,12 +224,17 @@ def _keep_list(keep: list[str], all_here: list[str]) -> str:
         chosen = name
         for k in range(1, len(parts)):
             prefix = "/".join(parts[:k])
-            if all(n in keep_set for n in all_here if _under(n, prefix)):
+            if all(n in keep_set for n in among if _under(n, prefix)):
                 chosen = prefix
                 break
         if chosen not in out:
             out.append(chosen)
-    text = ",".join(out)
+    return out
+
+
+def _keep_list(keep: list[str], among: list[str]) -> str:
+    """A layers= value naming exactly `keep` among `among`."""
+    text = ",".join(short_names(keep, among))
     return f'"{text}"' if ("," in text or "/" in text) else text
 
 
@@ -343,8 +349,8 @@ def _clash(name, mine: dict, theirs: dict, leaf: Node, net: Net, head: str, span
     short = {k.rsplit("/", 1)[1]: v for k, v in mine.items()}
     other = {k.rsplit("/", 1)[1]: v for k, v in theirs.items()}
     if set(short) != set(other):
-        message = (f"{head}: {name} holds {', '.join(other)} there and "
-                   f"{', '.join(short)} here")
+        message = (f"{head}: {name} holds {', '.join(sorted(other))} there and "
+                   f"{', '.join(sorted(short))} here")
     else:
         array = next(a for a in short if short[a] != other[a])
         message = (f"{head}: {name}'s {array} is {_shape(other[array])} there and "

@@ -31,7 +31,7 @@ def load_start(transfer: Transfer, net: Net) -> dict:
     where = f"{transfer.written}/{transfer.file.relative_to(transfer.run_dir).as_posix()}"
 
     def fail(what: str):
-        raise SpecError([error("E420", f"{head}: {where} {what}", spec.span,
+        raise SpecError([error("E420", f"{head}: {where}: {what}", spec.span,
                                help="a corrupt file is not used: train the base run again")],
                         list(net.warnings))
 
@@ -45,7 +45,7 @@ def load_start(transfer: Transfer, net: Net) -> dict:
         for key in keys:
             array = tensors.get(key)
             if array is None or tuple(array.shape) != shapes[key]:
-                fail("changed after it was checked (it no longer holds " + key + ")")
+                fail(f"changed after it was checked (it no longer holds {key} as checked)")
             group, rest = key.split("/", 1)
             start[group].setdefault(layer, {})[rest.rsplit("/", 1)[1]] = array
     return start
