@@ -77,8 +77,9 @@ class InitFrom:
 
     path: str                              # as written; relative to the spec's folder
     layers: tuple[str, ...] | None = None  # layer names or block prefixes; None: every match
-    span: n.Span | None = field(default=None, compare=False)         # the whole setting
-    layers_span: n.Span | None = field(default=None, compare=False)  # the layers= argument
+    # where it is written (the whole setting; the layers= argument), for messages
+    span: n.Span | None = field(default=None, compare=False, repr=False)
+    layers_span: n.Span | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
