@@ -18,12 +18,14 @@ from .losses import LOSS_NAMES
 from .settings import (
     BUILTIN_DATA,
     FILE_OPTIONS,
+    INIT_FROM,
     KEYS,
     OPTIMIZER_ALIASES,
     OPTIMIZERS,
     SCHEDULES,
     TrainConfig,
     check_train,
+    setting_slot,
 )
 
 
@@ -147,6 +149,23 @@ def _one_line(where: str, text: str):
     return block.settings[0]
 
 
+def _init_from_text(where: str, current: str | None, option: str, value: str) -> str:
+    """The `init from=...` line after `--set init.from=DIR` or `--set init.layers=NAMES`."""
+    if value[:1] not in "\"'":
+        value = f'"{value}"'
+    if current is None:
+        if option == "layers":
+            raise OverrideError(f"{where}: the spec has no init from= line to narrow (add "
+                                "--set init.from=RUN_DIR)")
+        return f"init from={value}"
+    module = parse(f"train {{\n{current}\n}}", where)
+    block = next(s for s in module.statements if isinstance(s, n.TrainBlock))
+    parts = {a.key: _text(f"train {{\n{current}\n}}", a.span)
+             for a in block.settings[0].args}
+    parts[option] = f"{option}={value}"
+    return "init " + " ".join(parts.values())
+
+
 def apply_overrides(source: str, overrides: list[str], filename: str = "<spec>") -> str:
     """The spec text with the overrides applied to its train block."""
     if not overrides:
@@ -155,8 +174,8 @@ def apply_overrides(source: str, overrides: list[str], filename: str = "<spec>")
     block = next((s for s in module.statements if isinstance(s, n.TrainBlock)), None)
     settings: dict[str, str] = {}
     if block is not None:
-        for s in block.settings:
-            settings[s.key] = _text(source, s.span)
+        for s in block.settings:  # `init from=` keeps its own line beside a plain `init`
+            settings[setting_slot(s)] = _text(source, s.span)
     for item in overrides:
         where = f"--set {item}"
         key, sep, value = item.partition("=")
@@ -171,6 +190,11 @@ def apply_overrides(source: str, overrides: list[str], filename: str = "<spec>")
             raise OverrideError(f"{where}: unknown train setting '{base}' ("
                                 + (f"{hint} " if hint else "") + "settings: "
                                 + ", ".join(KEYS) + ")")
+        if base == "init" and option in ("from", "layers"):
+            text = _init_from_text(where, settings.get(INIT_FROM), option, value)
+            _one_line(where, text)
+            settings[INIT_FROM] = text
+            continue
         if option:
             current = settings.get(base) or f"{base} {_DEFAULT_NAMES.get(base, '')}".strip()
             known = _options_of(base, current)
@@ -180,8 +204,7 @@ def apply_overrides(source: str, overrides: list[str], filename: str = "<spec>")
             text = " ".join(words + [f"{option}={value}"])
         else:
             text = f"{base} {value}"
-        _one_line(where, text)
-        settings[base] = text
+        settings[setting_slot(_one_line(where, text))] = text
     body = "".join(f"  {t}\n" for t in settings.values())
     new_block = f"train {{\n{body}}}"
     if block is None:

@@ -6,6 +6,7 @@ this module only checks and records what was written. No JAX here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
 from netc.dsl import nodes as n
@@ -71,6 +72,18 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class InitFrom:
+    """`init from="RUN_DIR" layers=NAME,...`: start from a trained run's variables
+    (compiler/transfer_check.py matches them to this net's layers)."""
+
+    path: str                              # as written; relative to the spec's folder
+    layers: tuple[str, ...] | None = None  # layer names or block prefixes; None: every match
+    # where it is written (the whole setting; the layers= argument), for messages
+    span: n.Span | None = field(default=None, compare=False, repr=False)
+    layers_span: n.Span | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     data: Choice | None = None          # name = built-in or path; options["path"] for files
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
@@ -81,6 +94,7 @@ class TrainConfig:
     schedule: Choice = Choice("constant")
     l2: float = 0.0
     init: Choice = Choice("he")
+    init_from: InitFrom | None = None   # `init from="RUN_DIR"`, a second `init` line
     loss: str | None = None             # None: follows the last layer
     seed: int = 0
     train_dev: float | None = None      # fraction of train held out as the train-dev split
@@ -148,23 +162,42 @@ def check_train(block: n.TrainBlock | None, diags: list[Diagnostic]) -> TrainCon
             diags.append(error("E401", f"unknown train setting '{key}'", setting.key_span,
                                help=(hint + " " if hint else "") + "settings: " + ", ".join(KEYS)))
             continue
-        if key in seen:
-            first = seen[key].span
-            diags.append(error("E402", f"'{key}' is set twice (first at line {first.line})",
+        slot = setting_slot(setting)  # `init from=` and `init he` may both be given
+        if slot in seen:
+            first = seen[slot].span
+            diags.append(error("E402", f"'{slot}' is set twice (first at line {first.line})",
                                setting.key_span))
             continue
-        seen[key] = setting
+        seen[slot] = setting
         before = len(diags)
         value = _check_setting(setting, diags)
         if len(diags) == before and (value is not None or key == "batch"):
-            values[key] = value
+            values["init_from" if slot == INIT_FROM else key] = value
     spans = {k: s.span for k, s in seen.items()}
     return replace(config, **values, spans=spans)
+
+
+INIT_FROM = "init from="  # the slot of an `init from=...` line (beside the plain `init`)
+
+
+def setting_slot(s: n.Setting) -> str:
+    """The key a setting occupies: its key, or INIT_FROM for `init from=...`, which may sit
+    beside a plain `init` (each at most once)."""
+    if s.key == "init" and s.args and s.args[0].key == "from":
+        return INIT_FROM
+    return s.key
 
 
 def _check_setting(s: n.Setting, diags: list[Diagnostic]):
     before = len(diags)
     key = s.key
+    if setting_slot(s) == INIT_FROM:
+        return _check_init_from(s, diags)
+    if key == "init" and any(a.key == "from" for a in s.args):
+        diags.append(error("E404", "init from= goes on a line of its own", s.span,
+                           help='e.g. init from="runs/base" (a plain init such as init he may '
+                           "sit on another line)"))
+        return None
     if key in _SIMPLE:
         value = bind(s.args, _SIMPLE[key], {}, key, s.span, diags, setting_keys=KEYS).get(key)
         return LOSS_NAMES.get(value, value) if key == "loss" else value  # batch None: full batch
@@ -243,3 +276,43 @@ def _check_data(s: n.Setting, diags) -> Choice | None:
         return None
     options = {k: v for k, v in options.items() if v is not None}
     return Choice("file", {"path": path, **options})
+
+
+def _run_folder(v):
+    if isinstance(v, str) and not isinstance(v, Sym) and v.strip():
+        return v
+    if isinstance(v, str) and not isinstance(v, Sym):
+        raise ArgTypeError("is empty: name a run folder", help='e.g. init from="runs/base"')
+    raise ArgTypeError("expects a quoted run folder", help='e.g. init from="runs/base"')
+
+
+_LAYER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _layer_names(v):
+    """`layers=conv_1` or `layers="layer1, fc_1"` (quoted: names with '/', or several)."""
+    if isinstance(v, Sym):
+        return (str(v),)
+    if not isinstance(v, str):
+        raise ArgTypeError("expects layer names", help='e.g. layers=conv_1 or '
+                           'layers="layer1,fc_1"')
+    names = tuple(part for part in re.split(r"[\s,]+", v) if part)
+    bad = [name for name in names if not _LAYER_NAME.fullmatch(name)]
+    if not names or bad:
+        raise ArgTypeError(f"'{bad[0]}' is not a layer name" if bad else "names no layer",
+                           help='layer names as netc check prints them, separated by commas: '
+                           'layers="layer1,fc_1"')
+    return names
+
+
+_INIT_FROM = (Arg("from", _run_folder, doc='e.g. init from="runs/base"'),
+              Arg("layers", _layer_names, None))
+
+
+def _check_init_from(s: n.Setting, diags) -> InitFrom | None:
+    before = len(diags)
+    bound = bind(s.args, _INIT_FROM, {}, "init", s.span, diags, setting_keys=KEYS)
+    if len(diags) > before:
+        return None
+    layers_span = next((a.span for a in s.args if a.key == "layers"), None)
+    return InitFrom(bound["from"], bound["layers"], span=s.span, layers_span=layers_span)

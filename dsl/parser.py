@@ -364,6 +364,8 @@ def _syntax_error(exc: UnexpectedInput, source: str, postlex: _LineBreaks,
                              span, label="this string is never closed",
                              help=f"a string ends on its own line: {ch}{rest.rstrip()}{ch}")
         help = _CHARACTER_HELP.get(ch, "")
+        if ch == "/" and postlex.in_train:
+            help = _quoted_list_help(source, exc.pos_in_stream) or help
         shown = repr(ch) if ch.isprintable() else f"U+{ord(ch):04X}" if ch else "?"
         return error("E102", f"unexpected character {shown}", span, help=help)
 
@@ -429,6 +431,8 @@ def _token_help(tok: Token, expected, postlex: _LineBreaks, source: str,
         recent.pop()
     prev = recent[-1].type if recent else None
     if tok.type == "COMMA":
+        if postlex.in_train and len(recent) >= 2 and recent[-2].type == "EQUAL":
+            return _quoted_list_help(source, tok.start_pos) or ""
         return "separate arguments with spaces, not commas (conv f=3 c=8)"
     if ("RPAR" in expected and postlex.open_parens
             and tok.type in ("ARROW", "RBRACE", "LBRACE", "BAR", "_NL")):
@@ -456,6 +460,23 @@ def _token_help(tok: Token, expected, postlex: _LineBreaks, source: str,
     if tok.type in ("INT", "FLOAT", "DIMS") and "ARROW" in expected:
         return "a layer takes at most its positional value, then key=value arguments"
     return ""
+
+
+_KEY_AND_LIST = re.compile(r"([A-Za-z_]\w*)=([\w/,]+)$")
+
+
+def _quoted_list_help(source: str, pos: int) -> str:
+    """`layers=fc_1,fc_2` or `layers=layer1/conv_1` in a train setting: a list of names, or
+    a name with '/', is written as a quoted string."""
+    line_start = source.rfind("\n", 0, pos) + 1
+    end = pos
+    while end < len(source) and (source[end].isalnum() or source[end] in "_/,"):
+        end += 1
+    words = source[line_start:end].split()
+    match = _KEY_AND_LIST.match(words[-1]) if words else None
+    if match is None:
+        return ""
+    return f'quote a list of names, or a name with \'/\': {match[1]}="{match[2]}"'
 
 
 def _arithmetic_help(before: list[Token], in_train: bool, source: str,

@@ -19,7 +19,7 @@ from .errors import (
     RunError,
     UsageError,
 )
-from .specfile import read_spec, report_spec_error
+from .specfile import read_spec, report_spec_error, spec_folder
 
 # ---- netc check ----------------------------------------------------------------------
 
@@ -33,18 +33,26 @@ def cmd_check(args) -> int:
     try:
         source, name = read_spec(args.file)
         net = check_source(source, name)
+        transfer = None
+        if net.train.init_from is not None:  # reads the run's file header; no JAX
+            from netc.compiler.transfer_check import resolve_init_from
+
+            transfer = resolve_init_from(net, spec_folder(args.file))
     except SpecError as exc:
         shown = "<stdin>" if args.file == "-" else args.file
         return report_spec_error(exc, shown, args.json, source)
+    warnings = list(net.warnings) + list(transfer.warnings if transfer else ())
     if args.json:
-        print(json.dumps(to_json(net)))
+        out = to_json(net, transfer)
+        out["warnings"] += [w.as_json() for w in transfer.warnings] if transfer else []
+        print(json.dumps(out))
         return EXIT_OK
     from netc.compiler.summary import print_table
     from rich.console import Console
 
-    for w in net.warnings:
+    for w in warnings:
         print(render(w, source, name), file=sys.stderr)
-    print_table(net, Console(highlight=False))
+    print_table(net, Console(highlight=False), transfer)
     return EXIT_OK
 
 

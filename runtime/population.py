@@ -32,6 +32,7 @@ from . import checkpoint as ckpt
 from .optim import STATIC_OPTIONS, hyperparameters
 from .run import MetricsLog, load_data, save_model, to_device, write_run_json
 from .train import StopRequested, Trainer, compile_seconds, evaluate, first_bad_epoch, now
+from .transfer import cast_start, start_variables
 
 
 @dataclass
@@ -69,7 +70,7 @@ def train_population(nets: list[Net], out_dirs: list[Path], *, base_dir: Path,
                      loop: str = "auto") -> list[MemberResult]:
     """Train every net (all with one program_key) as one population; write a run folder
     for each. Raises DataError for the data, ValueError when the nets differ in more than
-    hyperparameters."""
+    hyperparameters; SpecError when their `init from=` run cannot be used."""
     if not nets or len(nets) != len(out_dirs):
         raise ValueError("train_population needs one output folder per net")
     keys = {program_key(net) for net in nets}
@@ -77,6 +78,7 @@ def train_population(nets: list[Net], out_dirs: list[Path], *, base_dir: Path,
         raise ValueError("the nets of a population may differ only in hyperparameters")
     started, started_unix, compiled_before = now(), time.time(), compile_seconds()
     net = nets[0]
+    transfer, start = start_variables(net, base_dir)  # `init from=`: the same for every member
     model = compile_net(net)
     splits, stats = load_data(net, base_dir, model.loss_name)
     train, dev = to_device(splits.train), to_device(splits.dev)
@@ -89,7 +91,7 @@ def train_population(nets: list[Net], out_dirs: list[Path], *, base_dir: Path,
         logs.append(MetricsLog(out_dir / "metrics.jsonl"))
         logs[-1].truncate(0)
 
-    carry = trainer.init_state()
+    carry = trainer.init_state(start=cast_start(start, trainer.model.dtype))
     histories: list[list[dict]] = [[] for _ in nets]
     failed: list[str | None] = [None] * len(nets)
     done, loop_seconds, epochs = 0, 0.0, net.train.epochs
@@ -116,6 +118,8 @@ def train_population(nets: list[Net], out_dirs: list[Path], *, base_dir: Path,
             save_model(out_dir / "model.safetensors", variables, stats, done)
         info = {"data_dir": str(Path(base_dir).resolve()), "timing": timing,
                 "population": {"members": len(nets), "member": k}}
+        if transfer is not None:
+            info["init_from"] = transfer.as_json()
         if failed[k] is not None:
             info["failed"] = failed[k]
         ran = len(histories[k])

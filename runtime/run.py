@@ -26,6 +26,7 @@ from netc.compiler.model import compile_net
 from . import checkpoint as ckpt
 from .data import DataError, Splits, load_source, make_splits, prepare
 from .train import Data, StopRequested, Trainer, compile_seconds, evaluate, first_bad_epoch, now
+from .transfer import cast_start, start_variables
 
 
 class RunFailed(Exception):
@@ -94,38 +95,56 @@ class MetricsLog:
 def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
               loop: str = "auto", checkpoint_every: int | None = None,
               checkpoint_seconds: float = 30.0, reporter=None) -> RunResult:
-    """Train `net` into `out_dir`. Raises DataError, RunFailed."""
+    """Train `net` into `out_dir`. Raises DataError, RunFailed, and SpecError when its
+    `init from=` run cannot be used. A fresh start takes the variables `init from=` names
+    (Trainer.init_state(start=...)); a resumed run continues from its own checkpoint."""
     from .plots import learning_curve, preload
 
     started, started_unix, compiled_before = now(), time.time(), compile_seconds()
     matplotlib_loading = None  # imported on a thread after the first chunk (not while tracing)
     out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    # `init from=`: checked and read before anything runs; a run resumed from its own
+    # checkpoint does not need it (SpecError at the init from= line)
+    transfer, start = (None, None) if resume and ckpt.list_checkpoints(ckpt_dir) else \
+        start_variables(net, base_dir)
     model = compile_net(net)
     splits, stats = load_data(net, base_dir, model.loss_name)
     train, dev = to_device(splits.train), to_device(splits.dev)
     trainer = Trainer(net, train, dev, loop=loop, chunk_epochs=checkpoint_every)
-    ckpt_dir = out_dir / "checkpoints"
     out_dir.mkdir(parents=True, exist_ok=True)
     log = MetricsLog(out_dir / "metrics.jsonl")
+    say = reporter.warn if reporter else print
 
-    carry = trainer.init_state()
+    carry = None
     done, history = 0, []
     if resume:
-        found = ckpt.load_latest_checkpoint(ckpt_dir, warn=reporter.warn if reporter else print)
-        if found is not None:
+        found = ckpt.load_latest_checkpoint(ckpt_dir, warn=say)
+        if found is not None:  # resumed from its own checkpoint, `init from=` or not
             done, variables, opt_leaves, _ = found
-            carry = _restore(trainer, carry, variables, opt_leaves)
+            carry = _restore(trainer, trainer.init_state(), variables, opt_leaves)
             history = log.truncate(done)
+    if carry is None:  # a fresh start
+        if transfer is None and net.train.init_from is not None:  # no usable checkpoint
+            transfer, start = start_variables(net, base_dir)
+        carry = trainer.init_state(start=cast_start(start, trainer.model.dtype))
     if not resume or done == 0:
         log.truncate(0)
     ckpt.atomic_write_text(out_dir / "spec.net", net.source)
     info = {"data_dir": str(Path(base_dir).resolve())}
+    origin = transfer.as_json() if transfer is not None else _read_init_from(out_dir)
+    if origin is not None:
+        info["init_from"] = origin
     write_run_json(out_dir, net, model, splits, done, None, info)
 
     cfg = net.train
     meta = {"net": net.name, "seed": cfg.seed}
     last_save = now()
     if reporter:
+        if transfer is not None:
+            for w in transfer.warnings:
+                reporter.warn(f"warning: {w.message}")
+            reporter.warn(transfer.describe())
         reporter.start(net, trainer, done)
     interrupted = False
     loop_seconds, first_epoch = 0.0, done
@@ -201,6 +220,14 @@ def records_loss(sums, bad: int, done: int) -> str:
     """The training loss of epoch `bad` (from 1) in a chunk that started after `done`."""
     row = sums[bad - done - 1]
     return f"{row[0] / max(row[1], 1):g} at epoch {bad}"
+
+
+def _read_init_from(out_dir: Path) -> dict | None:
+    """run.json's `init_from` of a run being resumed (it started from another run)."""
+    try:
+        return json.loads((out_dir / "run.json").read_text()).get("init_from")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _save(trainer: Trainer, carry, ckpt_dir: Path, done: int, meta: dict) -> None:

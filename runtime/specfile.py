@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import EXIT_ERROR, UsageError
@@ -30,6 +31,12 @@ def read_spec(path: str) -> tuple[str, str]:
     except OSError as exc:
         raise UsageError(f"cannot read '{path}': {exc.strerror or exc}") from None
     return decode_source(data, path), path
+
+
+def spec_folder(path: str) -> Path:
+    """The folder a spec's relative paths (data, init from=) are read from: the spec's own
+    folder, or the current one for standard input ('-')."""
+    return Path.cwd() if path == "-" else Path(path).resolve().parent
 
 
 def load_net(path: str) -> Net:
@@ -56,4 +63,4 @@ def report_spec_error(exc: SpecError, path: str, as_json: bool, source: str | No
     return EXIT_ERROR
 
 
-__all__ = ["load_net", "read_spec", "report_spec_error"]
+__all__ = ["load_net", "read_spec", "report_spec_error", "spec_folder"]

@@ -127,6 +127,10 @@ def cmd_tune(args) -> int:
     entries, spaces = _spaces(args.set)
     net = check_source(_check(source, name, entries), name)
     base_dir = Path(args.file).resolve().parent
+    if net.train.init_from is not None:  # a run that cannot be used fails here, not per trial
+        from netc.compiler.transfer_check import resolve_init_from
+
+        resolve_init_from(net, base_dir)
 
     from netc.runtime.data import DataError
 
