@@ -3,6 +3,7 @@
 
     python benchmarks/netc_bench.py moons  [--epochs 10000] [--cache DIR|fresh]
     python benchmarks/netc_bench.py lenet  [--n 1024] [--epochs 5] [--loop auto|step|scan]
+                                           [--augment]
     python benchmarks/netc_bench.py digits [--target 0.97] [--epochs 30]
     python benchmarks/netc_bench.py resnet [--tiny]
     python benchmarks/netc_bench.py check  [--json]
@@ -93,8 +94,10 @@ train {{
   optimizer adam lr=0.001 b1=0.9 b2=0.999 eps=1e-8
   batch 128
   epochs {epochs}
+{augment}
 }}
 """
+LENET_AUGMENT = "  augment flip crop=2 color=0.2"
 
 
 def lenet(opts) -> dict:
@@ -110,14 +113,16 @@ def lenet(opts) -> dict:
         np.savez(tmp / "lenet.npz", x=x, y=y)
         spec = tmp / "lenet.net"
         warmup = LENET["warmup_epochs"]
-        spec.write_text(LENET_SPEC.format(epochs=warmup + opts.epochs))
+        spec.write_text(LENET_SPEC.format(epochs=warmup + opts.epochs,
+                                          augment=LENET_AUGMENT if opts.augment else ""))
         # one epoch per dispatch, so that the warm-up epoch's time is its own
         info, metrics = _train(str(spec), tmp / "run", loop=opts.loop,
                                extra=("--checkpoint-every", "1"))
     timed = metrics[warmup:]
     train_s = sum(r["seconds"] for r in timed)
     steps = len(timed) * -(-opts.n // LENET["batch"])
-    return dict(case="lenet", contender=f"netc_{opts.loop}" if opts.loop else "netc",
+    name = "netc" + (f"_{opts.loop}" if opts.loop else "") + ("_augment" if opts.augment else "")
+    return dict(case="lenet", contender=name,
                 n=opts.n, batch=LENET["batch"], timed_steps=steps, train_s=train_s,
                 img_per_s=len(timed) * opts.n / train_s, step_ms=1e3 * train_s / steps,
                 compile_s=info["timing"]["compile_seconds"], loop=info["timing"]["loop"],
@@ -230,6 +235,8 @@ def parse_args(argv=None):
     p.add_argument("--target", type=float, default=0.97, help="digits: dev accuracy")
     p.add_argument("--cache", default="fresh", help="fresh, or a cache folder to reuse")
     p.add_argument("--tiny", action="store_true", help="resnet: a tiny net (smoke test)")
+    p.add_argument("--augment", action="store_true",
+                   help="lenet: with augment flip crop=2 color=0.2")
     p.add_argument("--trials", type=int, default=16, help="tune: trials (0: one netc train)")
     p.add_argument("--json", action="store_true", help="check: --json instead of the table")
     opts = p.parse_args(argv)

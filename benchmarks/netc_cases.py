@@ -44,7 +44,8 @@ CONTENDERS = {
     "moons": [("netc", netc("moons", moons_args)),
               ("netc_cached", warmed("moons", moons_args))],
     "lenet": [("netc", netc("lenet", lenet_args)),  # auto: scan (its convs lower to matmuls)
-              ("netc_step", netc("lenet", lambda s: [*lenet_args(s), "--loop", "step"]))],
+              ("netc_step", netc("lenet", lambda s: [*lenet_args(s), "--loop", "step"])),
+              ("netc_augment", netc("lenet", lambda s: [*lenet_args(s), "--augment"]))],
     "digits": [("netc", netc("digits", digits_args)),
                ("netc_cached", warmed("digits", digits_args))],
     "resnet": [("netc", netc("resnet", resnet_args))],

@@ -79,6 +79,7 @@ class Reporter:
             self._live.stop()
         if self.mode == "quiet":
             return
+        width = max(map(len, final), default=5)
         for split, metrics in final.items():
             acc = f"  accuracy {metrics['accuracy']:.4f}" if "accuracy" in metrics else ""
-            print(f"{split:>5}: loss {metrics['loss']:.4f}{acc}", file=self.stream)
+            print(f"{split:>{width}}: loss {metrics['loss']:.4f}{acc}", file=self.stream)

@@ -211,6 +211,13 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     if matplotlib_loading is not None:
         matplotlib_loading.join()
     learning_curve(history, out_dir / "learning_curve.png", title=net.name)
+    if reporter and cfg.early_stop is not None:
+        best, on = info["best_epoch"], cfg.early_stop.on.replace("_", " ")
+        ended = (f"stopped after epoch {done} ({stop_reason})" if stopped
+                 else f"ran {done} epochs")
+        reporter.warn(f"early stopping: {ended}; the final parameters are epoch {best}'s, "
+                      f"the best {on}" if best else f"early stopping: {ended}; no epoch "
+                      "improved on the start, so the final parameters are the initial ones")
     if reporter:
         reporter.finish(final, interrupted)
     return RunResult(out_dir, done, history, final, interrupted)

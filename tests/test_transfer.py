@@ -120,8 +120,8 @@ def test_start_variables_are_the_base_runs_final_values(base):
     assert set(start["state"]) == {"block_1/batchnorm_1", "block_2/batchnorm_1"}  # BN stats
 
     trainer = trainer_for(net, path.parent)
-    params, state, _ = numpy_tree(trainer.init_state(start=cast_start(start, np.float32)))
-    fresh_params, fresh_state, _ = numpy_tree(trainer.init_state())
+    params, state, _, _ = numpy_tree(trainer.init_state(start=cast_start(start, np.float32)))
+    fresh_params, fresh_state, _, _ = numpy_tree(trainer.init_state())
     for layer in taken:
         for name, array in params[layer].items():
             assert np.array_equal(array, final["params"][layer][name])
