@@ -126,7 +126,7 @@ def test_digits_shape_and_range():
 
 
 def test_digits_without_the_bundled_file_falls_back_to_sklearn(monkeypatch):
-    import netc.runtime.data as data_module
+    import netc.runtime.data_builtin as data_module
 
     direct = load_source("digits", {})
     monkeypatch.setattr(data_module, "_sklearn_data_file", lambda name: None)
