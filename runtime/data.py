@@ -78,6 +78,11 @@ def _is_bare_word(source: str) -> bool:
     return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", source) is not None
 
 
+def _resolve(source: str, base_dir) -> pathlib.Path:
+    path = pathlib.Path(source).expanduser()
+    return path if path.is_absolute() else pathlib.Path(base_dir) / path
+
+
 def load_source(
     source: str,
     options: dict | None = None,
@@ -86,25 +91,80 @@ def load_source(
     base_dir: str | pathlib.Path = ".",
 ) -> dict[str, np.ndarray]:
     """Load a data source into raw arrays ``x``, ``y`` (+ ``x_dev``/``y_dev``,
-    ``x_test``/``y_test``, and ``class_names`` for image folders).
+    ``x_test``/``y_test``, ``x_train_dev``/``y_train_dev``, and ``class_names`` where the
+    data names its classes).
 
     ``source`` is a built-in name (``moons``, ``circles``, ``flower``, ``digits``) or a path
     (relative paths are resolved against ``base_dir``). A bare word that is not a built-in is
     read as a path only when such a file or folder exists; otherwise it is an unknown built-in.
     ``seed`` is the default random seed of the random built-ins (``moons``, ``circles``).
+    The options ``dev`` and ``test`` name a file (or image folder) holding that split
+    (``data "train_catvnoncat.h5" test="test_catvnoncat.h5"``): see :func:`add_split_file`.
     """
     options = dict(options or {})
     source = str(source)
-    if source in BUILTINS:
-        return load_builtin(source, options, seed)
-    path = pathlib.Path(source).expanduser()
-    if not path.is_absolute():
-        path = pathlib.Path(base_dir) / path
-    if _is_bare_word(source) and not path.exists():
+    split_files = {part: str(options.pop(part)) for part in SPLIT_FILES if part in options}
+    path = _resolve(source, base_dir)
+    if source in BUILTINS or (_is_bare_word(source) and not path.exists()):
+        if split_files:
+            part = next(iter(split_files))
+            raise DataError(f"{part}= names the {part} split's own file, for data read from "
+                            f"a file; '{source}' is not one")
         return load_builtin(source, options, seed)
     if not path.exists():
         raise DataError(f"data file '{source}' not found (looked in {path.resolve()})")
-    return load_file(path, source, options)
+    arrays = load_file(path, source, options)
+    for part, name in split_files.items():
+        arrays = add_split_file(arrays, source, part, name, options, base_dir=base_dir)
+    return arrays
+
+
+SPLIT_FILES = ("dev", "test")  # the data line's options naming a split's own file
+
+
+def add_split_file(arrays: dict, source: str, part: str, name: str, options: dict, *,
+                   base_dir: str | pathlib.Path = ".") -> dict:
+    """``arrays`` (read from ``source``) with the ``part`` split ("dev" or "test") read from
+    the file ``name``: its ``x_PART``/``y_PART`` (the course's ``test_set_x``/``test_set_y``)
+    or else its ``x``/``y``; ``options`` (``label=``, ``size=``, ``mode=``) apply to it too.
+
+    The split's fraction in ``split`` is then ignored, as for a split the data brings. Class
+    names come from either file; where both name classes, a class id of the split's file is
+    mapped to the id of the same name in ``source`` (image folders whose test folder lacks a
+    class), and a name ``source`` does not have is an error."""
+    if f"x_{part}" in arrays:
+        raise DataError(f"data file '{source}' brings its own {part} split (x_{part}, "
+                        f"y_{part}) and {part}=\"{name}\" names another; keep one")
+    path = _resolve(name, base_dir)
+    if not path.exists():
+        raise DataError(f"{part} file '{name}' not found (looked in {path.resolve()})")
+    more = load_file(path, name, options, part=part)
+    out = {**arrays, f"x_{part}": more[f"x_{part}"], f"y_{part}": more[f"y_{part}"]}
+    mine, theirs = arrays.get("class_names"), more.get("class_names")
+    if theirs is not None and mine is None:
+        out["class_names"] = theirs
+    elif theirs is not None and list(theirs) != list(mine):
+        out[f"y_{part}"] = _renumber(more[f"y_{part}"], list(theirs), list(mine), name, source)
+    return out
+
+
+def _renumber(y: np.ndarray, names: list[str], target: list[str], name: str,
+              source: str) -> np.ndarray:
+    """Class ids numbered by ``names`` (the classes of file ``name``) renumbered by
+    ``target`` (those of ``source``)."""
+    y = np.asarray(y)
+    ids = y.reshape(len(y), -1)
+    missing = [n for n in names if n not in target]
+    if missing:
+        raise DataError(f"class '{missing[0]}' of '{name}' is not a class of '{source}' "
+                        f"({', '.join(target)})")
+    if ids.shape[1] != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"'{name}' lists its classes as {', '.join(names)} but '{source}' as "
+                        f"{', '.join(target)}")
+    if ids.size and (ids.min() < 0 or ids.max() >= len(names)):
+        raise DataError(f"a class id of '{name}' is outside its {len(names)} class names")
+    lookup = np.asarray([target.index(n) for n in names])
+    return lookup[ids[:, 0]].astype(y.dtype).reshape(y.shape)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 SPLIT_KEYS = ("x_dev", "y_dev", "x_test", "y_test", "x_train_dev", "y_train_dev")
 # What numpy, zipfile, h5py and Pillow raise on unreadable or malformed files.
 LIBRARY_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, BadZipFile)
+PAIRS = ("", "_dev", "_test", "_train_dev")  # x, y and the x_PART, y_PART a file may bring
 SUPPORTED_KINDS = ".npz, .csv, .h5/.hdf5, or a folder of images (one subfolder per class)"
 
 
@@ -33,26 +34,49 @@ def _uint8_to_unit(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _check_pairs(arrays: dict, source: str, found: list[str]) -> None:
-    """Require ``x``/``y`` and complete ``x_dev``/``y_dev``, ``x_test``/``y_test``,
-    ``x_train_dev``/``y_train_dev`` pairs."""
-    if "x" not in arrays or "y" not in arrays:
-        listing = ", ".join(found) if found else "none"
+def _check_pairs(arrays: dict, source: str, found: list[str], part: str | None = None) -> None:
+    """Require ``x``/``y`` (in a split's own file, ``x_PART``/``y_PART`` or ``x``/``y``) and
+    complete ``x_dev``/``y_dev``, ``x_test``/``y_test``, ``x_train_dev``/``y_train_dev``
+    pairs."""
+    listing = ", ".join(found) if found else "none"
+    if part is None and ("x" not in arrays or "y" not in arrays):
         raise DataError(f"data file '{source}' needs arrays 'x' and 'y'; found: {listing}")
-    for part in ("dev", "test", "train_dev"):
-        if (f"x_{part}" in arrays) != (f"y_{part}" in arrays):
+    if part is not None and not any(f"x{key}" in arrays for key in PAIRS):
+        raise DataError(f"{part} file '{source}' needs arrays 'x_{part}' and 'y_{part}' (or "
+                        f"'x' and 'y'); found: {listing}")
+    for key in PAIRS:
+        if (f"x{key}" in arrays) != (f"y{key}" in arrays):
             raise DataError(
-                f"data file '{source}' has only one of 'x_{part}' and 'y_{part}'; give both"
+                f"data file '{source}' has only one of 'x{key}' and 'y{key}'; give both"
             )
 
 
-def _load_npz(path: pathlib.Path, source: str, options: dict) -> dict[str, np.ndarray]:
-    """Arrays ``x``, ``y`` (+ optional dev/test pairs) from a ``.npz`` file, never unpickling."""
+def _names(array: np.ndarray, key: str, source: str) -> np.ndarray:
+    """Class names stored as text (bytes are decoded as UTF-8), as a str array."""
+    array = np.asarray(array).reshape(-1)
+    if array.dtype.kind == "S" or array.dtype == object:
+        try:
+            return np.asarray([v.decode("utf-8") if isinstance(v, bytes) else str(v)
+                               for v in array], dtype=str)
+        except UnicodeDecodeError:
+            raise DataError(f"'{key}' in '{source}' is not UTF-8 text") from None
+    if array.dtype.kind != "U":
+        raise DataError(f"'{key}' in '{source}' must hold class names as text, not "
+                        f"{array.dtype} numbers")
+    return array.astype(str)
+
+
+def _load_npz(path: pathlib.Path, source: str, options: dict,
+              part: str | None = None) -> dict[str, np.ndarray]:
+    """Arrays ``x``, ``y`` (+ optional dev/test pairs, ``class_names``) from a ``.npz`` file,
+    never unpickling."""
     check_options(f"data file '{source}'", options, ())
     with np.load(path, allow_pickle=False) as archive:
         found = list(archive.files)
         arrays = {key: archive[key] for key in ("x", "y", *SPLIT_KEYS) if key in archive.files}
-    _check_pairs(arrays, source, found)
+        if "class_names" in archive.files:
+            arrays["class_names"] = _names(archive["class_names"], "class_names", source)
+    _check_pairs(arrays, source, found, part)
     for key in ("x", "x_dev", "x_test", "x_train_dev"):
         if key in arrays:
             arrays[key] = _uint8_to_unit(arrays[key])
@@ -91,7 +115,8 @@ def _label_index(label: object, header: list[str] | None, n_columns: int, source
     return index % n_columns
 
 
-def _load_csv(path: pathlib.Path, source: str, options: dict) -> dict[str, np.ndarray]:
+def _load_csv(path: pathlib.Path, source: str, options: dict,
+              part: str | None = None) -> dict[str, np.ndarray]:
     """A numeric csv file: features in all columns but the label column (default: the last).
 
     The first row is a header when it is not all numeric. ``y`` is (m, 1) float32.
@@ -141,31 +166,37 @@ def _read_h5_dataset(handle, key: str, source: str) -> np.ndarray:
     return array
 
 
-def _load_h5(path: pathlib.Path, source: str, options: dict) -> dict[str, np.ndarray]:
-    """An HDF5 file with datasets ``x``/``y`` (+ dev/test) or the course's
-    ``train_set_x``/``train_set_y`` (+ ``test_set_x``/``test_set_y``) layout."""
+# The course's layout (train_catvnoncat.h5, test_catvnoncat.h5): its names for x and y.
+COURSE_H5_KEYS = {"train_set_x": "x", "train_set_y": "y", "dev_set_x": "x_dev",
+                  "dev_set_y": "y_dev", "test_set_x": "x_test", "test_set_y": "y_test"}
+H5_CLASS_NAMES = ("class_names", "list_classes")  # list_classes: the course's
+
+
+def _load_h5(path: pathlib.Path, source: str, options: dict,
+             part: str | None = None) -> dict[str, np.ndarray]:
+    """An HDF5 file with datasets ``x``/``y`` (+ dev/test) or the course's layout:
+    ``train_set_x``/``train_set_y`` and/or ``test_set_x``/``test_set_y`` (the course keeps
+    them in two files, train_catvnoncat.h5 and test_catvnoncat.h5). Class names come from
+    ``list_classes`` (the course's) or ``class_names``, decoded to text."""
     import h5py
 
     check_options(f"data file '{source}'", options, ())
     with h5py.File(path, "r") as handle:
         found = sorted(handle.keys())
-        if "x" in handle or "y" in handle:
-            keys = {key: key for key in ("x", "y", *SPLIT_KEYS) if key in handle}
-            course = False
-        elif "train_set_x" in handle and "train_set_y" in handle:
-            keys = {"x": "train_set_x", "y": "train_set_y"}
-            if "test_set_x" in handle and "test_set_y" in handle:
-                keys.update(x_test="test_set_x", y_test="test_set_y")
-            course = True
-        else:
-            keys, course = {}, False
+        plain = {key: key for key in ("x", "y", *SPLIT_KEYS) if key in handle}
+        course = {name: key for key, name in COURSE_H5_KEYS.items() if key in handle}
+        keys = plain or course
         arrays = {name: _read_h5_dataset(handle, key, source) for name, key in keys.items()}
-    _check_pairs(arrays, source, found)
+        for key in H5_CLASS_NAMES:
+            if key in handle:
+                arrays["class_names"] = _names(handle[key][()], key, source)
+                break
+    _check_pairs(arrays, source, found, part)
     for key in list(arrays):
         if key.startswith("x"):
             arrays[key] = _uint8_to_unit(arrays[key])
-        elif course:
-            arrays[key] = arrays[key].reshape(-1)
+        elif key.startswith("y") and not plain:
+            arrays[key] = arrays[key].reshape(-1)  # the course stores y as (1, m) or (m,)
     return arrays
 
 
@@ -209,7 +240,8 @@ def _read_image(path: pathlib.Path, label: str, mode: str, size: tuple[int, int]
     return pixels, original
 
 
-def _load_image_folder(path: pathlib.Path, source: str, options: dict) -> dict[str, np.ndarray]:
+def _load_image_folder(path: pathlib.Path, source: str, options: dict,
+                       part: str | None = None) -> dict[str, np.ndarray]:
     """A folder with one subfolder of images per class (sorted names give class ids)."""
     check_options(f"image folder '{source}'", options, ("mode", "size"))
     mode = _parse_mode(options.get("mode", "RGB"))
@@ -249,8 +281,15 @@ def _load_image_folder(path: pathlib.Path, source: str, options: dict) -> dict[s
     }
 
 
-def load_file(path: pathlib.Path, source: str, options: dict) -> dict[str, np.ndarray]:
-    """Dispatch on the kind of file; wrap any library error in a DataError naming the file."""
+def load_file(path: pathlib.Path, source: str, options: dict,
+              part: str | None = None) -> dict[str, np.ndarray]:
+    """The arrays of a data file (``x``, ``y``, and what else it brings); wraps any library
+    error in a DataError naming the file.
+
+    With ``part`` (``"dev"`` or ``"test"``), the file is that split's own file (``data
+    "train.h5" test="test.h5"``): its ``x_PART``/``y_PART`` (the course's
+    ``test_set_x``/``test_set_y``), else its ``x``/``y``, else the one pair it holds, come
+    back as ``x_PART``/``y_PART``, with its ``class_names``; the rest of it is left out."""
     suffix = path.suffix.lower()
     if path.is_dir():
         loader = _load_image_folder
@@ -263,9 +302,26 @@ def load_file(path: pathlib.Path, source: str, options: dict) -> dict[str, np.nd
     else:
         raise DataError(f"unsupported data file '{source}'; supported: {SUPPORTED_KINDS}")
     try:
-        return loader(path, source, options)
+        arrays = loader(path, source, options, part)
     except DataError:
         raise
     except LIBRARY_ERRORS as error:
         raise DataError(f"cannot read data file '{source}': {first_line(error)}") from None
+    return arrays if part is None else _split_file(arrays, source, part)
 
+
+def _split_file(arrays: dict, source: str, part: str) -> dict[str, np.ndarray]:
+    """The ``part`` split from its own file's arrays: ``x_PART``/``y_PART``, else ``x``/``y``,
+    else the one other pair it holds (``dev="test_catvnoncat.h5"`` reads test_set_x)."""
+    pairs = [key for key in PAIRS if f"x{key}" in arrays]
+    if f"_{part}" in pairs:
+        key = f"_{part}"
+    elif "" in pairs or len(pairs) == 1:
+        key = pairs[0]
+    else:
+        raise DataError(f"{part} file '{source}' holds {' and '.join('x' + k for k in pairs)}: "
+                        f"name the {part} split's arrays x_{part}, y_{part} (or x, y)")
+    out = {f"x_{part}": arrays[f"x{key}"], f"y_{part}": arrays[f"y{key}"]}
+    if "class_names" in arrays:
+        out["class_names"] = arrays["class_names"]
+    return out

@@ -295,7 +295,8 @@ def test_h5_course_layout(tmp_path):
         f["test_set_x"], f["test_set_y"] = test_x, test_y
         f["list_classes"] = np.array([b"non-cat", b"cat"])
     arrays = load_source("train_catvnoncat.hdf5", {}, base_dir=tmp_path)
-    assert set(arrays) == {"x", "y", "x_test", "y_test"}
+    assert set(arrays) == {"x", "y", "x_test", "y_test", "class_names"}
+    assert arrays["class_names"].tolist() == ["non-cat", "cat"]
     assert arrays["x"].dtype == np.float32
     np.testing.assert_allclose(arrays["x"], train_x / 255.0, rtol=1e-6)
     np.testing.assert_array_equal(arrays["y"], train_y.reshape(6))
