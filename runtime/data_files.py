@@ -115,11 +115,25 @@ def _label_index(label: object, header: list[str] | None, n_columns: int, source
     return index % n_columns
 
 
+def _is_header(first: list[str], second: list[str] | None) -> bool:
+    """Whether a csv file's first row names its columns: it has a word where the next row has
+    a number (a column of string labels holds words in every row), or no row follows."""
+    words = [_parse_number(cell) is None for cell in first]
+    if not any(words):
+        return False
+    if second is None or all(words):
+        return True
+    return any(word and j < len(second) and _parse_number(second[j]) is not None
+               for j, word in enumerate(words))
+
+
 def _load_csv(path: pathlib.Path, source: str, options: dict,
               part: str | None = None) -> dict[str, np.ndarray]:
-    """A numeric csv file: features in all columns but the label column (default: the last).
+    """A csv file: numeric features in all columns but the label column (default: the last).
 
-    The first row is a header when it is not all numeric. ``y`` is (m, 1) float32.
+    The first row is a header when it names the columns (:func:`_is_header`). A numeric label
+    column gives ``y`` (m, 1) float32; one that holds words gives class ids (m,) int32 of the
+    sorted unique labels, which are the ``class_names``.
     """
     check_options(f"csv file '{source}'", options, ("label",))
     with open(path, newline="", encoding="utf-8-sig") as handle:
@@ -131,7 +145,7 @@ def _load_csv(path: pathlib.Path, source: str, options: dict,
     if not rows:
         raise DataError(f"csv file '{source}' is empty")
     header = None
-    if any(_parse_number(cell) is None for cell in rows[0][1]):
+    if _is_header(rows[0][1], rows[1][1] if len(rows) > 1 else None):
         header = rows[0][1]
         rows = rows[1:]
     if not rows:
@@ -139,7 +153,9 @@ def _load_csv(path: pathlib.Path, source: str, options: dict,
     n_columns = len(header) if header is not None else len(rows[0][1])
     if n_columns < 2:
         raise DataError(f"csv file '{source}' needs at least 2 columns (features and a label)")
+    label = _label_index(options.get("label", n_columns - 1), header, n_columns, source)
     values = np.empty((len(rows), n_columns), dtype=np.float64)
+    labels: list[str] = []
     for i, (line_no, row) in enumerate(rows):
         if len(row) != n_columns:
             raise DataError(
@@ -147,16 +163,28 @@ def _load_csv(path: pathlib.Path, source: str, options: dict,
             )
         for j, cell in enumerate(row):
             number = _parse_number(cell)
-            if number is None:
+            if j == label:
+                labels.append(cell)
+                values[i, j] = np.nan if number is None else number
+            elif number is None:
                 column = f"'{header[j]}'" if header is not None else str(j)
                 raise DataError(
                     f"csv file '{source}' row {line_no}, column {column}: {cell!r} is not a number"
                 )
-            values[i, j] = number
-    label = _label_index(options.get("label", n_columns - 1), header, n_columns, source)
+            else:
+                values[i, j] = number
     x = np.delete(values, label, axis=1).astype(np.float32)
-    y = values[:, label : label + 1].astype(np.float32)
-    return {"x": x, "y": y}
+    words = any(cell and _parse_number(cell) is None for cell in labels)
+    if "" in labels:
+        line_no = rows[labels.index("")][0]
+        column = f"'{header[label]}'" if header is not None else str(label)
+        raise DataError(f"csv file '{source}' row {line_no}, column {column}: no label"
+                        + (" (the column holds class names)" if words else ""))
+    if not words:
+        return {"x": x, "y": values[:, label : label + 1].astype(np.float32)}
+    names = sorted(set(labels))
+    y = np.searchsorted(np.asarray(names), np.asarray(labels)).astype(np.int32)
+    return {"x": x, "y": y, "class_names": np.asarray(names, dtype=str)}
 
 
 def _read_h5_dataset(handle, key: str, source: str) -> np.ndarray:

@@ -247,3 +247,34 @@ def test_a_missing_test_file_is_a_data_error_naming_it(tmp_path):
     assert code == 1
     assert one_error_line(err).startswith(
         "netc: error: data: test file 'test_cats.h5' not found (looked in ")
+
+
+def test_csv_files_with_words_as_labels(tmp_path):
+    """A train and a test csv whose label column holds words (LANGUAGE.md section 7): the
+    classes are the train file's sorted words; the test file's own sorted ids (it has no
+    'bird') are renumbered to them; the names reach run.json and netc eval."""
+    rng = np.random.default_rng(0)
+
+    def table(path, kinds, m):
+        lines = ["w,h,kind"]
+        for i in range(m):
+            kind = kinds[i % len(kinds)]
+            centre = {"bird": 0, "cat": 5, "dog": 10}[kind]
+            lines.append(f"{centre + rng.normal():.3f},{rng.normal():.3f},{kind}")
+        path.write_text("\n".join(lines) + "\n")
+    table(tmp_path / "train.csv", ["dog", "cat", "bird"], 60)
+    table(tmp_path / "test.csv", ["dog", "cat"], 10)
+    spec = write_spec(tmp_path, 'input 2\nsoftmax 3\ntrain {\n  data "train.csv" '
+                      'test="test.csv"\n  split 1 0 0\n  normalize standard\n'
+                      '  optimizer adam lr=0.1\n  epochs 60\n}\n')
+    code, _, err = run_cli("train", spec, "--out", tmp_path / "run", "--quiet")
+    assert code == 0, err
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["class_names"] == ["bird", "cat", "dog"]
+    assert info["examples"] == {"train": 60, "test": 10}
+    code, out, _ = run_cli("eval", tmp_path / "run", "--json")
+    assert code == 0
+    test = json.loads(out)["splits"]["test"]
+    assert [(r["name"], r["support"]) for r in test["per_class"]] == [("bird", 0), ("cat", 5),
+                                                                       ("dog", 5)]
+    assert test["accuracy"] >= 0.8
