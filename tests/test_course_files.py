@@ -133,6 +133,13 @@ def test_the_checker_wants_quoted_paths(tmp_path):
         (problem,) = json.loads(out)["errors"]
         assert (problem["line"], problem["col"]) == (4, column)
         assert "expects a quoted file path" in problem["message"]
+    # --set data.test="..." adds the option to the spec's data line
+    from netc.compiler.check import check_source
+    from netc.compiler.overrides import apply_overrides
+
+    text = apply_overrides(body.format(data='data "train.h5"'), ['data.test="test.h5"'])
+    assert check_source(text, "spec").train.data.options == {"path": "train.h5",
+                                                             "test": "test.h5"}
 
 
 # ---- a run on the course's files ---------------------------------------------------------------
