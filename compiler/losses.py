@@ -4,6 +4,8 @@ and its per-example formula (computed from logits when the net ends in that head
 The cost J is the (weighted) mean of these over the minibatch, as the course writes it:
     cross-entropy   J = -(1/m) sum_i sum_j y_ij log a_ij   (labels: class ids or one-hot rows)
     binary CE       J = -(1/m) sum_i sum_j [y log a + (1-y) log(1-a)], NaN labels left out
+                    (each example sums over its known labels; m counts every example,
+                    so a row with no known label adds 0 and still counts in m)
     mse             J = mean((a - y)^2)
 
 No JAX is imported until a formula runs (compiler/lazy_jax.py): the checker reads this table.
@@ -48,12 +50,20 @@ def class_hits(out, y):
     return hits, jnp.ones_like(hits)
 
 
-def binary_hits(out, y):
-    """Per-example (hits, counted) over the known labels, thresholding probabilities at 0.5."""
+def binary_task_hits(out, y):
+    """Per-example, per-output (hits, counted), each (m, N): an output is right when its
+    probability is above 0.5 exactly where its label is 1; a NaN (unknown) label counts
+    nowhere. The per-task accuracy of a multi-task `sigmoid N` is hits / counted per column."""
     known = ~jnp.isnan(y)
     right = ((out > 0.5) == (jnp.where(known, y, 0.0) > 0.5)) & known
-    return (jnp.sum(right, axis=-1).astype(jnp.float32),
-            jnp.sum(known, axis=-1).astype(jnp.float32))
+    return right.astype(jnp.float32), known.astype(jnp.float32)
+
+
+def binary_hits(out, y):
+    """Per-example (hits, counted) over the known labels: binary_task_hits summed over the
+    outputs, so a multi-task accuracy counts every known label once (hits / known labels)."""
+    hits, counted = binary_task_hits(out, y)
+    return jnp.sum(hits, axis=-1), jnp.sum(counted, axis=-1)
 
 
 @dataclass(frozen=True)
@@ -64,12 +74,15 @@ class Loss:
     per_example: Callable  # (out, y, from_logits) -> (m,)
     hits: Callable | None  # (probabilities, y) -> per-example (hits, counted); None: no accuracy
     aliases: tuple[str, ...] = ()
+    # (probabilities, y) -> per-example, per-output (hits, counted), (m, N) each: outputs
+    # that are separate tasks (sigmoid N); None where the outputs make one prediction
+    task_hits: Callable | None = None
 
 
 LOSSES: dict[str, Loss] = {loss.name: loss for loss in (
     Loss("cross_entropy", "softmax", "classes", cross_entropy, class_hits, ("ce",)),
     Loss("binary_cross_entropy", "sigmoid", "binary", binary_cross_entropy, binary_hits,
-         ("bce",)),
+         ("bce",), binary_task_hits),
     Loss("mse", None, "values", mse, None),
 )}
 # Every name a spec may write (`loss ce`), aliases after their loss.

@@ -38,7 +38,17 @@ BUILTIN_DATA = {
     "flower": {"n": positive_int, "petals": positive_int, "seed": nonneg_int},
     "digits": {},
 }
-FILE_OPTIONS = {"label": anything, "size": anything, "mode": choice("rgb", "gray", "L", "RGB")}
+
+
+def _quoted_path(v):
+    """A split's own file (`test="test_catvnoncat.h5"`): a quoted, non-empty path."""
+    if isinstance(v, str) and not isinstance(v, Sym) and v.strip():
+        return v
+    raise ArgTypeError('expects a quoted file path, e.g. "test_catvnoncat.h5"')
+
+
+FILE_OPTIONS = {"label": anything, "size": anything, "mode": choice("rgb", "gray", "L", "RGB"),
+                "dev": _quoted_path, "test": _quoted_path}
 FILE_SUFFIXES = (".npz", ".csv", ".h5", ".hdf5")
 
 OPTIMIZERS: dict[str, tuple[Arg, ...]] = {

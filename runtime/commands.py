@@ -205,11 +205,12 @@ def cmd_eval(args) -> int:
 
 def cmd_predict(args) -> int:
     from .data import DataError
-    from .evaluate import predict_file
+    from .evaluate import class_names_of, predict_file
 
     model, variables = _open_run(args.dir)
     try:
-        n = predict_file(model, variables, Path(args.input), Path(args.out))
+        n = predict_file(model, variables, Path(args.input), Path(args.out),
+                         class_names_of(Path(args.dir)))
     except DataError as exc:
         raise RunError(f"input: {exc}") from None
     print(f"{n} predictions written to {args.out}", file=sys.stderr)

@@ -13,20 +13,22 @@ Three steps, each a plain function:
    can reuse them through :func:`apply_normalization`.
 
 Every problem with the user's data is reported as a :class:`DataError` with a single-line
-message; numpy/h5py/Pillow exceptions never escape.
+message; numpy/h5py/Pillow exceptions never escape. The built-in data sets are in
+runtime/data_builtin.py, the file readers in runtime/data_files.py.
 """
 
 from __future__ import annotations
 
-import csv
-import difflib
 import math
 import pathlib
 import re
 from dataclasses import dataclass
-from zipfile import BadZipFile
 
 import numpy as np
+
+from .data_base import DataError
+from .data_builtin import BUILTINS, load_builtin
+from .data_files import load_file
 
 __all__ = [
     "DataError",
@@ -38,18 +40,8 @@ __all__ = [
     "prepare",
 ]
 
-BUILTINS = ("moons", "circles", "flower", "digits")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-SPLIT_KEYS = ("x_dev", "y_dev", "x_test", "y_test", "x_train_dev", "y_train_dev")
 LABELS = ("classes", "binary", "values")  # compiler/losses.py: what each loss reads
 NORMALIZATIONS = ("none", "standard")
-# What numpy, zipfile, h5py and Pillow raise on unreadable or malformed files.
-LIBRARY_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, BadZipFile)
-SUPPORTED_KINDS = ".npz, .csv, .h5/.hdf5, or a folder of images (one subfolder per class)"
-
-
-class DataError(Exception):
-    """A problem with the user's data, described in one line (the CLI prints it and exits 1)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,430 +74,13 @@ class Splits:
         return [(name, ds) for name, ds in named if ds is not None]
 
 
-# --------------------------------------------------------------------------------------------
-# Option helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _check_options(what: str, options: dict, allowed: tuple[str, ...]) -> None:
-    """Reject options that ``what`` does not understand, naming the allowed ones."""
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        allowed_text = ", ".join(allowed) if allowed else "none"
-        raise DataError(
-            f"unknown option '{unknown[0]}' for {what}; allowed options: {allowed_text}"
-        )
-
-
-def _int_option(options: dict, name: str, default: int, *, minimum: int = 0) -> int:
-    """Read an integer option (given as int, integral float or numeric string)."""
-    value = options.get(name, default)
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        number = float(value)
-        if not number.is_integer():
-            raise ValueError
-        result = int(number)
-    except (TypeError, ValueError):
-        raise DataError(f"option {name}={value!r} must be a whole number") from None
-    if result < minimum:
-        raise DataError(f"option {name}={result} must be at least {minimum}")
-    return result
-
-
-def _float_option(options: dict, name: str, default: float, *, minimum: float = 0.0) -> float:
-    """Read a non-negative float option (given as number or numeric string)."""
-    value = options.get(name, default)
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        result = float(value)
-    except (TypeError, ValueError):
-        raise DataError(f"option {name}={value!r} must be a number") from None
-    if not math.isfinite(result) or result < minimum:
-        raise DataError(f"option {name}={value!r} must be a number >= {minimum:g}")
-    return result
-
-
-# --------------------------------------------------------------------------------------------
-# Built-in data sets
-# --------------------------------------------------------------------------------------------
-
-
-def _two_curves(outer: tuple[np.ndarray, np.ndarray], inner: tuple[np.ndarray, np.ndarray],
-                noise: float, gen: np.random.RandomState):
-    """The tail shared by sklearn's make_moons and make_circles (shuffle=True), step for step
-    so that the numbers are bit-identical: stack the two curves, shuffle, add noise."""
-    x = np.vstack([np.append(outer[0], inner[0]), np.append(outer[1], inner[1])]).T
-    y = np.hstack([np.zeros(len(outer[0]), dtype=np.intp), np.ones(len(inner[0]), dtype=np.intp)])
-    order = np.arange(len(y))
-    gen.shuffle(order)
-    x, y = x[order], y[order]
-    x += gen.normal(scale=noise, size=x.shape)
-    return {"x": x.astype(np.float32), "y": y.astype(np.float32).reshape(-1, 1)}
-
-
-# moons and circles are sklearn's make_moons / make_circles, re-stated in numpy: importing
-# sklearn (and scipy under it) costs ~1-2 s, more than training the course's moons model.
-# tests/test_data.py asserts bit-identity with sklearn.
-
-
-def _moons(options: dict, seed: int) -> dict[str, np.ndarray]:
-    """sklearn's two interleaving half circles; y is (m, 1) float32 for a sigmoid output."""
-    _check_options("built-in data set 'moons'", options, ("n", "noise", "seed"))
-    n = _int_option(options, "n", 300, minimum=2)
-    noise = _float_option(options, "noise", 0.2)
-    gen = np.random.RandomState(_int_option(options, "seed", seed))
-    n_out = n // 2
-    n_in = n - n_out
-    outer = (np.cos(np.linspace(0, np.pi, n_out)), np.sin(np.linspace(0, np.pi, n_out)))
-    inner = (1 - np.cos(np.linspace(0, np.pi, n_in)),
-             1 - np.sin(np.linspace(0, np.pi, n_in)) - 0.5)
-    return _two_curves(outer, inner, noise, gen)
-
-
-def _circles(options: dict, seed: int) -> dict[str, np.ndarray]:
-    """sklearn's two concentric circles; y is (m, 1) float32 for a sigmoid output."""
-    _check_options("built-in data set 'circles'", options, ("n", "noise", "factor", "seed"))
-    n = _int_option(options, "n", 300, minimum=2)
-    noise = _float_option(options, "noise", 0.05)
-    factor = _float_option(options, "factor", 0.5)
-    if factor >= 1:
-        raise DataError(f"option factor={factor:g} must be below 1 (inner/outer circle ratio)")
-    gen = np.random.RandomState(_int_option(options, "seed", seed))
-    n_out = n // 2
-    n_in = n - n_out
-    t_out = np.linspace(0, 2 * np.pi, n_out, endpoint=False)
-    t_in = np.linspace(0, 2 * np.pi, n_in, endpoint=False)
-    outer = (np.cos(t_out), np.sin(t_out))
-    inner = (np.cos(t_in) * factor, np.sin(t_in) * factor)
-    return _two_curves(outer, inner, noise, gen)
-
-
-def _flower(options: dict) -> dict[str, np.ndarray]:
-    """The "planar" flower data set of Andrew Ng's deep learning course.
-
-    Same numbers as the course's ``load_planar_dataset()`` (which seeds the global numpy
-    generator with 1), but drawn from a local ``RandomState`` and with rows as examples.
-    An odd ``n`` is rounded down to an even count (half the points per class).
-    """
-    _check_options("built-in data set 'flower'", options, ("n", "petals", "seed"))
-    m = _int_option(options, "n", 400, minimum=2)
-    petals = _float_option(options, "petals", 4.0)
-    rng = np.random.RandomState(_int_option(options, "seed", 1))
-    half = m // 2
-    x = np.zeros((2 * half, 2))
-    y = np.zeros((2 * half, 1), dtype=np.uint8)
-    for j in range(2):
-        ix = range(half * j, half * (j + 1))
-        t = np.linspace(j * 3.12, (j + 1) * 3.12, half) + rng.randn(half) * 0.2
-        r = petals * np.sin(4 * t) + rng.randn(half) * 0.2
-        x[ix] = np.c_[r * np.sin(t), r * np.cos(t)]
-        y[ix] = j
-    return {"x": x.astype(np.float32), "y": y.astype(np.float32)}
-
-
-def _digits(options: dict) -> dict[str, np.ndarray]:
-    """sklearn's bundled 8x8 handwritten digits as (1797, 8, 8, 1) images in [0, 1]."""
-    _check_options("built-in data set 'digits'", options, ())
-    table = _sklearn_data_file("digits.csv.gz")
-    if table is not None:  # what load_digits reads, without importing sklearn (~1 s)
-        data = np.loadtxt(table, delimiter=",")
-        images, target = data[:, :-1].reshape(-1, 8, 8), data[:, -1]
-    else:
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        images, target = digits.images, digits.target
-    x = (images / 16.0).astype(np.float32)[..., np.newaxis]
-    return {"x": x, "y": target.astype(np.int32)}
-
-
-def _sklearn_data_file(name: str) -> pathlib.Path | None:
-    """A data file bundled with scikit-learn (sklearn/datasets/data/NAME), found without
-    importing the package; None when it is not there."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("sklearn")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = pathlib.Path(folder) / "datasets" / "data" / name
-        if path.is_file():
-            return path
-    return None
-
-
-def _load_builtin(name: str, options: dict, seed: int) -> dict[str, np.ndarray]:
-    if name == "moons":
-        return _moons(options, seed)
-    if name == "circles":
-        return _circles(options, seed)
-    if name == "flower":
-        return _flower(options)
-    if name == "digits":
-        return _digits(options)
-    hint = difflib.get_close_matches(name, BUILTINS, n=1)
-    suffix = f" (did you mean {hint[0]}?)" if hint else ""
-    raise DataError(f"unknown data set '{name}'; built-in: {', '.join(BUILTINS)}{suffix}")
-
-
-# --------------------------------------------------------------------------------------------
-# Files
-# --------------------------------------------------------------------------------------------
-
-
-def _first_line(error: Exception) -> str:
-    """A single-line description of a library exception."""
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
-
-
-def _uint8_to_unit(x: np.ndarray) -> np.ndarray:
-    """8-bit image data becomes float32 in [0, 1]; anything else is left as stored."""
-    if x.dtype == np.uint8:
-        return x.astype(np.float32) / 255.0
-    return x
-
-
-def _check_pairs(arrays: dict, source: str, found: list[str]) -> None:
-    """Require ``x``/``y`` and complete ``x_dev``/``y_dev``, ``x_test``/``y_test``,
-    ``x_train_dev``/``y_train_dev`` pairs."""
-    if "x" not in arrays or "y" not in arrays:
-        listing = ", ".join(found) if found else "none"
-        raise DataError(f"data file '{source}' needs arrays 'x' and 'y'; found: {listing}")
-    for part in ("dev", "test", "train_dev"):
-        if (f"x_{part}" in arrays) != (f"y_{part}" in arrays):
-            raise DataError(
-                f"data file '{source}' has only one of 'x_{part}' and 'y_{part}'; give both"
-            )
-
-
-def _load_npz(path: pathlib.Path, source: str, options: dict) -> dict[str, np.ndarray]:
-    """Arrays ``x``, ``y`` (+ optional dev/test pairs) from a ``.npz`` file, never unpickling."""
-    _check_options(f"data file '{source}'", options, ())
-    with np.load(path, allow_pickle=False) as archive:
-        found = list(archive.files)
-        arrays = {key: archive[key] for key in ("x", "y", *SPLIT_KEYS) if key in archive.files}
-    _check_pairs(arrays, source, found)
-    for key in ("x", "x_dev", "x_test", "x_train_dev"):
-        if key in arrays:
-            arrays[key] = _uint8_to_unit(arrays[key])
-    return arrays
-
-
-def _parse_number(cell: str) -> float | None:
-    try:
-        return float(cell)
-    except ValueError:
-        return None
-
-
-def _label_index(label: object, header: list[str] | None, n_columns: int, source: str) -> int:
-    """Resolve the ``label=`` option (column name or 0-based index) to a column index."""
-    if header is not None and isinstance(label, str) and label in header:
-        return header.index(label)
-    try:
-        if isinstance(label, bool):
-            raise TypeError
-        index = int(label)
-    except (TypeError, ValueError):
-        if header is None:
-            raise DataError(
-                f"csv file '{source}' has no header row, so label={label!r} must be a "
-                f"column index (0..{n_columns - 1})"
-            ) from None
-        raise DataError(
-            f"label column {label!r} not found in csv file '{source}'; columns: {', '.join(header)}"
-        ) from None
-    if not -n_columns <= index < n_columns:
-        raise DataError(
-            f"label column {index} out of range for csv file '{source}' "
-            f"with {n_columns} columns (0..{n_columns - 1})"
-        )
-    return index % n_columns
-
-
-def _load_csv(path: pathlib.Path, source: str, options: dict) -> dict[str, np.ndarray]:
-    """A numeric csv file: features in all columns but the label column (default: the last).
-
-    The first row is a header when it is not all numeric. ``y`` is (m, 1) float32.
-    """
-    _check_options(f"csv file '{source}'", options, ("label",))
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        rows = [
-            (line_no, [cell.strip() for cell in row])
-            for line_no, row in enumerate(csv.reader(handle), start=1)
-            if any(cell.strip() for cell in row)
-        ]
-    if not rows:
-        raise DataError(f"csv file '{source}' is empty")
-    header = None
-    if any(_parse_number(cell) is None for cell in rows[0][1]):
-        header = rows[0][1]
-        rows = rows[1:]
-    if not rows:
-        raise DataError(f"csv file '{source}' has a header but no data rows")
-    n_columns = len(header) if header is not None else len(rows[0][1])
-    if n_columns < 2:
-        raise DataError(f"csv file '{source}' needs at least 2 columns (features and a label)")
-    values = np.empty((len(rows), n_columns), dtype=np.float64)
-    for i, (line_no, row) in enumerate(rows):
-        if len(row) != n_columns:
-            raise DataError(
-                f"csv file '{source}' row {line_no} has {len(row)} columns, expected {n_columns}"
-            )
-        for j, cell in enumerate(row):
-            number = _parse_number(cell)
-            if number is None:
-                column = f"'{header[j]}'" if header is not None else str(j)
-                raise DataError(
-                    f"csv file '{source}' row {line_no}, column {column}: {cell!r} is not a number"
-                )
-            values[i, j] = number
-    label = _label_index(options.get("label", n_columns - 1), header, n_columns, source)
-    x = np.delete(values, label, axis=1).astype(np.float32)
-    y = values[:, label : label + 1].astype(np.float32)
-    return {"x": x, "y": y}
-
-
-def _read_h5_dataset(handle, key: str, source: str) -> np.ndarray:
-    array = np.asarray(handle[key][()])
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-        raise DataError(f"dataset '{key}' in '{source}' is not numeric (dtype {array.dtype})")
-    return array
-
-
-def _load_h5(path: pathlib.Path, source: str, options: dict) -> dict[str, np.ndarray]:
-    """An HDF5 file with datasets ``x``/``y`` (+ dev/test) or the course's
-    ``train_set_x``/``train_set_y`` (+ ``test_set_x``/``test_set_y``) layout."""
-    import h5py
-
-    _check_options(f"data file '{source}'", options, ())
-    with h5py.File(path, "r") as handle:
-        found = sorted(handle.keys())
-        if "x" in handle or "y" in handle:
-            keys = {key: key for key in ("x", "y", *SPLIT_KEYS) if key in handle}
-            course = False
-        elif "train_set_x" in handle and "train_set_y" in handle:
-            keys = {"x": "train_set_x", "y": "train_set_y"}
-            if "test_set_x" in handle and "test_set_y" in handle:
-                keys.update(x_test="test_set_x", y_test="test_set_y")
-            course = True
-        else:
-            keys, course = {}, False
-        arrays = {name: _read_h5_dataset(handle, key, source) for name, key in keys.items()}
-    _check_pairs(arrays, source, found)
-    for key in list(arrays):
-        if key.startswith("x"):
-            arrays[key] = _uint8_to_unit(arrays[key])
-        elif course:
-            arrays[key] = arrays[key].reshape(-1)
-    return arrays
-
-
-def _parse_size(value: object) -> tuple[int, int]:
-    """``size=HxW`` (or a single number for a square, or a pair) as ``(height, width)``."""
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        parts = [str(v) for v in value]
-    else:
-        parts = re.split(r"\s*[xX,]\s*", str(value).strip())
-        if len(parts) == 1:
-            parts = parts * 2
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise DataError(f"option size={value!r} must look like HxW, e.g. size=64x64")
-    return int(parts[0]), int(parts[1])
-
-
-def _parse_mode(value: object) -> str:
-    text = str(value).strip().lower()
-    if text in ("rgb", "color", "colour"):
-        return "RGB"
-    if text in ("l", "gray", "grey"):
-        return "L"
-    raise DataError(f"option mode={value!r} must be RGB or L (gray)")
-
-
-def _read_image(path: pathlib.Path, label: str, mode: str, size: tuple[int, int] | None):
-    """One image as a float32 (H, W, C) array in [0, 1], and its size before resizing."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            original = (image.height, image.width)
-            image = image.convert(mode)
-            if size is not None and original != size:
-                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            pixels = np.asarray(image, dtype=np.float32) / 255.0
-    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as error:
-        raise DataError(f"cannot read image '{label}': {_first_line(error)}") from None
-    if pixels.ndim == 2:
-        pixels = pixels[..., np.newaxis]
-    return pixels, original
-
-
-def _load_image_folder(path: pathlib.Path, source: str, options: dict) -> dict[str, np.ndarray]:
-    """A folder with one subfolder of images per class (sorted names give class ids)."""
-    _check_options(f"image folder '{source}'", options, ("mode", "size"))
-    mode = _parse_mode(options.get("mode", "RGB"))
-    size = _parse_size(options["size"]) if "size" in options else None
-    class_dirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not class_dirs:
-        raise DataError(f"image folder '{source}' has no class subfolders (one per class)")
-    images, labels = [], []
-    first: tuple[str, tuple[int, int]] | None = None
-    for class_id, class_dir in enumerate(class_dirs):
-        files = sorted(
-            p
-            for p in class_dir.iterdir()
-            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-        )
-        if not files:
-            raise DataError(
-                f"class folder '{source}/{class_dir.name}' has no images "
-                f"({', '.join(IMAGE_EXTENSIONS)})"
-            )
-        for file in files:
-            label = f"{source}/{class_dir.name}/{file.name}"
-            pixels, original = _read_image(file, label, mode, size)
-            if first is None:
-                first = (label, original)
-            elif size is None and original != first[1]:
-                raise DataError(
-                    f"images differ in size: '{first[0]}' is {first[1][0]}x{first[1][1]} but "
-                    f"'{label}' is {original[0]}x{original[1]}; give size=HxW to resize them"
-                )
-            images.append(pixels)
-            labels.append(class_id)
-    return {
-        "x": np.stack(images).astype(np.float32),
-        "y": np.asarray(labels, dtype=np.int32),
-        "class_names": np.asarray([d.name for d in class_dirs], dtype=str),
-    }
-
-
-def _load_file(path: pathlib.Path, source: str, options: dict) -> dict[str, np.ndarray]:
-    """Dispatch on the kind of file; wrap any library error in a DataError naming the file."""
-    suffix = path.suffix.lower()
-    if path.is_dir():
-        loader = _load_image_folder
-    elif suffix == ".npz":
-        loader = _load_npz
-    elif suffix == ".csv":
-        loader = _load_csv
-    elif suffix in (".h5", ".hdf5"):
-        loader = _load_h5
-    else:
-        raise DataError(f"unsupported data file '{source}'; supported: {SUPPORTED_KINDS}")
-    try:
-        return loader(path, source, options)
-    except DataError:
-        raise
-    except LIBRARY_ERRORS as error:
-        raise DataError(f"cannot read data file '{source}': {_first_line(error)}") from None
-
-
 def _is_bare_word(source: str) -> bool:
     return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", source) is not None
+
+
+def _resolve(source: str, base_dir) -> pathlib.Path:
+    path = pathlib.Path(source).expanduser()
+    return path if path.is_absolute() else pathlib.Path(base_dir) / path
 
 
 def load_source(
@@ -516,25 +91,80 @@ def load_source(
     base_dir: str | pathlib.Path = ".",
 ) -> dict[str, np.ndarray]:
     """Load a data source into raw arrays ``x``, ``y`` (+ ``x_dev``/``y_dev``,
-    ``x_test``/``y_test``, and ``class_names`` for image folders).
+    ``x_test``/``y_test``, ``x_train_dev``/``y_train_dev``, and ``class_names`` where the
+    data names its classes).
 
     ``source`` is a built-in name (``moons``, ``circles``, ``flower``, ``digits``) or a path
     (relative paths are resolved against ``base_dir``). A bare word that is not a built-in is
     read as a path only when such a file or folder exists; otherwise it is an unknown built-in.
     ``seed`` is the default random seed of the random built-ins (``moons``, ``circles``).
+    The options ``dev`` and ``test`` name a file (or image folder) holding that split
+    (``data "train_catvnoncat.h5" test="test_catvnoncat.h5"``): see :func:`add_split_file`.
     """
     options = dict(options or {})
     source = str(source)
-    if source in BUILTINS:
-        return _load_builtin(source, options, seed)
-    path = pathlib.Path(source).expanduser()
-    if not path.is_absolute():
-        path = pathlib.Path(base_dir) / path
-    if _is_bare_word(source) and not path.exists():
-        return _load_builtin(source, options, seed)
+    split_files = {part: str(options.pop(part)) for part in SPLIT_FILES if part in options}
+    path = _resolve(source, base_dir)
+    if source in BUILTINS or (_is_bare_word(source) and not path.exists()):
+        if split_files:
+            part = next(iter(split_files))
+            raise DataError(f"{part}= names the {part} split's own file, for data read from "
+                            f"a file; '{source}' is not one")
+        return load_builtin(source, options, seed)
     if not path.exists():
         raise DataError(f"data file '{source}' not found (looked in {path.resolve()})")
-    return _load_file(path, source, options)
+    arrays = load_file(path, source, options)
+    for part, name in split_files.items():
+        arrays = add_split_file(arrays, source, part, name, options, base_dir=base_dir)
+    return arrays
+
+
+SPLIT_FILES = ("dev", "test")  # the data line's options naming a split's own file
+
+
+def add_split_file(arrays: dict, source: str, part: str, name: str, options: dict, *,
+                   base_dir: str | pathlib.Path = ".") -> dict:
+    """``arrays`` (read from ``source``) with the ``part`` split ("dev" or "test") read from
+    the file ``name``: its ``x_PART``/``y_PART`` (the course's ``test_set_x``/``test_set_y``)
+    or else its ``x``/``y``; ``options`` (``label=``, ``size=``, ``mode=``) apply to it too.
+
+    The split's fraction in ``split`` is then ignored, as for a split the data brings. Class
+    names come from either file; where both name classes, a class id of the split's file is
+    mapped to the id of the same name in ``source`` (image folders whose test folder lacks a
+    class), and a name ``source`` does not have is an error."""
+    if f"x_{part}" in arrays:
+        raise DataError(f"data file '{source}' brings its own {part} split (x_{part}, "
+                        f"y_{part}) and {part}=\"{name}\" names another; keep one")
+    path = _resolve(name, base_dir)
+    if not path.exists():
+        raise DataError(f"{part} file '{name}' not found (looked in {path.resolve()})")
+    more = load_file(path, name, options, part=part)
+    out = {**arrays, f"x_{part}": more[f"x_{part}"], f"y_{part}": more[f"y_{part}"]}
+    mine, theirs = arrays.get("class_names"), more.get("class_names")
+    if theirs is not None and mine is None:
+        out["class_names"] = theirs
+    elif theirs is not None and list(theirs) != list(mine):
+        out[f"y_{part}"] = _renumber(more[f"y_{part}"], list(theirs), list(mine), name, source)
+    return out
+
+
+def _renumber(y: np.ndarray, names: list[str], target: list[str], name: str,
+              source: str) -> np.ndarray:
+    """Class ids numbered by ``names`` (the classes of file ``name``) renumbered by
+    ``target`` (those of ``source``)."""
+    y = np.asarray(y)
+    ids = y.reshape(len(y), -1)
+    missing = [n for n in names if n not in target]
+    if missing:
+        raise DataError(f"class '{missing[0]}' of '{name}' is not a class of '{source}' "
+                        f"({', '.join(target)})")
+    if ids.shape[1] != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"'{name}' lists its classes as {', '.join(names)} but '{source}' as "
+                        f"{', '.join(target)}")
+    if ids.size and (ids.min() < 0 or ids.max() >= len(names)):
+        raise DataError(f"a class id of '{name}' is outside its {len(names)} class names")
+    lookup = np.asarray([target.index(n) for n in names])
+    return lookup[ids[:, 0]].astype(y.dtype).reshape(y.shape)
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -10,25 +12,50 @@ import numpy as np
 
 from .data import DataError, apply_normalization, load_source
 from .run import load_data, to_device
+from .task_metrics import is_multitask, task_figures
 from .train import evaluate
 
 
 def _classes(model, out: np.ndarray) -> np.ndarray:
+    """Predicted classes: softmax's arg-max (m,); a sigmoid's outputs above 0.5, (m,) for one
+    output, (m, N) 0/1 for a multi-task sigmoid N."""
     if model.loss_name == "cross_entropy":
         return out.argmax(axis=-1)
-    return (out > 0.5).astype(np.int64).reshape(len(out), -1)[:, 0]
+    flat = (out > 0.5).astype(np.int64).reshape(len(out), -1)
+    return flat if is_multitask(model) else flat[:, 0]
 
 
-def _labels(model, y: np.ndarray) -> np.ndarray:
+def _labels(model, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(class of each example, whether its label is known): a sigmoid label may be NaN."""
     if model.loss_name == "cross_entropy":
-        return y if y.ndim == 1 else y.argmax(axis=-1)
-    return np.nan_to_num(y).reshape(len(y), -1)[:, 0].astype(np.int64)
+        return (y if y.ndim == 1 else y.argmax(axis=-1)), np.ones(len(y), bool)
+    label = y.reshape(len(y), -1)[:, 0]
+    return (np.nan_to_num(label) > 0.5).astype(np.int64), ~np.isnan(label)
 
 
-def class_report(truth: np.ndarray, pred: np.ndarray, k: int) -> dict:
-    """Confusion matrix (rows: truth, columns: prediction) and per-class precision/recall/F1."""
+def class_names_of(run_dir: Path, fallback=None) -> list[str] | None:
+    """The class names a run recorded in run.json (else `fallback`); None without any."""
+    info_path = Path(run_dir) / "run.json"
+    try:
+        names = json.loads(info_path.read_text()).get("class_names")
+    except (OSError, ValueError, AttributeError):
+        names = None
+    names = names or (list(fallback) if fallback else None)
+    return [str(n) for n in names] if names else None
+
+
+def task_names(model, names) -> list[str] | None:
+    """A multi-task sigmoid N's task names: the class names when there is one per output."""
+    width = int(np.prod(model.output_shape))
+    return list(names) if names and len(names) == width else None
+
+
+def class_report(truth: np.ndarray, pred: np.ndarray, k: int, names=None) -> dict:
+    """Confusion matrix (rows: truth, columns: prediction) and per-class precision/recall/F1
+    (each row named when `names` gives one per class)."""
     confusion = np.zeros((k, k), np.int64)
     np.add.at(confusion, (truth, pred), 1)
+    named = names is not None and len(names) == k
     per_class = []
     for c in range(k):
         tp = confusion[c, c]
@@ -36,7 +63,8 @@ def class_report(truth: np.ndarray, pred: np.ndarray, k: int) -> dict:
         precision = tp / predicted if predicted else 0.0
         recall = tp / actual if actual else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class.append({"class": c, "precision": float(precision), "recall": float(recall),
+        per_class.append({"class": c, **({"name": str(names[c])} if named else {}),
+                          "precision": float(precision), "recall": float(recall),
                           "f1": float(f1), "support": int(actual)})
     return {"confusion": confusion.tolist(), "per_class": per_class}
 
@@ -54,21 +82,27 @@ def evaluate_run(run_dir: Path, model, variables, which: str | None) -> dict:
     names = list(parts) if which == "all" else [which]
     m = len(splits.train.x)
     batch = min(net.train.batch or m, m)  # the run's evaluation shape (Trainer.batch)
-    report = {"run": str(run_dir), "net": net.name, "splits": {}}
+    classes = class_names_of(base, splits.class_names)
+    multitask = is_multitask(model)
+    report = {"run": str(run_dir), "net": net.name, "class_names": classes, "splits": {}}
+    if multitask:
+        report["task_names"] = task_names(model, classes)
     for name in names:
         if name not in parts:
             raise DataError(f"the run has no {name} split (it has: {', '.join(parts)})")
         data = to_device(parts[name])
         metrics = evaluate(model, variables, data.x, data.y, batch)
-        if model.loss_name != "mse":
+        if multitask:  # each output a task of its own: no single class to confuse
+            metrics.update(task_figures(model, variables, parts[name].x, parts[name].y, batch))
+        elif model.loss_name != "mse":
             out = np.asarray(model.predict(variables, data.x))
             k = model.output_shape[-1] if model.loss_name == "cross_entropy" else 2
-            metrics.update(class_report(_labels(model, np.asarray(parts[name].y)),
-                                        _classes(model, out), k))
+            truth, known = _labels(model, np.asarray(parts[name].y))
+            metrics.update(class_report(truth[known], _classes(model, out)[known], k, classes))
         metrics["examples"] = data.m
         report["splits"][name] = metrics
         x = np.asarray(parts[name].x)
-        if x.ndim == 2 and x.shape[1] == 2 and model.loss_name != "mse":
+        if x.ndim == 2 and x.shape[1] == 2 and model.loss_name != "mse" and not multitask:
             from .plots import decision_boundary
 
             path = base / ("decision_boundary.png" if name == names[0]
@@ -90,18 +124,29 @@ def print_report(report: dict) -> None:
         console.print(f"[bold]{report['net']}[/bold] {name} ({m['examples']} examples): "
                       f"loss {m['loss']:.4f}{acc}")
         if "per_class" in m:
+            label = [_class_label(row) for row in m["per_class"]]
             table = Table("class", "precision", "recall", "F1", "support")
-            for row in m["per_class"]:
-                table.add_row(str(row["class"]), f"{row['precision']:.3f}",
+            for row, text in zip(m["per_class"], label):
+                table.add_row(text, f"{row['precision']:.3f}",
                               f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
             console.print(table)
-            confusion = Table("truth \\ predicted", *[str(i) for i in range(len(m["confusion"]))],
-                              title="confusion matrix")
-            for i, row in enumerate(m["confusion"]):
-                confusion.add_row(str(i), *[str(v) for v in row])
+            confusion = Table("truth \\ predicted", *label, title="confusion matrix")
+            for text, row in zip(label, m["confusion"]):
+                confusion.add_row(text, *[str(v) for v in row])
             console.print(confusion)
+        if "task_accuracy" in m:
+            names = report.get("task_names")
+            table = Table("task", "known labels", "accuracy", title="per task")
+            for j, (acc, known) in enumerate(zip(m["task_accuracy"], m["task_known"])):
+                table.add_row(f"{j} {names[j]}" if names else str(j), str(known),
+                              "-" if acc is None else f"{acc:.4f}")
+            console.print(table)
         if "plot" in m:
             console.print(f"decision boundary: {m['plot']}")
+
+
+def _class_label(row: dict) -> str:
+    return f"{row['class']} {row['name']}" if "name" in row else str(row["class"])
 
 
 def _read_inputs(path: Path) -> np.ndarray:
@@ -142,8 +187,13 @@ def _read_inputs(path: Path) -> np.ndarray:
                     "an image or an image folder")
 
 
-def predict_file(model, variables, path: Path, out: Path) -> int:
-    """Predict for the inputs in `path`; write probabilities (and classes) to `out`."""
+def predict_file(model, variables, path: Path, out: Path, class_names=None) -> int:
+    """Predict for the inputs in `path`; write probabilities (and classes) to `out`.
+
+    .npz: `outputs`, `classes` for a classifier ((m, N) 0/1 for a multi-task sigmoid N), and
+    where the run has class names, `names` (each prediction's class name) or, for a
+    multi-task net with one name per output, `task_names`. .csv: the outputs, one row per
+    input; with class names a header row and two more columns, the class id and its name."""
     x = _read_inputs(path).astype(np.float32)
     shape = model.input_shape
     if x.shape[1:] != shape:
@@ -158,15 +208,43 @@ def predict_file(model, variables, path: Path, out: Path) -> int:
     outputs = np.concatenate([np.asarray(model.predict(variables, jnp.asarray(x[i:i + 1024])))
                               for i in range(0, len(x), 1024)]) if len(x) else np.zeros((0,))
     result = {"outputs": outputs}
+    names = _prediction_names(model, class_names)
     if model.loss_name != "mse" and len(x):
         result["classes"] = _classes(model, outputs)
-    if out.suffix == ".csv":
-        np.savetxt(out, outputs.reshape(len(outputs), -1), delimiter=",")
-    else:
-        from .checkpoint import atomic_write
+        if names is not None and is_multitask(model):
+            result["task_names"] = np.asarray(names, dtype=str)
+        elif names is not None:
+            result["names"] = np.asarray([names[c] for c in result["classes"]], dtype=str)
+    from .checkpoint import atomic_write, atomic_write_text
 
+    if out.suffix == ".csv":
+        flat = outputs.reshape(len(outputs), -1)
+        if "names" not in result:
+            buffer = io.StringIO()
+            np.savetxt(buffer, flat, delimiter=",")
+            atomic_write_text(out, buffer.getvalue())
+            return len(x)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        heads = names if model.loss_name == "cross_entropy" else ["output"]
+        writer.writerow([*heads, "class", "name"])
+        for row, c, name in zip(flat, result["classes"], result["names"]):
+            writer.writerow([*(f"{v:.8g}" for v in row), int(c), name])
+        atomic_write_text(out, buffer.getvalue())
+    else:
         def write(tmp):
             with open(tmp, "wb") as fh:
                 np.savez(fh, **result)
         atomic_write(out, write)
     return len(x)
+
+
+def _prediction_names(model, class_names) -> list[str] | None:
+    """The names predictions get: one per class (softmax N: N; a single sigmoid: 2, for 0
+    and 1) or, for a multi-task sigmoid N, one per task; None when they do not fit."""
+    if not class_names or model.loss_name == "mse":
+        return None
+    if is_multitask(model):
+        return task_names(model, class_names)
+    k = int(np.prod(model.output_shape)) if model.loss_name == "cross_entropy" else 2
+    return [str(n) for n in class_names] if len(class_names) == k else None

@@ -82,4 +82,15 @@ class Reporter:
         width = max(map(len, final), default=5)
         for split, metrics in final.items():
             acc = f"  accuracy {metrics['accuracy']:.4f}" if "accuracy" in metrics else ""
-            print(f"{split:>{width}}: loss {metrics['loss']:.4f}{acc}", file=self.stream)
+            tasks = _tasks(metrics.get("task_accuracy"))
+            print(f"{split:>{width}}: loss {metrics['loss']:.4f}{acc}{tasks}", file=self.stream)
+
+
+def _tasks(accuracies: list | None, shown: int = 8) -> str:
+    """A multi-task net's per-task accuracies, as `  tasks 0.912 0.850 -` (- where no label
+    of the task is known; the first `shown`, then how many more)."""
+    if not accuracies:
+        return ""
+    text = " ".join("-" if a is None else f"{a:.3f}" for a in accuracies[:shown])
+    more = f" (+{len(accuracies) - shown} more)" if len(accuracies) > shown else ""
+    return f"  tasks {text}{more}"

@@ -25,6 +25,7 @@ from netc.compiler.model import compile_net
 
 from . import checkpoint as ckpt
 from .data import DataError, Splits, load_source, make_splits, prepare
+from .task_metrics import add_task_figures
 from .train import Data, StopRequested, Trainer, compile_seconds, evaluate, first_bad_epoch, now
 from .transfer import cast_start, start_variables
 
@@ -200,6 +201,7 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
         info["stop_reason"] = stop_reason
     final = {name: evaluate(model, variables, part.x, part.y, trainer.batch)
              for name, part in splits.parts()}
+    add_task_figures(final, model, variables, splits, trainer.batch)  # multi-task sigmoid N
     save_model(out_dir / "model.safetensors", variables, stats, done)
     steps = (done - first_epoch) * trainer.steps_per_epoch
     info["timing"] = {"started": round(started_unix, 4), "seconds": round(now() - started, 4),

@@ -126,7 +126,7 @@ def test_digits_shape_and_range():
 
 
 def test_digits_without_the_bundled_file_falls_back_to_sklearn(monkeypatch):
-    import netc.runtime.data as data_module
+    import netc.runtime.data_builtin as data_module
 
     direct = load_source("digits", {})
     monkeypatch.setattr(data_module, "_sklearn_data_file", lambda name: None)
@@ -295,7 +295,8 @@ def test_h5_course_layout(tmp_path):
         f["test_set_x"], f["test_set_y"] = test_x, test_y
         f["list_classes"] = np.array([b"non-cat", b"cat"])
     arrays = load_source("train_catvnoncat.hdf5", {}, base_dir=tmp_path)
-    assert set(arrays) == {"x", "y", "x_test", "y_test"}
+    assert set(arrays) == {"x", "y", "x_test", "y_test", "class_names"}
+    assert arrays["class_names"].tolist() == ["non-cat", "cat"]
     assert arrays["x"].dtype == np.float32
     np.testing.assert_allclose(arrays["x"], train_x / 255.0, rtol=1e-6)
     np.testing.assert_array_equal(arrays["y"], train_y.reshape(6))
@@ -641,3 +642,46 @@ def test_npz_uint8_images_scaled_to_unit_range(tmp_path):
     arrays = load_source("d.npz", {}, base_dir=tmp_path)
     assert arrays["x"].dtype == np.float32
     np.testing.assert_allclose(arrays["x"], [[[0, 1], [0.2, 0.4]]], rtol=1e-6)
+
+
+def test_csv_string_labels_are_classes_in_sorted_order(tmp_path):
+    """LANGUAGE.md section 7: a label column of words; classes are the sorted unique values."""
+    (tmp_path / "h.csv").write_text("w,h,kind\n1,2,dog\n3,4,cat\n5,6,dog\n7,8,bird\n")
+    arrays = load_source("h.csv", {}, base_dir=tmp_path)
+    assert arrays["class_names"].tolist() == ["bird", "cat", "dog"]
+    assert arrays["y"].tolist() == [2, 1, 2, 0] and arrays["y"].dtype == np.int32
+    np.testing.assert_array_equal(arrays["x"], [[1, 2], [3, 4], [5, 6], [7, 8]])
+    # no header row: the first row's word is a label like the others'
+    (tmp_path / "n.csv").write_text("1,2,yes\n3,4,no\n")
+    arrays = load_source("n.csv", {}, base_dir=tmp_path)
+    assert arrays["x"].shape == (2, 2) and arrays["class_names"].tolist() == ["no", "yes"]
+    # by name, in any column
+    (tmp_path / "f.csv").write_text("kind,w\ncat,1\ndog,2\n")
+    arrays = load_source("f.csv", {"label": "kind"}, base_dir=tmp_path)
+    assert arrays["y"].tolist() == [0, 1] and arrays["x"].ravel().tolist() == [1, 2]
+    splits = make_splits(arrays, split=(1, 0, 0))
+    assert splits.class_names == ("cat", "dog")
+    (tmp_path / "e.csv").write_text("w,kind\n1,cat\n2,\n3,dog\n")
+    with pytest.raises(DataError, match=r"^csv file 'e\.csv' row 3, column 'kind': no label "
+                       r"\(the column holds class names\)$"):
+        load_source("e.csv", {}, base_dir=tmp_path)
+    (tmp_path / "m.csv").write_text("w,v\n1,0\n2,\n")
+    with pytest.raises(DataError, match=r"^csv file 'm\.csv' row 3, column 'v': no label$"):
+        load_source("m.csv", {}, base_dir=tmp_path)
+    (tmp_path / "x.csv").write_text("w,kind\n1,cat\noops,dog\n")
+    with pytest.raises(DataError, match=r"row 3, column 'w': 'oops' is not a number"):
+        load_source("x.csv", {}, base_dir=tmp_path)
+
+
+def test_class_names_in_npz_and_h5_files(tmp_path):
+    x, y = np.zeros((3, 2), np.float32), np.array([0, 1, 1])
+    np.savez(tmp_path / "d.npz", x=x, y=y, class_names=np.array(["ant", "bee"]))
+    assert load_source("d.npz", {}, base_dir=tmp_path)["class_names"].tolist() == ["ant", "bee"]
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["x"], f["y"], f["class_names"] = x, y, np.array([b"ant", "b\u00e9e".encode()])
+    assert load_source("d.h5", {}, base_dir=tmp_path)["class_names"].tolist() == ["ant", "b\u00e9e"]
+    with h5py.File(tmp_path / "n.h5", "w") as f:
+        f["x"], f["y"], f["list_classes"] = x, y, np.array([0, 1])
+    with pytest.raises(DataError, match=r"^'list_classes' in 'n\.h5' must hold class names as "
+                       r"text, not int64 numbers$"):
+        load_source("n.h5", {}, base_dir=tmp_path)
