@@ -584,6 +584,7 @@ def check_module(module: n.Module) -> Net:
 def _check_remedies(train, body: Node | None, input_shape, diags) -> frozenset[str]:
     """freeze names layers of this net; augment needs images; early_stop a dev split.
     -> the frozen leaves' names."""
+    remedies.check_accumulate(train, diags)
     if train.augment is not None:
         remedies.check_augment_input(train.augment, input_shape, train.spans.get("augment"),
                                      diags)

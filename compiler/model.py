@@ -146,24 +146,55 @@ class Model:
         state is built over these alone."""
         return {k: v for k, v in params.items() if k not in self.frozen}
 
-    def step_fn(self, tx: optax.GradientTransformation, *, l2=None):
+    def step_fn(self, tx: optax.GradientTransformation, *, l2=None, accumulate: int = 1):
         """The (unjitted) train step: step(params, state, opt_state, x, y, rng, weights=None)
         -> (params, state, opt_state, cost, metrics). `l2` (a float or a traced scalar)
         replaces the spec's lambda. Only the trainable parameters are differentiated (and
-        `opt_state` is theirs): frozen ones pass through untouched."""
-        def step(params, state, opt_state, x, y, rng, weights=None):
+        `opt_state` is theirs): frozen ones pass through untouched. With `accumulate` K the
+        minibatch is computed as K equal micro-batches, one after another, whose gradients
+        (and costs) are averaged: the whole batch's update, with 1/K of its activations in
+        memory (BatchNorm's statistics are each micro-batch's)."""
+        def gradient(params, state, x, y, rng, weights):
             fixed = {k: v for k, v in params.items() if k in self.frozen}
 
             def cost_of(trainable):
                 return self.loss({**trainable, **fixed}, state, x, y, rng, weights=weights,
                                  l2=l2)
-            trainable = self.trainable(params)
             (cost, (new_state, out)), grads = jax.value_and_grad(cost_of, has_aux=True)(
-                trainable)
+                self.trainable(params))
+            return cost, new_state, grads, self.metrics(out, y, weights)
+
+        def accumulated(params, state, x, y, rng, weights):
+            k = accumulate
+
+            def split(a):
+                return None if a is None else a.reshape(k, a.shape[0] // k, *a.shape[1:])
+
+            def micro(carry, xs):
+                state, totals = carry
+                i, xk, yk, wk = xs
+                cost, state, grads, metrics = gradient(params, state, xk, yk,
+                                                       jax.random.fold_in(rng, i), wk)
+                added = (cost, grads, metrics)
+                totals = added if totals is None else jax.tree.map(jnp.add, totals, added)
+                return (state, totals), None
+            m = x.shape[0] // k
+            shapes = jax.eval_shape(gradient, params, state, x[:m], y[:m], rng,
+                                    None if weights is None else weights[:m])
+            zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype),
+                                 (shapes[0], shapes[2], shapes[3]))
+            (state, (cost, grads, metrics)), _ = jax.lax.scan(
+                micro, (state, zeros), (jnp.arange(k), split(x), split(y), split(weights)))
+            return cost / k, state, jax.tree.map(lambda g: g / k, grads), metrics
+
+        def step(params, state, opt_state, x, y, rng, weights=None):
+            compute = accumulated if accumulate > 1 else gradient
+            cost, new_state, grads, metrics = compute(params, state, x, y, rng, weights)
+            trainable = self.trainable(params)
             updates, opt_state = tx.update(grads, opt_state, trainable)
             trainable = optax.apply_updates(trainable, updates)
-            return ({**trainable, **fixed}, new_state, opt_state, cost,
-                    self.metrics(out, y, weights))
+            fixed = {k: v for k, v in params.items() if k in self.frozen}
+            return {**trainable, **fixed}, new_state, opt_state, cost, metrics
         return step
 
     def train_step(self, tx: optax.GradientTransformation, *, donate: bool = True):

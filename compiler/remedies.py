@@ -6,6 +6,7 @@ runs; runtime/train.py carries them out. No JAX here.
                                           every layer up to and including the `until` one
     augment flip crop=P color=F           training batches of images only
     early_stop patience=N min_delta=D on=dev_loss|dev_accuracy
+    accumulate K                          (memory, not variance) K micro-batches a step
 """
 
 from __future__ import annotations
@@ -201,6 +202,21 @@ def check_early_stop_split(train, loss: str | None, diags: list[Diagnostic]) -> 
                            "is trained with mse", span, help="use on=dev_loss"))
 
 
+# ---- accumulate --------------------------------------------------------------------------
+
+
+def check_accumulate(train, diags: list[Diagnostic]) -> None:
+    """`accumulate K` splits each minibatch into K equal micro-batches: K must divide the
+    batch (a full batch is checked against the data when the run starts)."""
+    k, batch = train.accumulate, train.batch
+    if k > 1 and batch is not None and batch % k:
+        divisors = [d for d in range(2, batch + 1) if batch % d == 0][:6]
+        diags.append(error("E414", f"accumulate {k} does not divide batch {batch} into equal "
+                           f"micro-batches ({batch} % {k} = {batch % k})",
+                           train.spans.get("accumulate"),
+                           help="divisors of the batch: " + ", ".join(map(str, divisors))))
+
+
 __all__ = ["AUGMENT_ARGS", "EARLY_STOP_ARGS", "Augment", "EarlyStop", "Freeze",
-           "check_augment", "check_augment_input", "check_early_stop",
+           "check_accumulate", "check_augment", "check_augment_input", "check_early_stop",
            "check_early_stop_split", "check_freeze", "resolve_freeze"]

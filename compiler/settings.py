@@ -111,6 +111,7 @@ class TrainConfig:
     freeze: Freeze | None = None        # compiler/remedies.py: the course's remedies
     augment: Augment | None = None
     early_stop: EarlyStop | None = None
+    accumulate: int = 1                 # micro-batches per minibatch, gradients summed
     spans: dict = field(default_factory=dict, compare=False)  # key -> Span, for later messages
 
 
@@ -148,11 +149,12 @@ _SIMPLE = {
     "seed": _one_value("seed", nonneg_int, "an integer >= 0", "seed 0"),
     "loss": _one_value("loss", choice(*LOSS_NAMES), "one of: " + ", ".join(LOSS_NAMES),
                        "loss cross_entropy"),
+    "accumulate": _one_value("accumulate", positive_int, "a positive integer", "accumulate 4"),
     "train_dev": _one_value("train_dev", _fraction_between, "a fraction between 0 and 1",
                             "train_dev 0.05"),
 }
 KEYS = ("data", "split", "normalize", "batch", "epochs", "optimizer", "schedule", "l2", "init",
-        "loss", "seed", "train_dev", "freeze", "augment", "early_stop")
+        "loss", "seed", "train_dev", "freeze", "augment", "early_stop", "accumulate")
 _REMEDIES = {"freeze": check_freeze, "augment": check_augment, "early_stop": check_early_stop}
 _SPLIT = tuple(Arg(p, nonneg_number, positional=True, expects="three fractions",
                    doc="e.g. split 0.8 0.1 0.1") for p in ("train", "dev", "test"))

@@ -28,6 +28,15 @@ def register(sub) -> None:
                    help="how to loop over minibatches (auto: chosen per model and backend)")
     p.add_argument("--checkpoint-every", type=_positive, metavar="EPOCHS",
                    help="checkpoint every N epochs (default: every 30 s and at the end)")
+    p.add_argument("--devices", default="all", metavar="N|all",
+                   help="train data-parallel on N local devices (default: all of them)")
+    p.add_argument("--platform", choices=("cpu", "gpu", "tpu"),
+                   help="the devices' platform (default: JAX's choice, a GPU or TPU if any)")
+    p.add_argument("--shard-params", action="store_true",
+                   help="shard parameters and optimiser state over the devices (FSDP-style)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="compute in bfloat16, keeping float32 weights, optimiser state and "
+                   "loss (default float32)")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a trained run on its data")
@@ -73,12 +82,40 @@ def register(sub) -> None:
     register_tune(sub, run=_tune)
 
 
-def configure_jax() -> None:
+def devices_for(args):
+    """The Placement of `--devices N|all` (None for one device: no mesh). UsageError when
+    there are fewer devices than asked for."""
+    from .devices import Placement, pick_devices
+
+    count = None
+    if args.devices != "all":
+        try:
+            count = int(args.devices)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise UsageError(f"--devices {args.devices}: expected a positive number or all")
+    try:
+        devices = pick_devices(count, args.platform)
+    except (ValueError, RuntimeError) as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    if len(devices) == 1:
+        if args.shard_params:
+            raise UsageError("--shard-params needs more than one device (--devices N)")
+        return None
+    return Placement.over(devices, shard_params=args.shard_params)
+
+
+def configure_jax(platform: str | None = None) -> None:
     """Use JAX's persistent compilation cache, so a second run of the same spec and shapes
-    skips XLA compilation. NETC_CACHE_DIR moves it; NETC_CACHE_DIR=off disables it."""
+    skips XLA compilation. NETC_CACHE_DIR moves it; NETC_CACHE_DIR=off disables it.
+    `platform` (cpu, gpu, tpu) restricts JAX to that platform's devices."""
     import os
 
     import jax
+
+    if platform:
+        jax.config.update("jax_platforms", platform)
 
     where = os.environ.get("NETC_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "netc", "xla")
@@ -135,12 +172,14 @@ def cmd_train(args) -> int:
     from .progress import Reporter
     from .run import RunFailed, train_run
 
-    configure_jax()
+    configure_jax(platform=args.platform)
+    placement = devices_for(args)
     reporter = Reporter("quiet" if args.quiet or args.json else "auto")
     try:
         result = train_run(net, out, base_dir=Path(args.file).resolve().parent,
                            resume=args.resume, loop=args.loop,
-                           checkpoint_every=args.checkpoint_every, reporter=reporter)
+                           checkpoint_every=args.checkpoint_every, reporter=reporter,
+                           placement=placement, compute_dtype=args.dtype)
     except DataError as exc:
         raise RunError(f"data: {exc}") from None
     except RunFailed as exc:

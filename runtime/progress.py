@@ -40,8 +40,14 @@ class Reporter:
         if self.mode == "quiet":
             return
         where = f", resuming after epoch {done}" if done else ""
+        placement = getattr(trainer, "placement", None)
+        mesh = ""
+        if placement is not None:
+            sharded = ", parameters sharded" if placement.shard_params else ""
+            mesh = (f", mesh data={placement.count} over {placement.count} "
+                    f"{placement.describe()['platform']} devices{sharded}")
         print(f"training {net.name}: {self.examples} examples, batch {trainer.batch}, "
-              f"{self.total} epochs, {trainer.loop} loop{where}", file=self.stream)
+              f"{self.total} epochs, {trainer.loop} loop{mesh}{where}", file=self.stream)
         if self.mode == "rich":
             from rich.console import Console
             from rich.progress import (

@@ -25,6 +25,7 @@ from netc.compiler.model import compile_net
 
 from . import checkpoint as ckpt
 from .data import DataError, Splits, load_source, make_splits, prepare
+from .devices import Placement
 from .task_metrics import add_task_figures
 from .train import Data, StopRequested, Trainer, compile_seconds, evaluate, first_bad_epoch, now
 from .transfer import cast_start, start_variables
@@ -59,11 +60,13 @@ def load_data(net: Net, base_dir: Path, loss: str) -> tuple[Splits, dict]:
                    normalize=cfg.normalize)
 
 
-def to_device(split) -> Data | None:
+def to_device(split, placement: Placement | None = None) -> Data | None:
+    """A split's arrays on the device, or replicated on every device of `placement`."""
     if split is None:
         return None
     # device_put runs no XLA program (jnp.asarray compiles a small one per array)
-    return Data(jax.device_put(split.x), jax.device_put(split.y))
+    where = placement.replicated() if placement is not None else None
+    return Data(jax.device_put(split.x, where), jax.device_put(split.y, where))
 
 
 class MetricsLog:
@@ -95,7 +98,8 @@ class MetricsLog:
 
 def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
               loop: str = "auto", checkpoint_every: int | None = None,
-              checkpoint_seconds: float = 30.0, reporter=None) -> RunResult:
+              checkpoint_seconds: float = 30.0, reporter=None,
+              placement: Placement | None = None, compute_dtype: str | None = None) -> RunResult:
     """Train `net` into `out_dir`. Raises DataError, RunFailed, and SpecError when its
     `init from=` run cannot be used. A fresh start takes the variables `init from=` names
     (Trainer.init_state(start=...)); a resumed run continues from its own checkpoint."""
@@ -109,10 +113,14 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     # checkpoint does not need it (SpecError at the init from= line)
     transfer, start = (None, None) if resume and ckpt.list_checkpoints(ckpt_dir) else \
         start_variables(net, base_dir)
-    model = compile_net(net)
+    model = compile_net(net, compute_dtype=compute_dtype)
     splits, stats = load_data(net, base_dir, model.loss_name)
-    train, dev = to_device(splits.train), to_device(splits.dev)
-    trainer = Trainer(net, train, dev, loop=loop, chunk_epochs=checkpoint_every)
+    train, dev = to_device(splits.train, placement), to_device(splits.dev, placement)
+    try:
+        trainer = Trainer(net, train, dev, loop=loop, chunk_epochs=checkpoint_every,
+                          placement=placement, compute_dtype=compute_dtype)
+    except ValueError as exc:  # a batch that does not split over the devices
+        raise RunFailed(str(exc)) from None
     out_dir.mkdir(parents=True, exist_ok=True)
     log = MetricsLog(out_dir / "metrics.jsonl")
     say = reporter.warn if reporter else print
@@ -123,7 +131,8 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
         found = ckpt.load_latest_checkpoint(ckpt_dir, warn=say)
         if found is not None:  # resumed from its own checkpoint, `init from=` or not
             done, variables, opt_leaves, _ = found
-            carry = _restore(trainer, trainer.init_state(), variables, opt_leaves)
+            carry = trainer.place(_restore(trainer, trainer.init_state(), variables,
+                                           opt_leaves))
             history = log.truncate(done)
     if carry is None:  # a fresh start
         if transfer is None and net.train.init_from is not None:  # no usable checkpoint
@@ -133,6 +142,8 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
         log.truncate(0)
     ckpt.atomic_write_text(out_dir / "spec.net", net.source)
     info = {"data_dir": str(Path(base_dir).resolve())}
+    if placement is not None:
+        info["mesh"] = placement.describe()
     origin = transfer.as_json() if transfer is not None else _read_init_from(out_dir)
     if origin is not None:
         info["init_from"] = origin

@@ -25,6 +25,7 @@ from netc.compiler.ir import Net
 from netc.compiler.layers import KINDS
 from netc.compiler.model import Model, compile_net
 
+from .devices import Placement, check_batch
 from .optim import build_optimizer, epoch_rate, hyperparameters
 
 
@@ -62,19 +63,25 @@ class Trainer:
     seed); its carry and figures then have a leading member axis."""
 
     def __init__(self, net: Net, train: Data, dev: Data | None, *, loop: str = "auto",
-                 chunk_epochs: int | None = None, population: list[dict] | None = None):
+                 chunk_epochs: int | None = None, population: list[dict] | None = None,
+                 placement: Placement | None = None, compute_dtype: str | None = None):
         cfg = net.train
         self.net, self.cfg = net, cfg
-        self.model: Model = compile_net(net)
+        self.model: Model = compile_net(net, compute_dtype=compute_dtype)
         self.train_data, self.dev_data = train, dev
         self.batch = min(cfg.batch or train.m, train.m)
         self.full_batches, self.remainder = divmod(train.m, self.batch)
         self.steps_per_epoch = self.full_batches + (1 if self.remainder else 0)
         self.members = None if population is None else len(population)
         self.hyper = population if population is not None else [hyperparameters(cfg)]
-        self._hp = jax.device_put({k: np.asarray([h[k] for h in self.hyper], np.float32)
-                                   if population is not None else np.float32(v)
-                                   for k, v in self.hyper[0].items()})
+        self.placement = placement  # several devices: runtime/devices.py
+        if placement is not None:
+            if population is not None:
+                raise ValueError("a population trains on one device")
+            check_batch(self.batch, train.m, placement.count)
+        hp = {k: np.asarray([h[k] for h in self.hyper], np.float32) if population is not None
+              else np.float32(v) for k, v in self.hyper[0].items()}
+        self._hp = placement.put_replicated(hp) if placement else jax.device_put(hp)
         self.loop = choose_loop(net, loop, self.model.platform)
         self.shuffle = self.batch < train.m
         self.chunk = chunk_epochs or self._default_chunk()
@@ -133,8 +140,17 @@ class Trainer:
                 state = {**variables["state"], **start["state"]}
                 opt = self.optimizer(hp).init(self.model.trainable(params))
                 return params, state, opt, self._fresh_watch(params, state)
-            self._compiled["init"] = jax.jit(self._per_member(fresh, 1))
+            shardings = None
+            if self.placement is not None:
+                shardings = self.placement.shardings(jax.eval_shape(fresh, self._hp, start))
+            self._compiled["init"] = jax.jit(self._per_member(fresh, 1),
+                                             out_shardings=shardings)
         return self._compiled["init"](self._hp, start)
+
+    def place(self, carry):
+        """A carry read from a checkpoint, on this run's devices (any device count wrote
+        it: the checkpoint holds whole arrays)."""
+        return carry if self.placement is None else self.placement.put(carry)
 
     # ---- one epoch, traced ---------------------------------------------------------
     def orders(self, first: int, count: int, rows: int | None = None) -> np.ndarray:
@@ -164,13 +180,17 @@ class Trainer:
 
             key = jax.random.fold_in(jax.random.fold_in(self._keys()[1], epoch), i)
             x = augment_batch(augment, key, x)
+        if self.placement is not None:  # split over the devices (a partial one runs whole)
+            x, y = self.placement.batch(x), self.placement.batch(y)
         return x, y
 
     def _step_on(self, hp, carry, x_all, y_all, idx, epoch, i):
         params, state, opt, watch = carry
         rng = jax.random.fold_in(jax.random.fold_in(self._keys()[2], epoch), i)
-        step = self.model.step_fn(self.optimizer(hp), l2=hp.get("l2"))
         x, y = self.batch_at(x_all, y_all, idx, epoch, i)
+        k = self.cfg.accumulate
+        step = self.model.step_fn(self.optimizer(hp), l2=hp.get("l2"),
+                                  accumulate=k if x.shape[0] % k == 0 else 1)
         params, state, opt, cost, metrics = step(params, state, opt, x, y, rng)
         n = idx.shape[0]
         sums = jnp.stack([cost * n, jnp.asarray(n, jnp.float32),
