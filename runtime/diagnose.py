@@ -211,6 +211,12 @@ def cmd_diagnose(args) -> int:
                           "epochs_done": done, "epochs": epochs}))
         return EXIT_OK
     print(render(result, str(args.dir), info.get("net")))
-    if isinstance(done, int) and isinstance(epochs, int) and done < epochs:
+    best = info.get("best_epoch")
+    if isinstance(best, int):  # early stopping: the final figures are the best epoch's
+        cut = isinstance(done, int) and isinstance(epochs, int) and done < epochs
+        how = f"stopped after epoch {done} of {epochs}" if cut else "ran to its last epoch"
+        print(f"(early stopping: the run {how}; these are the figures of epoch {best}, "
+              "its best)")
+    elif isinstance(done, int) and isinstance(epochs, int) and done < epochs:
         print(f"(the run stopped after epoch {done} of {epochs}: these are its figures then)")
     return EXIT_OK

@@ -206,3 +206,17 @@ def test_a_train_error_below_the_bayes_error_is_a_note_not_an_error(tmp_path, ca
     assert result["avoidable_bias"] == pytest.approx(0.01 - 0.02)
     assert len(result["notes"]) == 1 and "memorised" in result["notes"][0]
 
+
+
+def test_an_early_stopped_run_says_whose_figures_they_are(tmp_path, capsys):
+    # early stopping keeps the best epoch's parameters, so the final figures are that epoch's,
+    # not those of the epoch the run stopped after
+    folder = run_folder(tmp_path, FOUR, epochs_done=39, epochs=60, best_epoch=29,
+                        stopped_epoch=39, stop_reason="patience")
+    code, out, _ = diagnose(capsys, folder)
+    assert code == 0
+    assert "stopped after epoch 39 of 60; these are the figures of epoch 29, its best" in out
+    assert "these are its figures then" not in out
+    done = run_folder(tmp_path, FOUR, name="full", best_epoch=7, stopped_epoch=None)
+    out = diagnose(capsys, done)[1]
+    assert "ran to its last epoch; these are the figures of epoch 7, its best" in out

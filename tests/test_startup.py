@@ -186,7 +186,8 @@ def test_table_by_columns_is_the_table_row_by_row(path):
 
 def names_in_table(text: str) -> list[tuple[str, str]]:
     """[(full layer name, kind)] of the leaf rows of a rendered table, read as a user reads
-    it: a row with no kind is a scope, and each row sits two spaces deeper than its scope."""
+    it: a row with no kind is a scope, and each row sits two spaces deeper than its scope.
+    A frozen layer's kind ends in `*` (freeze), which is left out."""
     lines = text.splitlines()
     body = lines[next(i for i, line in enumerate(lines) if "╇" in line) + 1:
                  next(i for i, line in enumerate(lines) if "┼" in line)]
@@ -198,7 +199,7 @@ def names_in_table(text: str) -> list[tuple[str, str]]:
         depth, odd = divmod(len(cell) - len(name) - 1, 2)  # one space of cell padding
         assert not odd and depth <= len(scopes), line
         if kind.strip():
-            leaves.append(("/".join([*scopes[:depth], name]), kind.strip()))
+            leaves.append(("/".join([*scopes[:depth], name]), kind.strip().removesuffix("*")))
         else:
             scopes[depth:] = [name]
     return leaves
