@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "run", None):
             parser.print_help(sys.stderr)
             return EXIT_USAGE
+        args.argv = list(argv)  # the command as given (a distributed run re-runs it)
         return args.run(args)
     except UsageError as exc:
         print(f"netc: error: {exc}", file=sys.stderr)

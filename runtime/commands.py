@@ -6,6 +6,7 @@ Each imports JAX only when it runs, so `netc check` stays instant.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,15 @@ def register(sub) -> None:
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="compute in bfloat16, keeping float32 weights, optimiser state and "
                    "loss (default float32)")
+    p.add_argument("--distributed", action="store_true",
+                   help="one of many processes (jax.distributed detects Slurm, Open MPI, "
+                   "Cloud TPU, Kubernetes)")
+    p.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="process 0's address (with --num-processes and --process-id)")
+    p.add_argument("--num-processes", type=_positive, metavar="N")
+    p.add_argument("--process-id", type=int, metavar="I")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                   help="seconds to wait for a process to join or to answer (default 60)")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a trained run on its data")
@@ -80,6 +90,44 @@ def register(sub) -> None:
     from .tune.command import register as register_tune
 
     register_tune(sub, run=_tune)
+
+
+def cluster_of(args):
+    """The Cluster of --distributed / --coordinator --num-processes --process-id, or None."""
+    from .distributed import Cluster
+
+    given = [args.coordinator, args.num_processes, args.process_id]
+    if any(v is not None for v in given) and any(v is None for v in given):
+        raise UsageError("--coordinator, --num-processes and --process-id go together "
+                         "(or --distributed alone, where JAX detects the cluster)")
+    if args.coordinator is not None:
+        if ":" not in args.coordinator:
+            raise UsageError(f"--coordinator {args.coordinator}: expected HOST:PORT")
+        if not 0 <= args.process_id < args.num_processes:
+            raise UsageError(f"--process-id {args.process_id} is not one of 0 .. "
+                             f"{args.num_processes - 1}")
+        return Cluster(args.coordinator, args.num_processes, args.process_id, args.timeout)
+    if args.distributed:
+        return Cluster(timeout_s=args.timeout)
+    return None
+
+
+def private_run_folder(out: Path, resume: bool) -> Path:
+    """Where a distributed run's process other than 0 writes (nothing of it is kept): a
+    temporary folder holding, to resume from, a copy of the run's checkpoints and metrics
+    (the run folder must then be on a disk every process sees)."""
+    import shutil
+    import tempfile
+
+    private = Path(tempfile.mkdtemp(prefix="netc-process-"))
+    if resume and out.exists():
+        for name in ("checkpoints", "metrics.jsonl", "spec.net", "run.json"):
+            source = out / name
+            if source.is_dir():
+                shutil.copytree(source, private / name)
+            elif source.exists():
+                shutil.copy2(source, private / name)
+    return private
 
 
 def devices_for(args):
@@ -148,6 +196,23 @@ def cmd_train(args) -> int:
     from netc.compiler.check import check_source
     from netc.compiler.overrides import OverrideError, apply_overrides
 
+    from .distributed import CHILD, ClusterError, supervise
+
+    cluster = cluster_of(args)
+    if cluster is not None and not os.environ.get(CHILD):
+        if not args.out:
+            raise UsageError("--distributed needs --out DIR: every process names the same run")
+        try:
+            return supervise(args.argv, cluster)  # the training runs in a child process
+        except ClusterError as exc:
+            raise RunError(str(exc)) from None
+    writer = True  # process 0 of a distributed run, or the only process
+    if cluster is not None:
+        configure_jax(platform=args.platform)
+        cluster.initialize()
+        import jax
+
+        writer = jax.process_index() == 0
     source, name = read_spec(args.file)
     saved = Path(args.out) / "spec.net" if args.out else None
     if args.resume and saved is not None and saved.exists():
@@ -164,7 +229,7 @@ def cmd_train(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{net.name}-{stamp}"
     if args.resume and not args.out:
         raise UsageError("--resume needs --out DIR (the run to continue)")
-    if out.exists() and not args.resume and any(out.iterdir()):
+    if writer and out.exists() and not args.resume and any(out.iterdir()):
         raise UsageError(f"{out} already holds files; pass --resume to continue that run or "
                          "choose another --out")
 
@@ -172,9 +237,12 @@ def cmd_train(args) -> int:
     from .progress import Reporter
     from .run import RunFailed, train_run
 
-    configure_jax(platform=args.platform)
+    if cluster is None:
+        configure_jax(platform=args.platform)
     placement = devices_for(args)
-    reporter = Reporter("quiet" if args.quiet or args.json else "auto")
+    if not writer:  # the other processes of a distributed run: a private folder
+        out = private_run_folder(out, args.resume)
+    reporter = Reporter("quiet" if args.quiet or args.json or not writer else "auto")
     try:
         result = train_run(net, out, base_dir=Path(args.file).resolve().parent,
                            resume=args.resume, loop=args.loop,
@@ -184,6 +252,8 @@ def cmd_train(args) -> int:
         raise RunError(f"data: {exc}") from None
     except RunFailed as exc:
         raise RunError(str(exc)) from None
+    if not writer:
+        return EXIT_OK
     summary = {"run": str(out), "net": net.name, "epochs_done": result.epochs_done,
                "interrupted": result.interrupted, **result.final}
     if args.json:
