@@ -221,7 +221,8 @@ class _Checker:
         finally:
             self.call_stack = self.call_stack[:-1]
         self.note_call_site(el, bound, before)
-        return Node(name, "sequence", {**node.attrs, "def": el.name, "args": bound}, in_shape,
+        args = {p.name: bound[p.name] for p in d.params}  # in the def's order
+        return Node(name, "sequence", {**node.attrs, "def": el.name, "args": args}, in_shape,
                     node.out_shape, el.span, children=node.children)
 
     def note_call_site(self, el: n.Call, bound: dict | None, before: tuple[int, int]) -> None:

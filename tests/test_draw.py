@@ -67,6 +67,11 @@ def test_def_calls_record_their_arguments_and_repeats_their_copies():
         "layer2/bottleneck_1", "layer2/bottleneck_2", "layer2/bottleneck_3"]
 
 
+def test_call_arguments_are_in_the_defs_order_defaults_included():
+    net = check_source("input 4\ndef f(a, b=2, c=3) { fc a }\nf(c=5, a=1) -> sigmoid 1")
+    assert list(net.body.children[0].attrs["args"].items()) == [("a", 1), ("b", 2), ("c", 5)]
+
+
 def test_nested_repeats_are_ranges_inside_their_outer_one():
     net = check_source("input 4\nfc 3 -> repeat 2 { fc 4 -> repeat 3 { relu } } -> sigmoid 1")
     assert [c.name for c in net.body.children] == [
