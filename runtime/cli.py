@@ -97,8 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(run=cmd_check)
 
-    p = sub.add_parser("draw", help="draw the checked net: layers, blocks and def calls, as "
-                       "SVG or PNG")
+    p = sub.add_parser("draw", help="draw the checked net as an SVG or PNG diagram")
     p.add_argument("file", help="the .net file ('-' for standard input)")
     p.add_argument("--out", metavar="PATH", help="model.svg or model.png (default NET.svg)")
     p.set_defaults(run=_draw)

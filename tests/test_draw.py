@@ -171,6 +171,15 @@ def test_def_calls_and_repeats_are_labelled_frames():
     assert {g.find(SVG + "title").text for g in repeats} == {"repeat 2", "repeat 3", "repeat 5"}
 
 
+def test_frozen_layers_are_dashed_and_say_so():
+    net = check_source("input 4\nfc 8 -> relu -> fc 3 as head -> sigmoid 1\n"
+                       "train {\n  freeze fc_1\n}\n")
+    frozen = {b.name: b for b in draw.layout(net).of(draw.Box) if b.cls == "layer"}
+    assert frozen["fc_1"].frozen and frozen["fc_1"].title.endswith("(frozen)")
+    assert not frozen["head"].frozen
+    assert 'stroke-dasharray="4 3"' in draw.to_svg(draw.layout(net))
+
+
 def test_text_is_escaped():
     net = check_source('net q\ninput 4\ndef f(n, tag="a<b&c") { fc n }\nf(3) -> sigmoid 1')
     svg = draw.to_svg(draw.layout(net))
