@@ -79,6 +79,7 @@ class _Checker:
     def chain(self, chain: n.Chain, in_shape: Shape | None, scope: _Scope, env: dict,
               name: str) -> Node:
         nodes: list[Node] = []
+        repeats: list[tuple[int, int, int]] = []
         shape = in_shape
         elements = chain.elements
         for i, element in enumerate(elements):
@@ -86,12 +87,16 @@ class _Checker:
             before = len(self.diags)
             node = self.element(element, shape, scope, env, following)
             if node is not None:
-                nodes.extend(node.children if node.kind == "sequence" and not node.name
-                             else (node,))
+                if node.kind == "sequence" and not node.name:  # a repeat's copies
+                    repeats += _shifted(node.attrs["repeats"], len(nodes))
+                    nodes.extend(node.children)
+                else:
+                    nodes.append(node)
                 shape = node.out_shape
             if len(self.diags) > before:
                 shape = None
-        return Node(name, "sequence", {}, in_shape, shape, chain.span, children=tuple(nodes))
+        return Node(name, "sequence", {"repeats": tuple(repeats)} if repeats else {}, in_shape,
+                    shape, chain.span, children=tuple(nodes))
 
     def element(self, el, shape, scope, env, following) -> Node | None:
         if isinstance(el, n.Layer):
@@ -216,8 +221,9 @@ class _Checker:
         finally:
             self.call_stack = self.call_stack[:-1]
         self.note_call_site(el, bound, before)
-        return Node(name, "sequence", {"def": el.name}, in_shape, node.out_shape, el.span,
-                    children=node.children)
+        args = {p.name: bound[p.name] for p in d.params}  # in the def's order
+        return Node(name, "sequence", {**node.attrs, "def": el.name, "args": args}, in_shape,
+                    node.out_shape, el.span, children=node.children)
 
     def note_call_site(self, el: n.Call, bound: dict | None, before: tuple[int, int]) -> None:
         """Tell each error and warning found inside the def's body (or its defaults) which
@@ -377,10 +383,12 @@ class _Checker:
                                     help=f"write {int(count)}" if whole else ""))
             return None
         nodes: list[Node] = []
+        inner: list[tuple[int, int, int]] = []  # repeats within the copies
         shape = in_shape
         for i in range(count):
             before, leaves = len(self.diags), self.leaf_count
             seq = self.chain(el.body, shape, scope, env, "")
+            inner += _shifted(seq.attrs.get("repeats", ()), len(nodes))
             nodes.extend(seq.children)
             shape = seq.out_shape
             if len(self.diags) > before:
@@ -391,7 +399,14 @@ class _Checker:
                 if leaves + per_copy * count > MAX_LAYERS:
                     raise _TooBig(el.span, f"{count:,} copies of {per_copy:,} "
                                   f"layer{'s' * (per_copy != 1)}")
-        return Node("", "sequence", {}, in_shape, shape, el.span, children=tuple(nodes))
+        # (start, stop, count): the copies are children start..stop-1 of the chain it is in
+        outer = ((0, len(nodes), count),) if nodes else ()
+        return Node("", "sequence", {"repeats": outer + tuple(inner)}, in_shape, shape,
+                    el.span, children=tuple(nodes))
+
+
+def _shifted(repeats, offset: int) -> list[tuple[int, int, int]]:
+    return [(start + offset, stop + offset, count) for start, stop, count in repeats]
 
 
 _DIM_WORD = re.compile(r"[xX][0-9]*")

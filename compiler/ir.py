@@ -3,6 +3,12 @@
 A `Node` is either a leaf layer (kind in layers.KINDS) or a block: `sequence` (a chain; also a
 def call's scope), `residual` (children: body, shortcut-or-None) or `concat` (children: the
 branches). Every node knows its input and output shape, parameters, state and MACs.
+
+A sequence's attrs record what the chain was written as (for `netc draw`; nothing else reads
+them): a def call's scope has {"def": NAME, "args": {param: value}}, and a chain holding
+repeats has {"repeats": ((start, stop, count), ...)}: children start..stop-1 are the `count`
+copies of one `repeat` (a repeat opens no scope, so its copies sit in the chain it is in;
+ranges of nested repeats lie inside their outer one's).
 """
 
 from __future__ import annotations

@@ -56,6 +56,12 @@ def cmd_check(args) -> int:
     return EXIT_OK
 
 
+def _draw(args) -> int:
+    from .draw import cmd_draw  # matplotlib only for a PNG; never JAX
+
+    return cmd_draw(args)
+
+
 # ---- argument parsing ----------------------------------------------------------------
 
 
@@ -90,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="the .net file ('-' for standard input)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(run=cmd_check)
+
+    p = sub.add_parser("draw", help="draw the checked net as an SVG or PNG diagram")
+    p.add_argument("file", help="the .net file ('-' for standard input)")
+    p.add_argument("--out", metavar="PATH", help="model.svg or model.png (default NET.svg)")
+    p.set_defaults(run=_draw)
 
     from netc.runtime import commands  # train, eval, predict, gradcheck: JAX only when run
 
