@@ -1,0 +1,146 @@
+"""Many processes (runtime/distributed.py): two processes on this machine, each with 2 CPU
+devices, train one model together through a localhost coordinator and gloo collectives, and
+end with the 1-process result; a process that is killed, or never joins, is named."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_python, write_spec
+
+MLP = """input 2
+fc 8 -> bn -> relu -> residual {{ fc 8 -> relu }} -> sigmoid 1
+train {{
+  data moons n=203 noise=0.2
+  split 0.8 0.2 0
+  batch 32
+  epochs {epochs}
+  seed 0
+}}
+"""
+
+ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+       "NETC_CACHE_DIR": "off"}
+
+
+def free_port() -> int:
+    """A port that is free, with the next one free too (the processes meet there)."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        try:
+            with socket.socket() as b:
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free pair of ports")
+
+
+def start(spec: Path, out: Path, port: int, process: int, log: Path, processes: int = 2,
+          timeout: float = 60) -> subprocess.Popen:
+    argv = [sys.executable, "-m", "netc", "train", str(spec), "--out", str(out),
+            "--coordinator", f"127.0.0.1:{port}", "--num-processes", str(processes),
+            "--process-id", str(process), "--timeout", str(timeout)]
+    return subprocess.Popen(argv, env=ENV, stdout=subprocess.PIPE, stderr=open(log, "w"),
+                            text=True, start_new_session=True)
+
+
+def max_gap(a: Path, b: Path) -> float:
+    import jax
+    import netc
+    import numpy as np
+
+    _, x = netc.load(a)
+    _, y = netc.load(b)
+    return max(float(np.abs(np.asarray(p) - np.asarray(q)).max())
+               for p, q in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_model_as_one_process_does(tmp_path):
+    spec = write_spec(tmp_path, MLP.format(epochs=5))
+    port = free_port()
+    procs = [start(spec, tmp_path / "run", port, i, tmp_path / f"p{i}.log") for i in (1, 0)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    logs = [(tmp_path / f"p{i}.log").read_text() for i in (1, 0)]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    assert "Traceback" not in "".join(logs)
+    assert outs[0] == "" and logs[0] == ""  # process 1 prints nothing, writes nothing
+    assert "mesh data=4 over 4 cpu devices" in logs[1]
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["mesh"]["devices"] == ["cpu:0", "cpu:1", "cpu:2048", "cpu:2049"]
+    single = run_python("-m", "netc", "train", spec, "--out", tmp_path / "single", "--quiet",
+                        env={**ENV, "XLA_FLAGS": ""})
+    assert single.returncode == 0, single.stderr
+    assert max_gap(tmp_path / "run", tmp_path / "single") < 1e-5
+
+
+@pytest.mark.slow
+def test_a_killed_process_is_named_by_the_other(tmp_path):
+    spec = write_spec(tmp_path, MLP.format(epochs=100000))
+    port = free_port()
+    other = start(spec, tmp_path / "run", port, 1, tmp_path / "p1.log", timeout=5)
+    first = start(spec, tmp_path / "run", port, 0, tmp_path / "p0.log", timeout=5)
+    try:
+        deadline = time.monotonic() + 240
+        while not (tmp_path / "run" / "metrics.jsonl").exists() or \
+                not (tmp_path / "run" / "metrics.jsonl").read_text():
+            assert first.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / "p0.log").read_text()
+            time.sleep(0.5)
+        os.killpg(other.pid, signal.SIGKILL)  # process 1 and its training child
+        first.communicate(timeout=120)
+    finally:
+        for p in (first, other):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    err = (tmp_path / "p0.log").read_text()
+    assert first.returncode == 1
+    assert err.strip().splitlines()[-1].startswith(
+        "netc: error: process 1 stopped answering (no heartbeat within 5 s); process 0 "
+        "stopped too"), err
+    assert "Check failure" not in err and "Traceback" not in err
+
+
+def test_a_process_that_does_not_join_is_named(tmp_path):
+    spec = write_spec(tmp_path, MLP.format(epochs=2))
+    port = free_port()
+    alone = start(spec, tmp_path / "run", port, 0, tmp_path / "p0.log", processes=3, timeout=2)
+    alone.communicate(timeout=60)
+    assert alone.returncode == 1
+    assert (tmp_path / "p0.log").read_text().strip() == (
+        f"netc: error: processes 1, 2 did not join within 2 s (--num-processes 3, coordinator "
+        f"127.0.0.1:{port})")
+    late = start(spec, tmp_path / "late", port, 2, tmp_path / "p2.log", processes=3, timeout=2)
+    late.communicate(timeout=60)
+    assert late.returncode == 1
+    assert (tmp_path / "p2.log").read_text().strip() == (
+        f"netc: error: process 0 (the coordinator, 127.0.0.1:{port}) did not answer within 2 s")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "late").exists()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--coordinator", "127.0.0.1:9"], "--coordinator, --num-processes and --process-id go "
+                                       "together"),
+    (["--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"],
+     "expected HOST:PORT"),
+    (["--coordinator", "127.0.0.1:9", "--num-processes", "2", "--process-id", "2"],
+     "--process-id 2 is not one of 0 .. 1"),
+])
+def test_cluster_options_are_checked(tmp_path, extra, message):
+    spec = write_spec(tmp_path, MLP.format(epochs=2))
+    proc = run_python("-m", "netc", "train", spec, "--out", tmp_path / "run", *extra)
+    assert proc.returncode == 2 and message in proc.stderr
+    proc = run_python("-m", "netc", "train", spec, "--distributed")
+    assert proc.returncode == 2 and "--distributed needs --out DIR" in proc.stderr
