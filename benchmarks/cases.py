@@ -380,6 +380,25 @@ CASE_LIST = [
         ),
     ),
     Case(
+        name="devices",
+        title="8. Data parallelism: examples/digits_mlp.net over simulated CPU devices",
+        contenders=[],  # netc only (netc_cases.py)
+        reference="netc_1dev",
+        figures=[
+            Figure("steps_per_s", "steps/s", "higher", ",.0f", ratio=True),
+            Figure("step_us", "µs / step", "lower", ".1f"),
+            Figure("compile_s", "compile s", "lower", ".2f"),
+        ],
+        method=(
+            "devices: `netc train examples/digits_mlp.net` (batch 32, 20 epochs) on 1, 2 and 4 "
+            "devices simulated with XLA_FLAGS=--xla_force_host_platform_device_count=N in one "
+            "process, and on 2 processes of 2 devices each (a localhost coordinator, gloo "
+            "collectives). This machine has 2 cores, so the figures show the overhead of "
+            "splitting a step and summing its gradients, not a speed-up: that needs devices "
+            "that are really separate (GPUs, TPU cores, hosts).",
+        ),
+    ),
+    Case(
         name="tune",
         title="7. Tuning: learning-rate trials of the course's moons model",
         sizes_in_title=lambda s: (f", {s.get('tune_trials', 16)} trials of "

@@ -8,6 +8,7 @@
     python benchmarks/netc_bench.py resnet [--tiny]
     python benchmarks/netc_bench.py check  [--json]
     python benchmarks/netc_bench.py tune   [--trials 16] [--epochs 2000] [--loop step]
+    python benchmarks/netc_bench.py devices [--devices 4 | --processes 2] [--epochs 20]
 
 moons, lenet and digits call `netc train` in this process (the CLI's own code path, run
 directory, checkpoints, metrics and plot included) and read the figures back from the run's
@@ -212,6 +213,41 @@ def tune(opts) -> dict:
                 epochs=opts.epochs, in_process_s=time.time() - T_PROCESS)
 
 
+def devices(opts) -> dict:
+    """examples/digits_mlp.net (batch 32) data-parallel over `--devices` simulated CPU
+    devices in one process, or over 2 processes of 2 devices each (`--processes 2`, a
+    localhost coordinator): steps per second from run.json's timing."""
+    import socket
+    import subprocess
+
+    spec = str(ROOT / "examples" / "digits_mlp.net")
+    sets = [f"epochs={opts.epochs}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        if opts.processes == 1:
+            os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={opts.devices}"
+            info, _ = _train(spec, out, *sets)
+        else:
+            with socket.socket() as free:
+                free.bind(("127.0.0.1", 0))
+                port = free.getsockname()[1]
+            env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+            argv = [sys.executable, "-m", "netc", "train", spec, "--out", str(out), "--quiet",
+                    "--set", sets[0], "--coordinator", f"127.0.0.1:{port}",
+                    "--num-processes", str(opts.processes)]
+            procs = [subprocess.Popen([*argv, "--process-id", str(i)], env=env)
+                     for i in range(opts.processes)]
+            if any(p.wait() for p in procs):
+                raise SystemExit("a process of the distributed run failed")
+            info = json.loads((out / "run.json").read_text())
+    timing = info["timing"]
+    count = len(info.get("mesh", {}).get("devices", [])) or 1
+    name = f"netc_{opts.processes}proc" if opts.processes > 1 else f"netc_{count}dev"
+    return dict(case="devices", contender=name, devices=count, processes=opts.processes,
+                steps_per_s=1e6 / timing["step_us"], step_us=timing["step_us"],
+                compile_s=timing["compile_seconds"], loop=timing["loop"])
+
+
 def check(opts) -> dict:
     """`netc check examples/zoo/resnet50.net [--json]`, output discarded; the parent times
     the whole process."""
@@ -228,7 +264,8 @@ def check(opts) -> dict:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("case", choices=["moons", "lenet", "digits", "resnet", "check", "tune"])
+    p.add_argument("case", choices=["moons", "lenet", "digits", "resnet", "check", "tune",
+                                    "devices"])
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--n", type=int, default=1024, help="lenet: examples")
     p.add_argument("--loop", choices=["auto", "step", "scan"], default=None)
@@ -238,18 +275,21 @@ def parse_args(argv=None):
     p.add_argument("--augment", action="store_true",
                    help="lenet: with augment flip crop=2 color=0.2")
     p.add_argument("--trials", type=int, default=16, help="tune: trials (0: one netc train)")
+    p.add_argument("--devices", type=int, default=1, help="devices: simulated CPU devices")
+    p.add_argument("--processes", type=int, default=1, help="devices: processes (2 devices "
+                   "each)")
     p.add_argument("--json", action="store_true", help="check: --json instead of the table")
     opts = p.parse_args(argv)
     if opts.epochs is None:
-        opts.epochs = {"moons": 10_000, "lenet": 5, "digits": 30, "tune": 2000}.get(opts.case,
-                                                                                   1)
+        defaults = {"moons": 10_000, "lenet": 5, "digits": 30, "tune": 2000, "devices": 20}
+        opts.epochs = defaults.get(opts.case, 1)
     return opts
 
 
 def main(argv=None) -> int:
     opts = parse_args(argv)
     result = {"moons": moons, "lenet": lenet, "digits": digits, "resnet": resnet,
-              "check": check, "tune": tune}[opts.case](opts)
+              "check": check, "tune": tune, "devices": devices}[opts.case](opts)
     print(json.dumps(result))
     return 0
 

@@ -51,6 +51,9 @@ CONTENDERS = {
     "resnet": [("netc", netc("resnet", resnet_args))],
     "check": [("netc_json", [sys.executable, BENCH, "check", "--json"]),
               ("netc_table", [sys.executable, BENCH, "check"])],
+    "devices": [(f"netc_{n}dev", netc("devices", lambda s, n=n: ["--devices", str(n)]))
+                for n in (1, 2, 4)] + [
+        ("netc_2proc", netc("devices", lambda s: ["--processes", "2"]))],
     "tune": [("netc_one_train", netc("tune", lambda s: ["--trials", "0", "--epochs",
                                                         str(s.tune_epochs)])),
              ("netc_population", netc("tune", tune_args)),
