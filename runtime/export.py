@@ -67,7 +67,8 @@ class Check:
         return bool(self.largest <= self.tolerance)
 
     def describe(self) -> str:
-        return (f"largest difference {self.largest:.3g} on {self.examples} examples of "
+        return (f"largest difference {self.largest:.3g} on {self.examples} "
+                f"example{'' if self.examples == 1 else 's'} of "
                 f"{self.source} (outputs up to {self.scale:.3g}; tolerance {self.tolerance:.3g})")
 
 
@@ -136,14 +137,12 @@ def normalization_of(variables: dict) -> dict | None:
 def sample_batch(run_dir: Path, model, n: int, norm: dict | None) -> tuple[np.ndarray, str]:
     """n raw inputs: the first examples of the run's data (normalisation undone) when it can
     be read, else random normal inputs (mean + std * z when the run normalises)."""
-    from netc.compiler.check import check_file
-
     try:
         from .run import load_data
 
         saved = json.loads((run_dir / "run.json").read_text())
-        net = check_file(run_dir / "spec.net")
-        splits, stats = load_data(net, Path(saved.get("data_dir") or run_dir), model.loss_name)
+        splits, stats = load_data(model.net, Path(saved.get("data_dir") or run_dir),
+                                  model.loss_name)
         x = np.asarray(splits.train.x[:n], np.float32)
         if len(x) == n:
             if stats.get("mean") is not None:
@@ -291,21 +290,19 @@ def _load_onnx(path: Path) -> Exported:
     from netc.compiler.onnx_export import ExportError
 
     try:
-        import onnx
         import onnxruntime as ort
     except ImportError:
-        raise ExportError("running an ONNX export needs onnx and onnxruntime: pip install "
+        raise ExportError("running an ONNX export needs onnxruntime: pip install "
                           "'netc[export]'") from None
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise ExportError(f"{path} is neither a netc StableHLO export nor an ONNX model "
-                          f"({type(exc).__name__})") from None
-    info = {p.key: p.value for p in proto.metadata_props}
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
-    session = ort.InferenceSession(proto.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ExportError(f"{path} is neither a netc StableHLO export nor an ONNX model that "
+                          f"ONNX Runtime can load ({type(exc).__name__}: {first})") from None
+    info = dict(session.get_modelmeta().custom_metadata_map)
     name = session.get_inputs()[0].name
 
     def call(x):
