@@ -87,6 +87,9 @@ ALONE = {
 
 # the largest zoo models (62-138M parameters: 250-550 MB of float32 each way)
 SLOW = {"vgg16", "alexnet", "alexnet_caffe"}
+# the zoo's 1000-way heads sum 4096-9216 products in another order in ONNX Runtime: up to
+# 1.2e-5 of the outputs' size seen (alexnet); the small nets stay below 1e-6
+ZOO_TOL, TOL = 3e-5, 1e-5
 
 
 # ---- run folders with random weights ---------------------------------------------------------
@@ -204,11 +207,11 @@ def test_all_kinds_export_with_a_dynamic_batch_and_agree_at_two_sizes(tmp_path, 
         x = rng.standard_normal((m, 8, 8, 4), dtype=np.float32)
         y = np.asarray(exported(x))
         assert y.shape == (m, 10)
-        assert_close(y, reference(run, x), 1e-5)
+        assert_close(y, reference(run, x), TOL)
     if fmt == "onnx":  # the logits too, not only the softmax of them
         x = rng.standard_normal((3, 8, 8, 4), dtype=np.float32)
         _, logits = onnx_with_logits(out, check_source(ALL_KINDS), x)
-        assert_close(logits, reference(run, x, logits=True), 1e-5)
+        assert_close(logits, reference(run, x, logits=True), TOL)
 
 
 def test_the_onnx_graph_names_nodes_after_layers(tmp_path):
@@ -242,7 +245,7 @@ def test_each_kind_alone_agrees_in_onnx_runtime(name):
     session = ort.InferenceSession(proto.SerializeToString(),
                                    providers=["CPUExecutionProvider"])
     x = 3 * np.random.default_rng(2).standard_normal((4, *net.input_shape), dtype=np.float32)
-    assert_close(session.run(None, {"x": x})[0], model.apply(variables, x), 1e-5)
+    assert_close(session.run(None, {"x": x})[0], model.apply(variables, x), TOL)
 
 
 # ---- the examples and the zoo -----------------------------------------------------------------
@@ -266,20 +269,21 @@ def test_every_example_exports_and_agrees(tmp_path, path):
     loaded = netc.load(run)
     x = np.random.default_rng(0).standard_normal((1, *net.input_shape), dtype=np.float32)
     want = reference(loaded, x)
+    tol = ZOO_TOL if path.parent.name == "zoo" else TOL
     for fmt in ["onnx"] if path.stem in SLOW else ["onnx", "stablehlo"]:
         out = tmp_path / f"model.{fmt}"
         code, err = export(run, "--format", fmt, "--batch", "1", "--out", out)
         assert code == 0, err
         if fmt == "stablehlo":
-            assert_close(load_exported(out)(x), want, 1e-5)
+            assert_close(load_exported(out)(x), want, tol)
         else:  # the outputs and, under a final softmax/sigmoid, its logits
             last = net.body.children[-1]
             if last.is_block or KINDS[last.kind].head is None:  # no final softmax/sigmoid
-                assert_close(load_exported(out)(x), want, 1e-5)
+                assert_close(load_exported(out)(x), want, tol)
                 continue
             y, logits = onnx_with_logits(out, net, x)
-            assert_close(y, want, 1e-5)
-            assert_close(logits, reference(loaded, x, logits=True), 1e-5)
+            assert_close(y, want, tol)
+            assert_close(logits, reference(loaded, x, logits=True), tol)
 
 
 def test_a_fixed_batch_is_fixed(tmp_path):
