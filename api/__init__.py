@@ -4,8 +4,9 @@
     model = netc.compile("lenet5.net")          # a path, or the spec's text
     variables = model.init(jax.random.key(0))   # {"params": ..., "state": ...}
     y = model.apply(variables, x)               # pure: jit/vmap/grad-able
+    f = netc.load_exported("run/model.onnx")    # `netc export`'s file as a callable x -> y
 
-Importing netc does not import JAX; `compile` and `load` do, when called.
+Importing netc does not import JAX; `compile`, `load` and `load_exported` do, when called.
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ def load(run_dir: str):
     return load_run(run_dir)
 
 
+def load_exported(path):
+    """A file written by `netc export` (StableHLO or ONNX) as a callable x -> y, x a batch of
+    raw inputs (normalisation and the final softmax/sigmoid happen inside). StableHLO runs
+    through jax.export, ONNX through ONNX Runtime; `.info` holds the header or metadata."""
+    from netc.runtime.export import load_exported as load
+
+    return load(path)
+
+
 def _looks_like_path(text) -> bool:
     if not isinstance(text, str):  # a pathlib.Path or another os.PathLike
         return True
@@ -44,4 +54,4 @@ def _looks_like_path(text) -> bool:
                                  and __import__("os").path.exists(text)))
 
 
-__all__ = ["__version__", "check", "compile", "load"]
+__all__ = ["__version__", "check", "compile", "load", "load_exported"]

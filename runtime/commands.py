@@ -1,4 +1,4 @@
-"""`netc train | eval | predict | gradcheck | tune`: the subcommands that run JAX.
+"""`netc train | eval | predict | export | gradcheck | tune`: the subcommands that run JAX.
 
 Each imports JAX only when it runs, so `netc check` stays instant.
 """
@@ -78,6 +78,17 @@ def register(sub) -> None:
     p.add_argument("input", help="inputs: .npz (array x), .csv, .h5, an image or an image folder")
     p.add_argument("--out", default="predictions.npz", help="where to write (.npz or .csv)")
     p.set_defaults(run=cmd_predict)
+
+    p = sub.add_parser("export", help="export a trained run to ONNX or StableHLO, checked "
+                       "against the run")
+    p.add_argument("dir", help="a run folder written by netc train")
+    p.add_argument("--format", required=True, choices=("onnx", "stablehlo"),
+                   help="onnx (ONNX Runtime, Netron, other runtimes) or stablehlo (jax.export)")
+    p.add_argument("--out", metavar="FILE",
+                   help="where to write (default: DIR/model.onnx or DIR/model.stablehlo)")
+    p.add_argument("--batch", type=_batch, default=None, metavar="N|dynamic",
+                   help="a fixed batch size, or dynamic (the default): any batch size")
+    p.set_defaults(run=_export)
 
     p = sub.add_parser("gradcheck", help="the course's gradient check, in float64")
     p.add_argument("file", help="the .net file")
@@ -336,6 +347,19 @@ def _diagnose(args) -> int:
     from .diagnose import cmd_diagnose
 
     return cmd_diagnose(args)
+
+
+def _batch(text: str) -> int | None:
+    from .export import parse_batch
+
+    return parse_batch(text)
+
+
+def _export(args) -> int:
+    configure_jax()
+    from .export import cmd_export
+
+    return cmd_export(args)
 
 
 def _gradcheck(args) -> int:

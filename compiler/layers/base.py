@@ -9,6 +9,7 @@
     state           `state`: non-trained variables (BatchNorm's running statistics)
     lowering        `lower(node, target) -> forward`, the JAX half (see below)
     loops, heads    `scan_friendly(node, platform)`; `head` for kinds that can end a net
+    ONNX export     `onnx(node, graph, x, params, state) -> y`, the kind as ONNX operators
 
 The checker reads the first half and never imports JAX; `lower` imports JAX lazily
 (compiler/lazy_jax.py), so a kind's two halves live in one module.
@@ -17,6 +18,13 @@ A forward function is `forward(ctx, x, params, state) -> y`, where `params`/`sta
 layer's own dicts and `ctx` a `Context`; a kind that declares `state` returns
 `(y, new_state)` instead. Shapes are per example, channels last (no batch axis), except in
 forward functions, whose `x` has the batch axis first.
+
+An ONNX mapping is `onnx(node, graph, x, params, state) -> y`, where `x` and `y` name tensors
+of the ONNX graph, `params`/`state` are the layer's own numpy arrays (inference: BatchNorm's
+running statistics) and `graph` the builder of compiler/onnx_export.py (`graph.op`,
+`graph.constant`, `graph.channel_axis`, `graph.flat`). In the graph an image (HxWxC per
+example) is NCHW, as ONNX's Conv and pools want it; every other tensor keeps netc's layout.
+The mapping calls only the builder, so a kind's module never imports onnx.
 """
 
 from __future__ import annotations
@@ -112,6 +120,9 @@ class LayerKind:
     # leaving XLA's fast path (XLA:CPU's direct convolutions are 5x slower inside a scan).
     scan_friendly: Callable[[object, str], bool] = _always
     head: Head | None = None
+    # The kind as ONNX operators (see the module docstring); None: it cannot be exported to
+    # ONNX (StableHLO export goes through `lower` and needs nothing more)
+    onnx: Callable | None = None
 
     @property
     def weights(self) -> tuple[str, ...]:

@@ -114,6 +114,22 @@ def lower_dwconv(node, target):
     return conv_direct(node)
 
 
+# ---- ONNX --------------------------------------------------------------------------------
+
+
+def onnx_conv(node, graph, x, params, state):
+    """Conv with group= (a dwconv's groups are its input channels); the HWIO kernel becomes
+    ONNX's OIHW, the padding ((top, bottom), (left, right)) its [top, left, bottom, right]."""
+    kernel = params["kernel"]
+    inputs = [x, graph.constant(f"{node.name}/kernel", kernel.transpose(3, 2, 0, 1))]
+    if "bias" in params:
+        inputs.append(graph.constant(f"{node.name}/bias", params["bias"]))
+    (top, bottom), (left, right) = node.attrs["padding"]
+    return graph.op("Conv", inputs, name=node.name, kernel_shape=list(kernel.shape[:2]),
+                    strides=list(node.attrs["s"]), pads=[top, left, bottom, right],
+                    group=node.attrs["groups"])
+
+
 # ---- the kinds ---------------------------------------------------------------------------
 
 KINDS = (
@@ -126,7 +142,8 @@ KINDS = (
         "2-D convolution, NHWC, kernel f x f x (c_in/groups) x c", aliases=("conv2d",),
         params={"kernel": WEIGHT, "bias": ZEROS},
         scan_friendly=lambda node, platform: (platform != "cpu"
-                                              or conv_as_matmul(node, platform))),
+                                              or conv_as_matmul(node, platform)),
+        onnx=onnx_conv),
     LayerKind(
         "dwconv",
         (Arg("f", size2, doc="the filter size, e.g. f=3"), Arg("s", size2, (1, 1)),
@@ -135,5 +152,5 @@ KINDS = (
         infer_dwconv, lower_dwconv,
         "depthwise convolution: each input channel has m filters of f x f x 1",
         params={"kernel": WEIGHT, "bias": ZEROS},
-        scan_friendly=lambda node, platform: platform != "cpu"),
+        scan_friendly=lambda node, platform: platform != "cpu", onnx=onnx_conv),
 )

@@ -45,5 +45,7 @@ KINDS = (
     LayerKind("dropout", (Arg("keep", keep_probability, None),
                           Arg("rate", drop_probability, None)),
               infer_dropout, lower_dropout,
-              "inverted dropout: a * mask / keep in training, identity at inference"),
+              "inverted dropout: a * mask / keep in training, identity at inference",
+              onnx=lambda node, graph, x, params, state: graph.op("Identity", [x],
+                                                                  name=node.name)),
 )

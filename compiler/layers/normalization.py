@@ -37,10 +37,26 @@ def lower_batchnorm(node, target):
     return forward
 
 
+def onnx_batchnorm(node, graph, x, params, state):
+    """BatchNormalization (inference: the running statistics) where the channels are ONNX's
+    axis 1 (an NCHW image, a vector); otherwise (channels last) x * scale + shift."""
+    name, eps = node.name, node.attrs["eps"]
+    if graph.channel_axis(node.in_shape) == 1:
+        inputs = [x] + [graph.constant(f"{name}/{k}", v) for k, v in (
+            ("gamma", params["gamma"]), ("beta", params["beta"]), ("mean", state["mean"]),
+            ("var", state["var"]))]
+        return graph.op("BatchNormalization", inputs, name=name, epsilon=float(eps))
+    scale = params["gamma"].astype("float64") / (state["var"].astype("float64") + eps) ** 0.5
+    shift = params["beta"] - state["mean"] * scale
+    scaled = graph.op("Mul", [x, graph.constant(f"{name}/scale", scale)], name=f"{name}/scale")
+    return graph.op("Add", [scaled, graph.constant(f"{name}/shift", shift)], name=name)
+
+
 KINDS = (
     LayerKind("batchnorm", (Arg("momentum", fraction_open, 0.9),
                             Arg("eps", positive_number, 1e-5)),
               infer_batchnorm, lower_batchnorm,
               "batch normalisation over all axes but channels", aliases=("bn",),
-              params={"gamma": ONES, "beta": ZEROS}, state={"mean": ZEROS, "var": ONES}),
+              params={"gamma": ONES, "beta": ZEROS}, state={"mean": ZEROS, "var": ONES},
+              onnx=onnx_batchnorm),
 )

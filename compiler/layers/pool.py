@@ -67,18 +67,40 @@ def lower_avgpool(node, target):
     return forward
 
 
+def onnx_pool(op_type: str, **attributes):
+    """MaxPool / AveragePool over the NCHW image. ONNX's MaxPool never picks a padded cell,
+    and AveragePool with count_include_pad=0 averages the real cells only, as netc does."""
+    def mapping(node, graph, x, params, state):
+        (top, bottom), (left, right) = node.attrs["padding"]
+        return graph.op(op_type, [x], name=node.name, kernel_shape=list(node.attrs["f"]),
+                        strides=list(node.attrs["s"]), pads=[top, left, bottom, right],
+                        **attributes)
+    return mapping
+
+
+def onnx_global_pool(op_type: str):
+    """GlobalAveragePool / GlobalMaxPool, (N, C, 1, 1), flattened to netc's (N, C)."""
+    def mapping(node, graph, x, params, state):
+        pooled = graph.op(op_type, [x], name=node.name, output=f"{node.name}/nc11")
+        return graph.op("Flatten", [pooled], name=f"{node.name}/flatten", output=node.name,
+                        axis=1)
+    return mapping
+
+
 _window_args = (Arg("f", size2, doc="the window, e.g. f=2"), Arg("s", size2, None),
                 Arg("p", padding, (0, 0)))
 
 KINDS = (
     LayerKind("maxpool", _window_args, pool_rule("maxpool"), lower_maxpool,
-              "max pooling; padding never wins"),
+              "max pooling; padding never wins", onnx=onnx_pool("MaxPool")),
     LayerKind("avgpool", _window_args, pool_rule("avgpool"), lower_avgpool,
-              "average pooling over the real cells"),
+              "average pooling over the real cells",
+              onnx=onnx_pool("AveragePool", count_include_pad=0)),
     LayerKind("globalavgpool", (), global_pool_rule("globalavgpool"),
               lambda node, target: lambda ctx, x, params, state: jnp.mean(x, axis=(1, 2)),
-              "mean over H and W", aliases=("gap",)),
+              "mean over H and W", aliases=("gap",),
+              onnx=onnx_global_pool("GlobalAveragePool")),
     LayerKind("globalmaxpool", (), global_pool_rule("globalmaxpool"),
               lambda node, target: lambda ctx, x, params, state: jnp.max(x, axis=(1, 2)),
-              "max over H and W"),
+              "max over H and W", onnx=onnx_global_pool("GlobalMaxPool")),
 )
