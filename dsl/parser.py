@@ -187,6 +187,12 @@ class _ToAST(Transformer):
         key, value = children
         return n.Arg(str(key), value, n.Span.of(meta))
 
+    setting_kwarg = kwarg
+
+    def names(self, meta, children):
+        """Layer names joined by ',' or '/' in a setting: the same as their quoted text."""
+        return n.String(str(children[0]), n.Span.of(children[0]))
+
     def binop(self, meta, children):
         left, op, right = children
         return n.BinOp(str(op), left, right, n.Span.of(meta))

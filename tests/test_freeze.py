@@ -29,6 +29,7 @@ def spec(freeze: str, **options) -> str:
     ("fc_1", {"fc_1"}),
     ("block", {"block/fc_1", "block/relu_1"}),
     ('"block/fc_1" batchnorm_1', {"block/fc_1", "batchnorm_1"}),
+    ("block/fc_1 batchnorm_1", {"block/fc_1", "batchnorm_1"}),  # nested names unquoted
     ("until batchnorm_1", {"fc_1", "batchnorm_1"}),
     ("hidden until relu_1", {"fc_1", "batchnorm_1", "relu_1", "hidden"}),
 ])
