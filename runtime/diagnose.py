@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from pathlib import Path
 
 from .errors import EXIT_OK, RunError, UsageError
@@ -175,7 +176,8 @@ def render(result: dict, run: str, net: str | None = None) -> str:
             line += f"   {NAMES[gap]:<19} {_show(result[gap], metric):>8}   = {formula}"
         lines.append(line)
     lines.append("")
-    lines += [f"Note: {note}." for note in result["notes"]]
+    for note in result["notes"]:
+        lines += textwrap.wrap(f"Note: {note}.", 88, subsequent_indent="  ")
     dominant = result["dominant"]
     if dominant is None:
         lines.append("No gap is above zero: nothing to fix that these splits can show.")
