@@ -136,3 +136,29 @@ def assert_trees_close(a: dict, b: dict, atol: float = 0.0) -> None:
     assert jax.tree.structure(a) == jax.tree.structure(b)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_allclose(x, y, rtol=0, atol=atol)
+
+
+class Crash(Exception):
+    """What CrashAfter raises: a process that dies in the middle of a run."""
+
+
+class CrashAfter:
+    """A reporter (runtime/progress.Reporter's interface) that stops train_run with Crash
+    once epoch `epoch` is done: the run keeps the checkpoints written before it."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def warn(self, message):
+        pass
+
+    def start(self, net, trainer, done):
+        pass
+
+    def epochs(self, records):
+        if records[-1]["epoch"] >= self.epoch:
+            raise Crash
+
+    def finish(self, final, interrupted):
+        pass
+

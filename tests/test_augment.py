@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import netc
 import numpy as np
 import pytest
-from conftest import EXAMPLES, assert_trees_close, params_of, write_spec
+from conftest import EXAMPLES, Crash, CrashAfter, assert_trees_close, params_of, write_spec
 from netc.compiler.remedies import Augment
 from netc.dsl.diagnostics import SpecError
 from netc.runtime.augment import augment_batch
@@ -122,28 +122,6 @@ def test_dev_and_test_are_never_augmented(tmp_path):
         loss = -np.mean(np.log(probs[np.arange(len(part.y)), part.y]))
         assert run.final[name]["accuracy"] == pytest.approx(accuracy)
         assert run.final[name]["loss"] == pytest.approx(loss, rel=1e-4)
-
-
-class Crash(Exception):
-    pass
-
-
-class CrashAfter:
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def warn(self, message):
-        pass
-
-    def start(self, net, trainer, done):
-        pass
-
-    def epochs(self, records):
-        if records[-1]["epoch"] >= self.epoch:
-            raise Crash
-
-    def finish(self, final, interrupted):
-        pass
 
 
 def test_a_resumed_run_ends_bit_identical(tmp_path):

@@ -10,7 +10,15 @@ from pathlib import Path
 import netc
 import numpy as np
 import pytest
-from conftest import assert_trees_close, metrics_of, params_of, run_cli, write_spec
+from conftest import (
+    Crash,
+    CrashAfter,
+    assert_trees_close,
+    metrics_of,
+    params_of,
+    run_cli,
+    write_spec,
+)
 from netc.dsl.diagnostics import SpecError
 from netc.runtime import checkpoint as ckpt
 from netc.runtime.run import train_run
@@ -117,30 +125,6 @@ def test_a_diverging_run_ends_with_its_best_epoch(tmp_path):
     assert info["best_epoch"] == int(np.argmin([r["dev_loss"] for r in good])) + 1
     assert all(np.isfinite(np.asarray(a)).all()
                for layer in params_of(tmp_path / "run").values() for a in layer.values())
-
-
-class Crash(Exception):
-    pass
-
-
-class CrashAfter:
-    """A reporter that stops the process (an exception) after epoch `epoch`."""
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def warn(self, message):
-        pass
-
-    def start(self, net, trainer, done):
-        pass
-
-    def epochs(self, records):
-        if records[-1]["epoch"] >= self.epoch:
-            raise Crash
-
-    def finish(self, final, interrupted):
-        pass
 
 
 def test_a_resumed_run_keeps_its_early_stopping_record(tmp_path):
