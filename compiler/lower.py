@@ -145,6 +145,9 @@ def drawn_count(net: Net) -> int:
 
 
 _UINT = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
+# numpy's threefry takes ~60-90 ns a number on the 2-core VM: past about a million numbers
+# it costs more than threefry's compile (~0.2-0.3 s) and the program's own draw
+HOST_DRAW_LIMIT = 1 << 20
 
 
 def normal_bits(seed, count: int, dtype) -> np.ndarray | None:
@@ -152,10 +155,11 @@ def normal_bits(seed, count: int, dtype) -> np.ndarray | None:
     `jax.random.split(jax.random.key(seed), 3)[0]` (the Trainer's init key): threefry2x32
     in numpy, integer arithmetic, so the very bits the program would draw (tested against
     JAX). None where it does not apply (another dtype or seed, JAX's non-default
-    `threefry_partitionable=False` layout): the program draws them then."""
+    `threefry_partitionable=False` layout) or would be slower (more than HOST_DRAW_LIMIT
+    numbers: ResNet-50's 25.6M took ~1.5 s): the program draws them then."""
     dtype = np.dtype(dtype)
     if (dtype not in _UINT or not isinstance(seed, int) or not 0 <= seed < 2**31
-            or not 0 < count < 2**32 or not jax.config.jax_threefry_partitionable
+            or not 0 < count <= HOST_DRAW_LIMIT or not jax.config.jax_threefry_partitionable
             or jax.config.jax_default_prng_impl != "threefry2x32"):
         return None
     zero = np.zeros(1, np.uint32)

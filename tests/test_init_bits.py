@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from netc.compiler.check import check_source
-from netc.compiler.lower import drawn_count, init_variables, normal_bits
+from netc.compiler.lower import HOST_DRAW_LIMIT, drawn_count, init_variables, normal_bits
 
 
 @pytest.mark.parametrize("seed", [0, 1, 3, 12345, 2**31 - 1])
@@ -23,6 +23,11 @@ def test_no_host_bits_where_they_would_differ():
     assert normal_bits(2**31, 10, np.float32) is None
     assert normal_bits(3, 10, jnp.bfloat16) is None
     assert normal_bits(3, 0, np.float32) is None
+
+
+def test_large_draws_stay_in_the_program():
+    assert normal_bits(3, HOST_DRAW_LIMIT, np.float32) is not None
+    assert normal_bits(3, HOST_DRAW_LIMIT + 1, np.float32) is None
 
 
 SPEC = """net bits
