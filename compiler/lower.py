@@ -18,6 +18,7 @@ from dataclasses import replace
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .ir import Net, Node
 from .layers import KINDS, ONES, WEIGHT, Target, init_scale, weights_of
@@ -88,13 +89,17 @@ def lower_node(node: Node, target: Target) -> Forward:
 # ---- initialisation --------------------------------------------------------------------
 
 
-def init_variables(net: Net, key, dtype=jnp.float32, random_scale=None) -> dict:
+def init_variables(net: Net, key, dtype=jnp.float32, random_scale=None,
+                   normal_bits=None) -> dict:
     """Fresh variables. WEIGHT parameters are drawn by the layer's `init=` or the spec's
     `init` (compiler/layers/base.py init_scale), the others start at zeros or ones;
     `random_scale` (a float or a traced scalar) replaces the spec's `init random scale=`. Every
     weight is a slice of ONE standard normal draw (in layer order) times its scale: XLA
     compiles each random draw separately, and one draw per kernel made LeNet-5's init take
-    1.6 s to compile against 0.3 s for a single draw."""
+    1.6 s to compile against 0.3 s for a single draw. `normal_bits`, the draw's random bits
+    from the host (normal_bits(), the same bits threefry gives in the program), leaves the
+    key unused and threefry out of the program: its compile was most of a small net's
+    init (benchmarks/FINDINGS.md)."""
     default = net.train.init
     params, state = {}, {}
     drawn = []  # (layer, parameter, shape, scale)
@@ -118,7 +123,12 @@ def init_variables(net: Net, key, dtype=jnp.float32, random_scale=None) -> dict:
             state[leaf.name] = {s: (jnp.ones if kind.state[s] == ONES else jnp.zeros)(
                 shape, jnp.float32) for s, shape in leaf.state.items()}
     total = sum(math.prod(shape) for _, _, shape, _ in drawn)
-    normal = jax.random.normal(key, (total,), dtype) if total else None
+    if not total:
+        normal = None
+    elif normal_bits is not None:
+        normal = _normal_of_bits(normal_bits, dtype)
+    else:
+        normal = jax.random.normal(key, (total,), dtype)
     offset = 0
     for layer, pname, shape, scale in drawn:
         size = math.prod(shape)
@@ -126,6 +136,78 @@ def init_variables(net: Net, key, dtype=jnp.float32, random_scale=None) -> dict:
         params[layer][pname] = draw * jnp.asarray(scale, dtype)
         offset += size
     return {"params": params, "state": state}
+
+
+def drawn_count(net: Net) -> int:
+    """How many standard normals init_variables draws (every WEIGHT's size)."""
+    return sum(math.prod(shape) for leaf in net.leaves() for pname, shape in leaf.params.items()
+               if KINDS[leaf.kind].params[pname] == WEIGHT)
+
+
+_UINT = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
+# numpy's threefry takes ~60-90 ns a number on the 2-core VM: past about a million numbers
+# it costs more than threefry's compile (~0.2-0.3 s) and the program's own draw
+HOST_DRAW_LIMIT = 1 << 20
+
+
+def normal_bits(seed, count: int, dtype) -> np.ndarray | None:
+    """On the host, the random bits of `jax.random.normal(k, (count,), dtype)` where k is
+    `jax.random.split(jax.random.key(seed), 3)[0]` (the Trainer's init key): threefry2x32
+    in numpy, integer arithmetic, so the very bits the program would draw (tested against
+    JAX). None where it does not apply (another dtype or seed, JAX's non-default
+    `threefry_partitionable=False` layout) or would be slower (more than HOST_DRAW_LIMIT
+    numbers: ResNet-50's 25.6M took ~1.5 s): the program draws them then."""
+    dtype = np.dtype(dtype)
+    if (dtype not in _UINT or not isinstance(seed, int) or not 0 <= seed < 2**31
+            or not 0 < count <= HOST_DRAW_LIMIT or not jax.config.jax_threefry_partitionable
+            or jax.config.jax_default_prng_impl != "threefry2x32"):
+        return None
+    zero = np.zeros(1, np.uint32)
+    # key(seed) = (0, seed); split(., 3)[0] = threefry of the counter (0, 0)
+    key = threefry2x32(zero, np.full(1, seed, np.uint32), zero, zero)
+    lo = np.arange(count, dtype=np.uint32)
+    hi, low = threefry2x32(key[0], key[1], np.zeros(count, np.uint32), lo)
+    if dtype == np.float32:
+        return hi ^ low
+    return (hi.astype(np.uint64) << np.uint64(32)) | low.astype(np.uint64)
+
+
+def threefry2x32(k1, k2, x1, x2) -> tuple[np.ndarray, np.ndarray]:
+    """The Threefry-2x32 hash (20 rounds) of counters (x1, x2) under key (k1, k2), uint32
+    numpy arrays, as JAX computes it (jax/_src/random/threefry2x32.py)."""
+    k1, k2 = np.asarray(k1, np.uint32), np.asarray(k2, np.uint32)
+    ks = [k1, k2, k1 ^ k2 ^ np.uint32(0x1BD11BDA)]
+    rotations = ((13, 15, 26, 6), (17, 29, 16, 24))
+    a, b = x1 + ks[0], x2 + ks[1]
+    for i in range(5):
+        for r in rotations[i % 2]:
+            a = a + b
+            b = (b << np.uint32(r)) | (b >> np.uint32(32 - r))
+            b = a ^ b
+        a = a + ks[(i + 1) % 3]
+        b = b + ks[(i + 2) % 3] + np.uint32(i + 1)
+    return a, b
+
+
+def _normal_of_bits(bits, dtype):
+    """jax.random.normal's transformation of its random bits (jax/_src/random/core.py's
+    _normal_real and _uniform, op for op) for float32/float64."""
+    dtype = np.dtype(dtype)
+    finfo = np.finfo(dtype)
+    nbits, nmant = finfo.bits, finfo.nmant
+    uint = _UINT[dtype]
+    lo = np.nextafter(np.array(-1., dtype), np.array(0., dtype), dtype=dtype)
+    hi = np.array(1., dtype)
+    minval = jax.lax.convert_element_type(lo, dtype)
+    maxval = jax.lax.convert_element_type(hi, dtype)
+    minval, maxval = (jax.lax.broadcast_to_rank(v, 1) for v in (minval, maxval))
+    float_bits = jax.lax.shift_right_logical(bits, jnp.array(nbits - nmant, uint))
+    float_bits = jax.lax.bitwise_or(float_bits, jnp.asarray(np.array(1.0, dtype).view(uint),
+                                                            dtype=uint))
+    floats = jax.lax.bitcast_convert_type(float_bits, dtype) - jnp.array(1., dtype)
+    u = jax.lax.max(minval, jax.lax.reshape(floats * (maxval - minval) + minval,
+                                             bits.shape))
+    return jax.lax.mul(np.array(np.sqrt(2), dtype), jax.lax.erf_inv(u))
 
 
 def weight_names(net: Net) -> list[tuple[str, str]]:

@@ -62,10 +62,11 @@ class Model:
                 f"{self.net.params:,} params>")
 
     # ---- the pure functions --------------------------------------------------------
-    def init(self, key, *, random_scale=None) -> dict:
+    def init(self, key, *, random_scale=None, normal_bits=None) -> dict:
         """Fresh variables {"params": {...}, "state": {...}} (a pytree of arrays);
-        `random_scale` replaces the spec's `init random scale=` (it may be traced)."""
-        return self._init(key, random_scale=random_scale)
+        `random_scale` replaces the spec's `init random scale=` (it may be traced);
+        `normal_bits` (compiler/lower.py's normal_bits) the key's draw, made on the host."""
+        return self._init(key, random_scale=random_scale, normal_bits=normal_bits)
 
     def forward(self, variables, x, *, train: bool = False, rng=None):
         """(pre-activation output, updated state). The last softmax/sigmoid is not applied."""

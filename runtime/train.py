@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from netc.compiler.ir import Net
 from netc.compiler.layers import KINDS
+from netc.compiler.lower import drawn_count, normal_bits
 from netc.compiler.model import Model, compile_net
 
 from .devices import Placement, check_batch
@@ -134,18 +135,26 @@ class Trainer:
         learning: `init from=`), replaces those layers' fresh values."""
         start = start or {"params": {}, "state": {}}
         if "init" not in self._compiled:
-            def fresh(hp, start):
-                variables = self.model.init(self._keys()[0], random_scale=hp.get("init.scale"))
+            # the weights' random bits drawn on the host (the same bits: threefry, exact
+            # integer arithmetic): threefry compiled was most of a small net's init
+            self._init_bits = normal_bits(self.cfg.seed, drawn_count(self.net),
+                                          self.model.dtype)
+
+            def fresh(hp, start, bits):
+                key = self._keys()[0] if bits is None else None
+                variables = self.model.init(key, random_scale=hp.get("init.scale"),
+                                            normal_bits=bits)
                 params = {**variables["params"], **start["params"]}
                 state = {**variables["state"], **start["state"]}
                 opt = self.optimizer(hp).init(self.model.trainable(params))
                 return params, state, opt, self._fresh_watch(params, state)
             shardings = None
             if self.placement is not None:
-                shardings = self.placement.shardings(jax.eval_shape(fresh, self._hp, start))
+                shardings = self.placement.shardings(
+                    jax.eval_shape(fresh, self._hp, start, self._init_bits))
             self._compiled["init"] = jax.jit(self._per_member(fresh, 1),
                                              out_shardings=shardings)
-        return self._compiled["init"](self._hp, start)
+        return self._compiled["init"](self._hp, start, self._init_bits)
 
     def place(self, carry):
         """A carry read from a checkpoint, on this run's devices (any device count wrote
