@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from netc.compiler.losses import LOSSES
 
+from .train import padded_batches
+
 
 def is_multitask(model) -> bool:
     """Whether the net's outputs are separate tasks: a loss with per-output hits (binary
@@ -31,16 +33,10 @@ def is_multitask(model) -> bool:
 def task_sums(model, variables, x, y, batch: int) -> tuple[np.ndarray, np.ndarray]:
     """(hits, known), each (N,) float64, over a split in batches of exactly `batch` examples
     (the last padded and weighted 0, as the run's other final figures are computed)."""
-    x, y = np.asarray(x), np.asarray(y)
     width = int(np.prod(model.output_shape))
     run = _batch_task_sums(model)
     total = jnp.zeros((2, width), jnp.float32)
-    for start in range(0, len(x), batch):
-        xb, yb = x[start:start + batch], y[start:start + batch]
-        weights = (np.arange(batch) < len(xb)).astype(np.float32)
-        if len(xb) < batch:
-            xb, yb = (np.concatenate([a, np.zeros((batch - len(a), *a.shape[1:]), a.dtype)])
-                      for a in (xb, yb))
+    for xb, yb, weights in padded_batches(x, y, batch):
         total = run(variables, xb, yb, weights, total)
     hits, known = np.asarray(total, np.float64)
     return hits, known

@@ -433,17 +433,24 @@ def split_sums(model: Model, variables, x, y, batch: int) -> np.ndarray:
     """[loss_sum, n, hits, counted] over a split, in batches of exactly `batch` examples (the
     last padded and weighted 0): the final figures of every split and the step loop's dev
     check share one compiled program (the scan loop checks dev inside its own program)."""
-    x, y = np.asarray(x), np.asarray(y)
     run = _batch_sums(model)
     total = np.zeros(4, np.float32)
+    for xb, yb, weights in padded_batches(x, y, batch):
+        total = run(variables, xb, yb, weights, total)
+    return np.asarray(total, np.float64)
+
+
+def padded_batches(x, y, batch: int):
+    """(x, y, weights) in batches of exactly `batch` examples, the last padded with zeros
+    and weighted 0: one compiled program serves a whole split."""
+    x, y = np.asarray(x), np.asarray(y)
     for start in range(0, len(x), batch):
         xb, yb = x[start:start + batch], y[start:start + batch]
         weights = (np.arange(batch) < len(xb)).astype(np.float32)
         if len(xb) < batch:
             xb, yb = (np.concatenate([a, np.zeros((batch - len(a), *a.shape[1:]), a.dtype)])
                       for a in (xb, yb))
-        total = run(variables, xb, yb, weights, total)
-    return np.asarray(total, np.float64)
+        yield xb, yb, weights
 
 
 def _as_sums(r: dict):
