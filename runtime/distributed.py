@@ -173,6 +173,9 @@ def dead_processes(text: str) -> list[int]:
 
 
 def _jax_internals(line: str) -> bool:
-    """The lines of a C++ check failure or coordination-service log, not for users."""
+    """The lines of a C++ check failure, a coordination-service log or gloo's connection
+    messages (which its threads interleave, leaving fragments such as a bare rank number),
+    not for users."""
     return (line.startswith(("    @ ", "*** Check failure", "[Gloo]"))
+            or "peer ranks" in line or line.strip().isdigit()
             or re.match(r"[EFW]\d{4} \d\d:\d\d", line) is not None)
