@@ -30,20 +30,6 @@ from netc.compiler.settings import Choice, InitFrom
 from netc.compiler.transfer_check import resolve_init_from
 from netc.dsl.diagnostics import SpecError
 
-BASE = """net base
-input 2
-def block(n) {{ fc n -> bn -> relu }}
-block(8) -> block(4) -> softmax 2
-train {{
-  data moons n=120 noise=0.2
-  split 0.75 0.25 0
-  {train}
-  batch 32
-  epochs {epochs}
-  seed 3
-}}
-"""
-
 
 def spec(body: str, init: str, *, train: str = "optimizer adam lr=0.01", epochs: int = 2,
          name: str = "new") -> str:
@@ -74,7 +60,7 @@ CLASH = "block(8) -> block(4) -> softmax 3"
 def base(tmp_path_factory) -> Path:
     """A trained base run at FOLDER/runs/base; specs go in FOLDER."""
     folder = tmp_path_factory.mktemp("transfer")
-    path = write_spec(folder, BASE.format(train="optimizer adam lr=0.01", epochs=3), "base.net")
+    path = write_spec(folder, spec(SAME, "", epochs=3, name="base"), "base.net")
     code, _, err = run_cli("train", path, "--out", folder / "runs" / "base", "--quiet")
     assert code == 0, err
     return folder / "runs" / "base"
