@@ -24,7 +24,7 @@ import pytest
 from conftest import EXAMPLE_SPECS, EXAMPLES, one_error_line, run_cli, run_python, write_spec
 from netc.compiler.check import check_file, check_source
 from netc.compiler.summary import to_json
-from netc.runtime import draw
+from netc.runtime import draw, draw_layout
 
 SVG = "{http://www.w3.org/2000/svg}"
 RESNET50 = EXAMPLES / "zoo" / "resnet50.net"
@@ -91,7 +91,7 @@ def test_the_json_summary_does_not_show_the_new_attrs():
 @pytest.mark.parametrize("path", [RESNET50, GOOGLENET], ids=lambda p: p.stem)
 def test_every_layer_is_a_box_with_its_name(path):
     net = check_file(path)
-    root = parse(draw.to_svg(draw.layout(net)))
+    root = parse(draw.to_svg(draw_layout.layout(net)))
     boxes = groups(root, "layer")
     assert len(boxes) == len(net.leaves())
     by_full_name = {g.find(SVG + "title").text.split(":")[0]: g for g in boxes}
@@ -108,7 +108,7 @@ def test_every_scope_of_every_name_is_written_on_the_drawing(path):
     """A layer's box shows the last part of its name; the parts before it are the labels
     of its def call's frame (`layer1: stage(...)`), its residual's add node or its concat."""
     net = check_file(path)
-    root = parse(draw.to_svg(draw.layout(net)))
+    root = parse(draw.to_svg(draw_layout.layout(net)))
     labels = {t.split(":")[0] for g in groups(root, "group") for t in text_of(g)}
     labels |= {t for g in root.iter(SVG + "text") if g.get("class") == "label"
                for t in ["".join(g.itertext()).split(":")[0]]}
@@ -121,7 +121,7 @@ def test_every_scope_of_every_name_is_written_on_the_drawing(path):
 def test_residuals_meet_at_add_nodes_and_concats_at_concat_boxes():
     for path in (RESNET50, GOOGLENET, EXAMPLES / "digits_resnet.net"):
         net = check_file(path)
-        root = parse(draw.to_svg(draw.layout(net)))
+        root = parse(draw.to_svg(draw_layout.layout(net)))
         residuals, concats = blocks(net.body, "residual"), blocks(net.body, "concat")
         adds = groups(root, "add")
         assert len(adds) == len(residuals)
@@ -134,28 +134,28 @@ def test_residuals_meet_at_add_nodes_and_concats_at_concat_boxes():
 
 def test_concat_branches_sit_side_by_side():
     net = check_file(EXAMPLES / "zoo" / "inception_module.net")
-    d = draw.layout(net)
-    first = {b.name: b for b in d.of(draw.Box) if b.name.startswith("conv_")}
+    d = draw_layout.layout(net)
+    first = {b.name: b for b in d.of(draw_layout.Box) if b.name.startswith("conv_")}
     # the first conv of each branch: conv_1, conv_2, conv_4 (and conv_6 after the pool)
     tops = {first[n].y for n in ("conv_1", "conv_2", "conv_4")}
     assert len(tops) == 1
     xs = sorted(first[n].x for n in ("conv_1", "conv_2", "conv_4", "conv_6"))
-    assert all(b - a >= d.of(draw.Box)[0].w for a, b in itertools.pairwise(xs))
-    join = next(b for b in d.of(draw.Box) if b.cls == "concat")
+    assert all(b - a >= d.of(draw_layout.Box)[0].w for a, b in itertools.pairwise(xs))
+    join = next(b for b in d.of(draw_layout.Box) if b.cls == "concat")
     assert join.detail == "concat -> 14x14x512"
-    assert join.y > max(b.y for b in d.of(draw.Box) if b.cls == "layer")
+    assert join.y > max(b.y for b in d.of(draw_layout.Box) if b.cls == "layer")
 
 
 def test_a_residual_body_and_its_shortcut_sit_side_by_side():
-    d = draw.layout(check_file(RESNET50))
-    boxes = [b for b in d.of(draw.Box) if b.title.startswith("layer2/bottleneck_down_1/")]
+    d = draw_layout.layout(check_file(RESNET50))
+    boxes = [b for b in d.of(draw_layout.Box) if b.title.startswith("layer2/bottleneck_down_1/")]
     conv_1 = next(b for b in boxes if b.name == "conv_1")
     down = next(b for b in boxes if b.name == "downsample")
     assert conv_1.y == down.y and down.x >= conv_1.x + conv_1.w
 
 
 def test_def_calls_and_repeats_are_labelled_frames():
-    root = parse(draw.to_svg(draw.layout(check_file(RESNET50))))
+    root = parse(draw.to_svg(draw_layout.layout(check_file(RESNET50))))
     defs = {t.removesuffix(" (continued)") for g in groups(root, "def") for t in [
         g.find(SVG + "title").text]}
     assert "layer1: stage(w=64, blocks=3, s=1)" in defs
@@ -174,15 +174,15 @@ def test_def_calls_and_repeats_are_labelled_frames():
 def test_frozen_layers_are_dashed_and_say_so():
     net = check_source("input 4\nfc 8 -> relu -> fc 3 as head -> sigmoid 1\n"
                        "train {\n  freeze fc_1\n}\n")
-    frozen = {b.name: b for b in draw.layout(net).of(draw.Box) if b.cls == "layer"}
+    frozen = {b.name: b for b in draw_layout.layout(net).of(draw_layout.Box) if b.cls == "layer"}
     assert frozen["fc_1"].frozen and frozen["fc_1"].title.endswith("(frozen)")
     assert not frozen["head"].frozen
-    assert 'stroke-dasharray="4 3"' in draw.to_svg(draw.layout(net))
+    assert 'stroke-dasharray="4 3"' in draw.to_svg(draw_layout.layout(net))
 
 
 def test_text_is_escaped():
     net = check_source('net q\ninput 4\ndef f(n, tag="a<b&c") { fc n }\nf(3) -> sigmoid 1')
-    svg = draw.to_svg(draw.layout(net))
+    svg = draw.to_svg(draw_layout.layout(net))
     root = parse(svg)
     assert 'f_1: f(n=3, tag="a<b&c")' in {"".join(t.itertext()) for t in root.iter(SVG + "text")}
 
@@ -198,18 +198,18 @@ def rect(item) -> tuple[float, float, float, float]:
     return (item.x, item.y, item.x + item.w, item.y + item.h)
 
 
-def label_rect(f: draw.Frame) -> tuple[float, float, float, float]:
+def label_rect(f: draw_layout.Frame) -> tuple[float, float, float, float]:
     t = draw._frame_text(f)
-    return (t.x, t.y - t.px, t.x + draw.text_width(t.text, t.px), t.y + 3)
+    return (t.x, t.y - t.px, t.x + draw_layout.text_width(t.text, t.px), t.y + 3)
 
 
-def assert_readable(d: draw.Drawing) -> None:
-    boxes = [rect(b) for b in d.of(draw.Box)]
+def assert_readable(d: draw_layout.Drawing) -> None:
+    boxes = [rect(b) for b in d.of(draw_layout.Box)]
     for i, a in enumerate(boxes):
         assert a[0] >= 0 and a[1] >= 0 and a[2] <= d.width and a[3] <= d.height
         for b in boxes[i + 1:]:
             assert not overlap(a, b), (a, b)
-    frames = d.of(draw.Frame)
+    frames = d.of(draw_layout.Frame)
     for i, f in enumerate(frames):  # nested or apart, never crossing
         a = rect(f)
         for g in frames[i + 1:]:
@@ -221,19 +221,20 @@ def assert_readable(d: draw.Drawing) -> None:
         assert label[2] <= f.x + f.w, f.label  # the label fits its frame
         for b in boxes:
             assert not overlap(label, b), (f.label, b)
-    for b in d.of(draw.Box):  # text fits its box
-        assert draw.text_width(b.name, draw.NAME_PX) <= b.w - 2 * draw.BOX_PAD + 0.01
-        assert draw.text_width(b.detail, draw.DETAIL_PX) <= b.w - 2 * draw.BOX_PAD + 0.01
-    for a in d.of(draw.Add):  # the add's label is on no box
+    L = draw_layout
+    for b in d.of(L.Box):  # text fits its box
+        assert L.text_width(b.name, L.NAME_PX) <= b.w - 2 * L.BOX_PAD + 0.01
+        assert L.text_width(b.detail, L.DETAIL_PX) <= b.w - 2 * L.BOX_PAD + 0.01
+    for a in d.of(draw_layout.Add):  # the add's label is on no box
         t = draw._add_label(a)
-        label = (t.x - draw.text_width(t.text, t.px), t.y - t.px, t.x, t.y + 3)
+        label = (t.x - draw_layout.text_width(t.text, t.px), t.y - t.px, t.x, t.y + 3)
         assert not any(overlap(label, b) for b in boxes), a.title
 
 
 @pytest.mark.parametrize("path", EXAMPLE_SPECS, ids=lambda p: p.stem)
 def test_every_example_draws_readably(path):
     net = check_file(path)
-    d = draw.layout(net)
+    d = draw_layout.layout(net)
     assert_readable(d)
     root = parse(draw.to_svg(d))
     assert root.get("width") == str(d.width)
@@ -241,27 +242,27 @@ def test_every_example_draws_readably(path):
 
 
 def test_resnet50_wraps_into_columns_a_screen_can_show():
-    d = draw.layout(check_file(RESNET50))
+    d = draw_layout.layout(check_file(RESNET50))
     assert 1500 < d.width < 4000 and 1500 < d.height < 3000
-    lefts = {round(f.x) for f in d.of(draw.Frame) if f.depth == 0}
+    lefts = {round(f.x) for f in d.of(draw_layout.Frame) if f.depth == 0}
     assert len(lefts) >= 4  # columns side by side
 
 
 def test_a_long_chain_stays_about_as_wide_as_tall():
     net = check_source("input 4\nrepeat 400 { fc 10 -> relu }\n-> sigmoid 1")
-    d = draw.layout(net)
+    d = draw_layout.layout(net)
     assert 0.8 < d.width / d.height < 3
     assert_readable(d)
-    continued = [f for f in d.of(draw.Frame) if f.label.endswith("(continued)")]
+    continued = [f for f in d.of(draw_layout.Frame) if f.label.endswith("(continued)")]
     assert continued and all(f.label == "repeat 400 (continued)" for f in continued)
 
 
 def test_identity_shortcut_and_projection():
     net = check_source("input 8x8x4\nresidual { conv f=3 p=same c=4 -> relu } -> "
                        "residual { conv f=3 s=2 p=1 c=8 } -> flatten -> softmax 3")
-    d = draw.layout(net)
-    assert len(d.of(draw.Add)) == 2
-    assert "projection" in [b.name for b in d.of(draw.Box)]
+    d = draw_layout.layout(net)
+    assert len(d.of(draw_layout.Add)) == 2
+    assert "projection" in [b.name for b in d.of(draw_layout.Box)]
     assert_readable(d)
 
 
@@ -274,7 +275,7 @@ def test_png_is_written_and_opens(tmp_path):
     out = tmp_path / "resnet50.png"
     rc, _, err = run_cli("draw", RESNET50, "--out", out)
     assert rc == 0, err
-    d = draw.layout(check_file(RESNET50))
+    d = draw_layout.layout(check_file(RESNET50))
     with Image.open(out) as image:
         image.verify()
     with Image.open(out) as image:
