@@ -330,7 +330,7 @@ def cmd_predict(args) -> int:
     model, variables = _open_run(args.dir)
     try:
         n = predict_file(model, variables, Path(args.input), Path(args.out),
-                         class_names_of(Path(args.dir)))
+                         class_names_of(Path(args.dir)), run_dir=Path(args.dir))
     except DataError as exc:
         raise RunError(f"input: {exc}") from None
     print(f"{n} predictions written to {args.out}", file=sys.stderr)

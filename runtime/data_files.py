@@ -8,7 +8,6 @@ h5py and Pillow exceptions never escape: they become a :class:`DataError` naming
 
 from __future__ import annotations
 
-import csv
 import pathlib
 import re
 from zipfile import BadZipFile
@@ -16,8 +15,10 @@ from zipfile import BadZipFile
 import numpy as np
 
 from .data_base import DataError, check_options, first_line
+from .data_csv import load_csv, load_csv_inputs
 
-__all__ = ["IMAGE_EXTENSIONS", "SPLIT_KEYS", "SUPPORTED_KINDS", "load_file"]
+__all__ = ["IMAGE_EXTENSIONS", "INPUT_KINDS", "SPLIT_KEYS", "SUPPORTED_KINDS", "load_file",
+           "load_inputs"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 SPLIT_KEYS = ("x_dev", "y_dev", "x_test", "y_test", "x_train_dev", "y_train_dev")
@@ -81,110 +82,6 @@ def _load_npz(path: pathlib.Path, source: str, options: dict,
         if key in arrays:
             arrays[key] = _uint8_to_unit(arrays[key])
     return arrays
-
-
-def _parse_number(cell: str) -> float | None:
-    try:
-        return float(cell)
-    except ValueError:
-        return None
-
-
-def _label_index(label: object, header: list[str] | None, n_columns: int, source: str) -> int:
-    """Resolve the ``label=`` option (column name or 0-based index) to a column index."""
-    if header is not None and isinstance(label, str) and label in header:
-        return header.index(label)
-    try:
-        if isinstance(label, bool):
-            raise TypeError
-        index = int(label)
-    except (TypeError, ValueError):
-        if header is None:
-            raise DataError(
-                f"csv file '{source}' has no header row, so label={label!r} must be a "
-                f"column index (0..{n_columns - 1})"
-            ) from None
-        raise DataError(
-            f"label column {label!r} not found in csv file '{source}'; columns: {', '.join(header)}"
-        ) from None
-    if not -n_columns <= index < n_columns:
-        raise DataError(
-            f"label column {index} out of range for csv file '{source}' "
-            f"with {n_columns} columns (0..{n_columns - 1})"
-        )
-    return index % n_columns
-
-
-def _is_header(first: list[str], second: list[str] | None) -> bool:
-    """Whether a csv file's first row names its columns: it has a word where the next row has
-    a number (a column of string labels holds words in every row), or no row follows."""
-    words = [_parse_number(cell) is None for cell in first]
-    if not any(words):
-        return False
-    if second is None or all(words):
-        return True
-    return any(word and j < len(second) and _parse_number(second[j]) is not None
-               for j, word in enumerate(words))
-
-
-def _load_csv(path: pathlib.Path, source: str, options: dict,
-              part: str | None = None) -> dict[str, np.ndarray]:
-    """A csv file: numeric features in all columns but the label column (default: the last).
-
-    The first row is a header when it names the columns (:func:`_is_header`). A numeric label
-    column gives ``y`` (m, 1) float32; one that holds words gives class ids (m,) int32 of the
-    sorted unique labels, which are the ``class_names``.
-    """
-    check_options(f"csv file '{source}'", options, ("label",))
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        rows = [
-            (line_no, [cell.strip() for cell in row])
-            for line_no, row in enumerate(csv.reader(handle), start=1)
-            if any(cell.strip() for cell in row)
-        ]
-    if not rows:
-        raise DataError(f"csv file '{source}' is empty")
-    header = None
-    if _is_header(rows[0][1], rows[1][1] if len(rows) > 1 else None):
-        header = rows[0][1]
-        rows = rows[1:]
-    if not rows:
-        raise DataError(f"csv file '{source}' has a header but no data rows")
-    n_columns = len(header) if header is not None else len(rows[0][1])
-    if n_columns < 2:
-        raise DataError(f"csv file '{source}' needs at least 2 columns (features and a label)")
-    label = _label_index(options.get("label", n_columns - 1), header, n_columns, source)
-    values = np.empty((len(rows), n_columns), dtype=np.float64)
-    labels: list[str] = []
-    for i, (line_no, row) in enumerate(rows):
-        if len(row) != n_columns:
-            raise DataError(
-                f"csv file '{source}' row {line_no} has {len(row)} columns, expected {n_columns}"
-            )
-        for j, cell in enumerate(row):
-            number = _parse_number(cell)
-            if j == label:
-                labels.append(cell)
-                values[i, j] = np.nan if number is None else number
-            elif number is None:
-                column = f"'{header[j]}'" if header is not None else str(j)
-                raise DataError(
-                    f"csv file '{source}' row {line_no}, column {column}: {cell!r} is not a number"
-                )
-            else:
-                values[i, j] = number
-    x = np.delete(values, label, axis=1).astype(np.float32)
-    words = any(cell and _parse_number(cell) is None for cell in labels)
-    if "" in labels:
-        line_no = rows[labels.index("")][0]
-        column = f"'{header[label]}'" if header is not None else str(label)
-        raise DataError(f"csv file '{source}' row {line_no}, column {column}: no label"
-                        + (" (the column holds class names)" if words else ""))
-    if not words:
-        return {"x": x, "y": values[:, label : label + 1].astype(np.float32)}
-    names = sorted(set(labels))
-    y = np.searchsorted(np.asarray(names), np.asarray(labels)).astype(np.int32)
-    return {"x": x, "y": y, "class_names": np.asarray(names, dtype=str)}
 
 
 def _read_h5_dataset(handle, key: str, source: str) -> np.ndarray:
@@ -309,28 +206,34 @@ def _load_image_folder(path: pathlib.Path, source: str, options: dict,
     }
 
 
-def load_file(path: pathlib.Path, source: str, options: dict,
-              part: str | None = None) -> dict[str, np.ndarray]:
-    """The arrays of a data file (``x``, ``y``, and what else it brings); wraps any library
-    error in a DataError naming the file.
+def load_file(path: pathlib.Path, source: str, options: dict, part: str | None = None,
+              layout: dict | None = None) -> dict[str, np.ndarray]:
+    """The arrays of a data file (``x``, ``y``, and what else it brings; a csv file also its
+    ``csv_layout``, see :func:`~netc.runtime.data_csv.load_csv`); wraps any library error in
+    a DataError naming the file.
 
     With ``part`` (``"dev"`` or ``"test"``), the file is that split's own file (``data
     "train.h5" test="test.h5"``): its ``x_PART``/``y_PART`` (the course's
     ``test_set_x``/``test_set_y``), else its ``x``/``y``, else the one pair it holds, come
-    back as ``x_PART``/``y_PART``, with its ``class_names``; the rest of it is left out."""
+    back as ``x_PART``/``y_PART``, with its ``class_names``; the rest of it is left out.
+    ``layout``, the main file's csv layout, makes a csv split file expand its one-hot
+    columns to the main file's categories."""
     suffix = path.suffix.lower()
     if path.is_dir():
         loader = _load_image_folder
     elif suffix == ".npz":
         loader = _load_npz
     elif suffix == ".csv":
-        loader = _load_csv
+        loader = load_csv
     elif suffix in (".h5", ".hdf5"):
         loader = _load_h5
     else:
         raise DataError(f"unsupported data file '{source}'; supported: {SUPPORTED_KINDS}")
     try:
-        arrays = loader(path, source, options, part)
+        if loader is load_csv:
+            arrays = load_csv(path, source, options, part, layout)
+        else:
+            arrays = loader(path, source, options, part)
     except DataError:
         raise
     except LIBRARY_ERRORS as error:
@@ -353,3 +256,70 @@ def _split_file(arrays: dict, source: str, part: str) -> dict[str, np.ndarray]:
     if "class_names" in arrays:
         out["class_names"] = arrays["class_names"]
     return out
+
+
+INPUT_KINDS = ".npz (array x), .npy, .csv, .h5/.hdf5, an image or a folder of images"
+INPUT_KEYS = ("x", "x_test", "x_dev", "x_train_dev")  # what a file of inputs may call them
+
+
+def _pick_inputs(arrays: dict, source: str, found: list[str]) -> np.ndarray:
+    """The inputs a .npz or .h5 file holds: ``x``, else its one ``x_PART``."""
+    keys = [key for key in INPUT_KEYS if key in arrays]
+    if not keys:
+        raise DataError(f"'{source}' has no inputs 'x' (found: {', '.join(found) or 'none'})")
+    if keys[0] != "x" and len(keys) > 1:
+        raise DataError(f"'{source}' holds {' and '.join(keys)}: name the inputs x")
+    return _uint8_to_unit(np.asarray(arrays[keys[0]]))
+
+
+def _read_inputs(path: pathlib.Path, source: str, options: dict,
+                 layout: dict | None) -> np.ndarray:
+    suffix = path.suffix.lower()
+    images = {key: options[key] for key in ("mode", "size") if key in options}
+    if path.is_dir():
+        return _load_image_folder(path, source, images)["x"]
+    if suffix in IMAGE_EXTENSIONS:
+        size = _parse_size(images["size"]) if "size" in images else None
+        pixels, _ = _read_image(path, source, _parse_mode(images.get("mode", "RGB")), size)
+        return pixels[np.newaxis]
+    if suffix == ".npy":
+        return _uint8_to_unit(np.load(path, allow_pickle=False))
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            found = list(archive.files)
+            arrays = {key: archive[key] for key in INPUT_KEYS if key in found}
+        return _pick_inputs(arrays, source, found)
+    if suffix == ".csv":
+        return load_csv_inputs(path, source, layout)
+    if suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as handle:
+            found = sorted(handle.keys())
+            names = {key: key for key in INPUT_KEYS if key in handle}
+            names.update({name: key for key, name in COURSE_H5_KEYS.items()
+                          if key in handle and name.startswith("x") and name not in names})
+            arrays = {name: _read_h5_dataset(handle, key, source) for name, key in names.items()}
+        return _pick_inputs(arrays, source, found)
+    raise DataError(f"cannot read inputs from '{source}'; supported: {INPUT_KINDS}")
+
+
+def load_inputs(path: pathlib.Path, source: str, options: dict | None = None,
+                layout: dict | None = None) -> np.ndarray:
+    """New inputs for a trained net (``netc predict``), read as its training data was.
+
+    ``options`` are the run's data options (those a kind of file does not take are left
+    out: ``size=``/``mode=`` apply to images); ``layout`` is the run's csv layout. A .npz
+    or .h5 file gives its ``x`` (else its one ``x_test``/``x_dev``/``x_train_dev``, the
+    course's ``test_set_x``...), labels not needed; a .npy file its array; a csv file its
+    features (:func:`~netc.runtime.data_csv.load_csv_inputs`); an image one example, a
+    folder of images (one subfolder per class) all of them. uint8 data is scaled to [0, 1]
+    as in training. Library errors become a DataError naming the file."""
+    if not path.exists():
+        raise DataError(f"input '{source}' not found")
+    try:
+        return _read_inputs(path, source, dict(options or {}), layout)
+    except DataError:
+        raise
+    except LIBRARY_ERRORS as error:
+        raise DataError(f"cannot read inputs '{source}': {first_line(error)}") from None
