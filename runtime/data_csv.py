@@ -96,9 +96,12 @@ def _is_header(first: list[str], second: list[str] | None) -> bool:
                for j, word in enumerate(words))
 
 
-def _read_table(path: pathlib.Path, source: str) -> tuple[list[str] | None, list]:
+def _read_table(path: pathlib.Path, source: str,
+                names: list[str] | None = None) -> tuple[list[str] | None, list]:
     """The header (None when the first row is data) and the data rows as ``(line, cells)``,
-    blank lines left out and every row as long as the first."""
+    blank lines left out and every row as long as the first. With ``names`` (the features
+    of a run's data), the first row is a header when it holds one of them; else when it
+    looks like one (:func:`_is_header`)."""
     with open(path, newline="", encoding="utf-8-sig") as handle:
         rows = [
             (line_no, [cell.strip() for cell in row])
@@ -108,7 +111,8 @@ def _read_table(path: pathlib.Path, source: str) -> tuple[list[str] | None, list
     if not rows:
         raise DataError(f"csv file '{source}' is empty")
     header = None
-    if _is_header(rows[0][1], rows[1][1] if len(rows) > 1 else None):
+    if (bool(set(names) & set(rows[0][1])) if names
+            else _is_header(rows[0][1], rows[1][1] if len(rows) > 1 else None)):
         header = rows[0][1]
         rows = rows[1:]
     if not rows:
@@ -123,7 +127,7 @@ def _read_table(path: pathlib.Path, source: str) -> tuple[list[str] | None, list
 
 
 def _hint(name: str) -> str:
-    return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else f'"{name}"'
+    return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+", name) else f'"{name}"'
 
 
 def _numbers(rows: list, j: int, header: list[str] | None, source: str) -> np.ndarray:
@@ -250,14 +254,17 @@ def load_csv_inputs(path: pathlib.Path, source: str, layout: dict | None) -> np.
     not. Where both files have a header, columns are matched by name (any order);
     otherwise by position. Without a layout (a run not trained on a csv file), every
     column is a numeric feature."""
-    header, rows = _read_table(path, source)
-    n_columns = len(rows[0][1])
     if layout is None:
+        header, rows = _read_table(path, source)
+        n_columns = len(rows[0][1])
         return _features(rows, [(j, None) for j in range(n_columns)], header, source)
     trained, label = layout.get("columns"), int(layout["label"])
     expected = int(layout["n_columns"])
     onehot = layout.get("onehot") or {}
     wanted = [j for j in range(expected) if j != label]  # the training file's features
+    header, rows = _read_table(path, source,
+                               [trained[j] for j in wanted] if trained is not None else None)
+    n_columns = len(rows[0][1])
     if trained is not None and header is not None:
         missing = [trained[j] for j in wanted if trained[j] not in header]
         if missing:
