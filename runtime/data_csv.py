@@ -20,10 +20,13 @@ import numpy as np
 
 from .data_base import DataError, check_options
 
-__all__ = ["MISSING", "load_csv", "load_csv_inputs"]
+__all__ = ["MISSING", "NO_LABEL", "load_csv", "load_csv_inputs"]
 
 # Cells that stand for a missing value in a numeric feature column (compared lower-case).
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
+# ... and in a label column, where `nan` is an unknown label (sigmoid outputs allow them)
+# and `none` may be a class.
+NO_LABEL = MISSING - {"nan", "none"}
 
 
 def _parse_number(cell: str) -> float | None:
@@ -200,12 +203,15 @@ def _labels(rows: list, label: int, header: list[str] | None, source: str) -> di
     """``y`` of the label column: numbers (m, 1) float32 (``nan`` an unknown label), or
     class ids (m,) int32 of the sorted unique words, which are the ``class_names``."""
     labels = [row[label] for _, row in rows]
+    missing = [cell.lower() in NO_LABEL for cell in labels]
     numbers = [_parse_number(cell) for cell in labels]
-    words = any(cell and n is None for cell, n in zip(labels, numbers))
-    if "" in labels:
-        line_no = rows[labels.index("")][0]
-        raise DataError(f"csv file '{source}' row {line_no}, column {_quoted(label, header)}: "
-                        "no label" + (" (the column holds class names)" if words else ""))
+    words = any(n is None and not gone for n, gone in zip(numbers, missing))
+    if any(missing):
+        i = missing.index(True)
+        raise DataError(f"csv file '{source}' row {rows[i][0]}, column "
+                        f"{_quoted(label, header)}: no label"
+                        + (f" ({labels[i]!r})" if labels[i] else "")
+                        + (" (the column holds class names)" if words else ""))
     if not words:
         return {"y": np.asarray(numbers, dtype=np.float32).reshape(-1, 1)}
     names = sorted(set(labels))

@@ -97,6 +97,9 @@ def test_onehot_by_index_without_header_and_numeric_categories(tmp_path):
     ("w,color,kind\n1,red,a\n2,,b\n", {"onehot": "color"},
      ["row 3, column 'color': missing value"]),
     ("w,h,v\n1,2,0.5\n2,3,\n", {}, ["row 3, column 'v': no label"]),
+    ("w,h,v\n1,2,0\n2,3,NA\n3,4,1\n", {}, ["row 3, column 'v': no label ('NA')$"]),
+    ("w,kind\n1,cat\n2,?\n3,dog\n", {},
+     ["row 3, column 'kind': no label ('?') (the column holds class names)$"]),
     # onehot= itself
     ("w,color,kind\n1,red,a\n2,blue,b\n", {"onehot": "colour"},
      ["onehot column 'colour' not found", "columns: w, color, kind"]),
@@ -112,7 +115,8 @@ def test_csv_errors_name_the_row_and_column(tmp_path, text, options, words):
     message = str(error.value)
     assert "\n" not in message
     for word in words:
-        assert word in message
+        assert word.removesuffix("$") in message
+        assert not word.endswith("$") or message.endswith(word[:-1])
 
 
 def test_onehot_is_a_csv_option_only(tmp_path):
@@ -285,3 +289,14 @@ def test_onehot_option_is_checked(tmp_path):
     assert code != 0 and "onehot" in err
     write_spec(tmp_path, SPEC.format(features=8), "ok.net")
     assert run_cli("check", tmp_path / "ok.net")[0] == 0
+
+
+def test_nan_and_none_labels(tmp_path):
+    """`nan` is an unknown label (sigmoid outputs allow them); `none` may be a class."""
+    (tmp_path / "s.csv").write_text("w,v\n1,0\n2,nan\n3,1\n")
+    y = load_source("s.csv", {}, base_dir=tmp_path)["y"]
+    assert y[0, 0] == 0 and np.isnan(y[1, 0]) and y[2, 0] == 1
+    (tmp_path / "c.csv").write_text("w,pain\n1,none\n2,mild\n3,none\n")
+    arrays = load_source("c.csv", {}, base_dir=tmp_path)
+    assert arrays["class_names"].tolist() == ["mild", "none"]
+    assert arrays["y"].tolist() == [1, 0, 1]
