@@ -201,6 +201,11 @@ def test_inputs_of_other_files_are_read_as_in_training(tmp_path):
         load_inputs(tmp_path / "none.npz", "none.npz")
     with pytest.raises(DataError, match=r"input 'gone\.npz' not found"):
         load_inputs(tmp_path / "gone.npz", "gone.npz")
+    # a run not trained on a csv file: every column is a feature, a header or not
+    (tmp_path / "plain.csv").write_text("a,b\n1,2\n3,4.5\n")
+    (tmp_path / "bare.csv").write_text("1,2\n3,4.5\n")
+    for name in ("plain.csv", "bare.csv"):
+        np.testing.assert_array_equal(load_inputs(tmp_path / name, name), [[1, 2], [3, 4.5]])
     (tmp_path / "bad.npy").write_bytes(b"not numpy")
     with pytest.raises(DataError, match=r"^cannot read inputs 'bad\.npy'"):
         load_inputs(tmp_path / "bad.npy", "bad.npy")
