@@ -15,10 +15,11 @@ from zipfile import BadZipFile
 import numpy as np
 
 from .data_base import DataError, check_options, first_line
-from .data_csv import load_csv, load_csv_inputs
+from .data_csv import load_csv
 
-__all__ = ["IMAGE_EXTENSIONS", "INPUT_KINDS", "SPLIT_KEYS", "SUPPORTED_KINDS", "load_file",
-           "load_inputs"]
+__all__ = ["COURSE_H5_KEYS", "IMAGE_EXTENSIONS", "LIBRARY_ERRORS", "SPLIT_KEYS",
+           "SUPPORTED_KINDS", "load_file", "parse_mode", "parse_size", "read_h5_dataset",
+           "read_image", "uint8_to_unit"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 SPLIT_KEYS = ("x_dev", "y_dev", "x_test", "y_test", "x_train_dev", "y_train_dev")
@@ -28,7 +29,7 @@ PAIRS = ("", "_dev", "_test", "_train_dev")  # x, y and the x_PART, y_PART a fil
 SUPPORTED_KINDS = ".npz, .csv, .h5/.hdf5, or a folder of images (one subfolder per class)"
 
 
-def _uint8_to_unit(x: np.ndarray) -> np.ndarray:
+def uint8_to_unit(x: np.ndarray) -> np.ndarray:
     """8-bit image data becomes float32 in [0, 1]; anything else is left as stored."""
     if x.dtype == np.uint8:
         return x.astype(np.float32) / 255.0
@@ -80,11 +81,12 @@ def _load_npz(path: pathlib.Path, source: str, options: dict,
     _check_pairs(arrays, source, found, part)
     for key in ("x", "x_dev", "x_test", "x_train_dev"):
         if key in arrays:
-            arrays[key] = _uint8_to_unit(arrays[key])
+            arrays[key] = uint8_to_unit(arrays[key])
     return arrays
 
 
-def _read_h5_dataset(handle, key: str, source: str) -> np.ndarray:
+def read_h5_dataset(handle, key: str, source: str) -> np.ndarray:
+    """Dataset ``key`` of an open HDF5 file, which must be numeric."""
     array = np.asarray(handle[key][()])
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise DataError(f"dataset '{key}' in '{source}' is not numeric (dtype {array.dtype})")
@@ -111,7 +113,7 @@ def _load_h5(path: pathlib.Path, source: str, options: dict,
         plain = {key: key for key in ("x", "y", *SPLIT_KEYS) if key in handle}
         course = {name: key for key, name in COURSE_H5_KEYS.items() if key in handle}
         keys = plain or course
-        arrays = {name: _read_h5_dataset(handle, key, source) for name, key in keys.items()}
+        arrays = {name: read_h5_dataset(handle, key, source) for name, key in keys.items()}
         for key in H5_CLASS_NAMES:
             if key in handle:
                 arrays["class_names"] = _names(handle[key][()], key, source)
@@ -119,13 +121,13 @@ def _load_h5(path: pathlib.Path, source: str, options: dict,
     _check_pairs(arrays, source, found, part)
     for key in list(arrays):
         if key.startswith("x"):
-            arrays[key] = _uint8_to_unit(arrays[key])
+            arrays[key] = uint8_to_unit(arrays[key])
         elif key.startswith("y") and not plain:
             arrays[key] = arrays[key].reshape(-1)  # the course stores y as (1, m) or (m,)
     return arrays
 
 
-def _parse_size(value: object) -> tuple[int, int]:
+def parse_size(value: object) -> tuple[int, int]:
     """``size=HxW`` (or a single number for a square, or a pair) as ``(height, width)``."""
     if isinstance(value, (list, tuple)) and len(value) == 2:
         parts = [str(v) for v in value]
@@ -138,7 +140,7 @@ def _parse_size(value: object) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def _parse_mode(value: object) -> str:
+def parse_mode(value: object) -> str:
     text = str(value).strip().lower()
     if text in ("rgb", "color", "colour"):
         return "RGB"
@@ -147,7 +149,7 @@ def _parse_mode(value: object) -> str:
     raise DataError(f"option mode={value!r} must be RGB or L (gray)")
 
 
-def _read_image(path: pathlib.Path, label: str, mode: str, size: tuple[int, int] | None):
+def read_image(path: pathlib.Path, label: str, mode: str, size: tuple[int, int] | None):
     """One image as a float32 (H, W, C) array in [0, 1], and its size before resizing."""
     from PIL import Image, UnidentifiedImageError
 
@@ -169,8 +171,8 @@ def _load_image_folder(path: pathlib.Path, source: str, options: dict,
                        part: str | None = None) -> dict[str, np.ndarray]:
     """A folder with one subfolder of images per class (sorted names give class ids)."""
     check_options(f"image folder '{source}'", options, ("mode", "size"))
-    mode = _parse_mode(options.get("mode", "RGB"))
-    size = _parse_size(options["size"]) if "size" in options else None
+    mode = parse_mode(options.get("mode", "RGB"))
+    size = parse_size(options["size"]) if "size" in options else None
     class_dirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(f"image folder '{source}' has no class subfolders (one per class)")
@@ -189,7 +191,7 @@ def _load_image_folder(path: pathlib.Path, source: str, options: dict,
             )
         for file in files:
             label = f"{source}/{class_dir.name}/{file.name}"
-            pixels, original = _read_image(file, label, mode, size)
+            pixels, original = read_image(file, label, mode, size)
             if first is None:
                 first = (label, original)
             elif size is None and original != first[1]:
@@ -257,69 +259,3 @@ def _split_file(arrays: dict, source: str, part: str) -> dict[str, np.ndarray]:
         out["class_names"] = arrays["class_names"]
     return out
 
-
-INPUT_KINDS = ".npz (array x), .npy, .csv, .h5/.hdf5, an image or a folder of images"
-INPUT_KEYS = ("x", "x_test", "x_dev", "x_train_dev")  # what a file of inputs may call them
-
-
-def _pick_inputs(arrays: dict, source: str, found: list[str]) -> np.ndarray:
-    """The inputs a .npz or .h5 file holds: ``x``, else its one ``x_PART``."""
-    keys = [key for key in INPUT_KEYS if key in arrays]
-    if not keys:
-        raise DataError(f"'{source}' has no inputs 'x' (found: {', '.join(found) or 'none'})")
-    if keys[0] != "x" and len(keys) > 1:
-        raise DataError(f"'{source}' holds {' and '.join(keys)}: name the inputs x")
-    return _uint8_to_unit(np.asarray(arrays[keys[0]]))
-
-
-def _read_inputs(path: pathlib.Path, source: str, options: dict,
-                 layout: dict | None) -> np.ndarray:
-    suffix = path.suffix.lower()
-    images = {key: options[key] for key in ("mode", "size") if key in options}
-    if path.is_dir():
-        return _load_image_folder(path, source, images)["x"]
-    if suffix in IMAGE_EXTENSIONS:
-        size = _parse_size(images["size"]) if "size" in images else None
-        pixels, _ = _read_image(path, source, _parse_mode(images.get("mode", "RGB")), size)
-        return pixels[np.newaxis]
-    if suffix == ".npy":
-        return _uint8_to_unit(np.load(path, allow_pickle=False))
-    if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            found = list(archive.files)
-            arrays = {key: archive[key] for key in INPUT_KEYS if key in found}
-        return _pick_inputs(arrays, source, found)
-    if suffix == ".csv":
-        return load_csv_inputs(path, source, layout)
-    if suffix in (".h5", ".hdf5"):
-        import h5py
-
-        with h5py.File(path, "r") as handle:
-            found = sorted(handle.keys())
-            names = {key: key for key in INPUT_KEYS if key in handle}
-            names.update({name: key for key, name in COURSE_H5_KEYS.items()
-                          if key in handle and name.startswith("x") and name not in names})
-            arrays = {name: _read_h5_dataset(handle, key, source) for name, key in names.items()}
-        return _pick_inputs(arrays, source, found)
-    raise DataError(f"cannot read inputs from '{source}'; supported: {INPUT_KINDS}")
-
-
-def load_inputs(path: pathlib.Path, source: str, options: dict | None = None,
-                layout: dict | None = None) -> np.ndarray:
-    """New inputs for a trained net (``netc predict``), read as its training data was.
-
-    ``options`` are the run's data options (those a kind of file does not take are left
-    out: ``size=``/``mode=`` apply to images); ``layout`` is the run's csv layout. A .npz
-    or .h5 file gives its ``x`` (else its one ``x_test``/``x_dev``/``x_train_dev``, the
-    course's ``test_set_x``...), labels not needed; a .npy file its array; a csv file its
-    features (:func:`~netc.runtime.data_csv.load_csv_inputs`); an image one example, a
-    folder of images (one subfolder per class) all of them. uint8 data is scaled to [0, 1]
-    as in training. Library errors become a DataError naming the file."""
-    if not path.exists():
-        raise DataError(f"input '{source}' not found")
-    try:
-        return _read_inputs(path, source, dict(options or {}), layout)
-    except DataError:
-        raise
-    except LIBRARY_ERRORS as error:
-        raise DataError(f"cannot read inputs '{source}': {first_line(error)}") from None

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .data import DataError, apply_normalization
-from .data_files import load_inputs
+from .data_inputs import load_inputs
 from .run import load_data, to_device
 from .task_metrics import is_multitask, task_figures
 from .train import evaluate

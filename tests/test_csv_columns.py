@@ -14,7 +14,7 @@ import pytest
 from conftest import one_error_line, run_cli, write_spec
 from netc.runtime.data import load_source, make_splits
 from netc.runtime.data_base import DataError
-from netc.runtime.data_files import load_inputs
+from netc.runtime.data_inputs import load_inputs
 from PIL import Image
 from sklearn.preprocessing import OneHotEncoder
 
@@ -231,6 +231,16 @@ def test_an_image_is_read_with_the_runs_size_and_mode(tmp_path):
     Image.fromarray(rgb).save(tmp_path / "folder" / "a" / "p.png")
     folder = load_inputs(tmp_path / "folder", "folder", {"size": "3x4", "mode": "L"})
     np.testing.assert_array_equal(folder, x)
+    # ... or a folder of the images themselves, in name order
+    (tmp_path / "flat").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "flat" / "b.png")
+    Image.fromarray(rgb[::-1]).save(tmp_path / "flat" / "a.png")
+    flat = load_inputs(tmp_path / "flat", "flat")
+    np.testing.assert_allclose(flat, np.stack([rgb[::-1], rgb]) / 255, atol=1e-7)
+    Image.fromarray(rgb[:5]).save(tmp_path / "flat" / "c.png")
+    with pytest.raises(DataError, match=r"images in 'flat' differ in size; give size=HxW"):
+        load_inputs(tmp_path / "flat", "flat")
+    assert load_inputs(tmp_path / "flat", "flat", {"size": "2x2"}).shape == (3, 2, 2, 3)
 
 
 # ---------------------------------------------------------------------- train and predict
