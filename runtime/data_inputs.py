@@ -64,7 +64,8 @@ def _read(path: pathlib.Path, source: str, options: dict, layout: dict | None) -
                        and p.suffix.lower() in IMAGE_EXTENSIONS)
         if files:  # the images themselves
             return _images(files, source, images)
-        return load_file(path, source, images)["x"]  # one subfolder per class
+        classes = any(p.is_dir() for p in path.iterdir())  # one subfolder per class
+        return load_file(path, source, images if classes else {})["x"]
     if suffix in IMAGE_EXTENSIONS:
         return _images([path], source, images)
     if suffix == ".npy":
