@@ -12,6 +12,8 @@ import h5py
 import numpy as np
 import pytest
 from conftest import one_error_line, run_cli, write_spec
+from netc.compiler.check import check_source
+from netc.compiler.overrides import apply_overrides
 from netc.runtime.data import load_source, make_splits
 from netc.runtime.data_base import DataError
 from netc.runtime.data_inputs import load_inputs
@@ -304,6 +306,10 @@ def test_onehot_option_is_checked(tmp_path):
     assert code != 0 and "onehot" in err
     write_spec(tmp_path, SPEC.format(features=8), "ok.net")
     assert run_cli("check", tmp_path / "ok.net")[0] == 0
+    bare = SPEC.format(features=8).replace(" onehot=color,size", "")
+    for override, value in (("data.onehot=color,size", "color,size"), ("data.onehot=2", 2)):
+        options = check_source(apply_overrides(bare, [override]), "s").train.data.options
+        assert options == {"path": "train.csv", "onehot": value}
 
 
 def test_nan_and_none_labels(tmp_path):
