@@ -21,6 +21,7 @@ from netc.dsl.parser import end_of_file, parse
 
 from . import layers, remedies
 from .args import EvalError, Sym, bind, evaluate, show, show_expr, suggest
+from .call_diagnostics import call_site, default_error, fold_calls, within
 from .ir import Net, Node, Shape
 from .losses import LOSSES, default_loss
 from .settings import check_train
@@ -207,7 +208,7 @@ class _Checker:
         before = len(self.diags), len(self.warnings)
         bound = self.bind_call(el, d, env)
         if bound is None:
-            self.note_call_site(el, None, before)
+            self.notecall_site(el, None, before)
             return None
         name = scope.name(el.name, el.alias)
         self.claim(name, el.span)
@@ -216,22 +217,22 @@ class _Checker:
             node = self.chain(d.body, in_shape, scope.child(name), bound, name)
         except _TooBig as exc:
             if exc.span is not None:  # a repeat in this def's body
-                exc.notes.append(_call_site(el, bound))
+                exc.notes.append(call_site(el, bound))
             raise
         finally:
             self.call_stack = self.call_stack[:-1]
-        self.note_call_site(el, bound, before)
+        self.notecall_site(el, bound, before)
         args = {p.name: bound[p.name] for p in d.params}  # in the def's order
         return Node(name, "sequence", {**node.attrs, "def": el.name, "args": args}, in_shape,
                     node.out_shape, el.span, children=node.children)
 
-    def note_call_site(self, el: n.Call, bound: dict | None, before: tuple[int, int]) -> None:
+    def notecall_site(self, el: n.Call, bound: dict | None, before: tuple[int, int]) -> None:
         """Tell each error and warning found inside the def's body (or its defaults) which
         call it came from; `finish` then folds the same mistake seen in several calls."""
-        note = _call_site(el, bound)
+        note = call_site(el, bound)
         for found, start in ((self.diags, before[0]), (self.warnings, before[1])):
             for i in range(start, len(found)):
-                if not _within(found[i].span, el.span):  # not about the call's own text
+                if not within(found[i].span, el.span):  # not about the call's own text
                     found[i] = replace(found[i], notes=found[i].notes + (note,))
 
     def finish(self) -> None:
@@ -240,8 +241,8 @@ class _Checker:
         when only their numbers differ (the same layer seeing another input size in each
         call, as ResNet's stride-2 projection does on 56, 28 and 14), each further call's
         note then quoting what it says differently."""
-        self.diags = _fold_calls(self.diags)
-        self.warnings = _fold_calls(self.warnings, numbers_may_differ=True)
+        self.diags = fold_calls(self.diags)
+        self.warnings = fold_calls(self.warnings, numbers_may_differ=True)
 
     def bind_call(self, el: n.Call, d: n.Def, env) -> dict | None:
         params = [p.name for p in d.params]
@@ -282,7 +283,7 @@ class _Checker:
             try:
                 values[p.name] = evaluate(p.default, earlier)
             except EvalError as exc:
-                self.diags.append(_default_error(exc, d, i))
+                self.diags.append(default_error(exc, d, i))
                 ok = False
         return values if ok else None
 
@@ -410,102 +411,6 @@ def _shifted(repeats, offset: int) -> list[tuple[int, int, int]]:
 
 
 _DIM_WORD = re.compile(r"[xX][0-9]*")
-
-
-def _call_site(el: n.Call, bound: dict | None) -> str:
-    if bound is None:
-        args = ", ".join(show_expr(a.value) if a.key is None else f"{a.key}={show_expr(a.value)}"
-                         for a in el.args)
-    else:
-        args = ", ".join(f"{k}={show(v)}" for k, v in bound.items())
-    return f"in the call {el.name}({args}) at line {el.span.line}, column {el.span.col}"
-
-
-def _within(span: n.Span, outer: n.Span) -> bool:
-    return ((outer.line, outer.col) <= (span.line, span.col)
-            and (span.end_line, span.end_col) <= (outer.end_line, outer.end_col))
-
-
-_MAX_AGAIN = 3
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-
-
-def _fold_calls(diags: list[Diagnostic], numbers_may_differ: bool = False) -> list[Diagnostic]:
-    """One diagnostic per mistake: the same message at the same place, reached through
-    several calls of a def, becomes one with a note per further call.
-
-    With `numbers_may_differ` (warnings), messages that differ only in their numbers fold
-    too, and a further call's note ends with the words of its own message that differ
-    (`...: …on 28 rows: (28 + 2*0 - 1) = 27…`). Within one call nothing folds: the k-th such
-    warning of a call folds with the k-th of each other call (a repeat in the def's body
-    warns once per copy, each about another layer)."""
-    kept: dict[tuple, int] = {}
-    again: dict[int, list[str]] = {}
-    out: list[Diagnostic] = []
-    in_call: Counter = Counter()
-    for d in diags:
-        key: tuple = (d.severity, d.code, d.message, d.span, d.label, d.help)
-        if numbers_may_differ:
-            key = (*key[:2], _NUMBER.sub("#", d.message), *key[3:])
-            in_call[key, d.notes] += 1
-            key += (in_call[key, d.notes],)
-        if key not in kept:
-            kept[key] = len(out)
-            out.append(d)
-            continue
-        first = out[kept[key]]
-        new = [note for note in d.notes if note not in first.notes]
-        site = "and " + new[-1] if new else ""
-        if site and d.message != first.message:
-            site += ": " + _what_differs(first.message, d.message)
-        again.setdefault(kept[key], []).append(site)
-    for i, sites in again.items():
-        sites = [s for s in sites if s]
-        extra = tuple(sites[:_MAX_AGAIN])
-        if len(sites) > _MAX_AGAIN:
-            more = len(sites) - _MAX_AGAIN
-            extra += (f"and in {more} more call{'s' * (more != 1)}",)
-        out[i] = replace(out[i], notes=out[i].notes + extra)
-    return out
-
-
-def _what_differs(first: str, other: str) -> str:
-    """The words of `other` from the one before its first difference from `first` to its
-    last, with '…' for the shared words left out: '…on 28 rows: (28 + 2*0 - 1) = 27…'."""
-    a, b = first.split(" "), other.split(" ")
-    start = 0
-    while start < min(len(a), len(b)) and a[start] == b[start]:
-        start += 1
-    end = 0
-    while end < min(len(a), len(b)) - start and a[-1 - end] == b[-1 - end]:
-        end += 1
-    start = max(start - 1, 0)  # one shared word before, so that the numbers say what they are
-    return ("…" if start else "") + " ".join(b[start:len(b) - end]) + ("…" if end else "")
-
-
-def _default_error(exc: EvalError, d: n.Def, i: int) -> Diagnostic:
-    """An error in the default of the i-th parameter, with a hint when it names a
-    parameter that is not yet known (defaults may use only earlier parameters)."""
-    diag = exc.diagnostic
-    p = d.params[i]
-    names = [q.name for q in d.params]
-    if exc.name is None:
-        return diag
-    if exc.name in names[i:]:
-        order = list(d.params)
-        later = order.pop(names.index(exc.name))
-        order.insert(i, later)
-        signature = ", ".join(q.name if q.default is None else f"{q.name}={show_expr(q.default)}"
-                              for q in order)
-        return replace(diag, help=f"a default may use only the parameters before it: declare "
-                       f"{exc.name} before {p.name}, e.g. def {d.name}({signature})")
-    if diag.help.startswith("did you mean"):
-        return diag
-    if i == 0:
-        hint = f"{p.name} is the first parameter, so its default cannot use any"
-    else:
-        hint = "a default may use only the parameters before it: " + ", ".join(names[:i])
-    return replace(diag, help=hint)
 
 
 def _as_layer(el: n.Call, spec: layers.LayerKind) -> str:

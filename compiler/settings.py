@@ -47,7 +47,17 @@ def _quoted_path(v):
     raise ArgTypeError('expects a quoted file path, e.g. "test_catvnoncat.h5"')
 
 
-FILE_OPTIONS = {"label": anything, "size": anything, "mode": choice("rgb", "gray", "L", "RGB"),
+def _columns(v):
+    """`onehot=color`, `onehot=color,size`, `onehot=2` or `onehot="0,3"`: csv columns by name
+    or index (the data reader resolves them)."""
+    if isinstance(v, bool) or not isinstance(v, (int, str)) or not str(v).strip():
+        raise ArgTypeError("expects csv column names or indices",
+                           help='e.g. onehot=color,size or onehot="0,3"')
+    return v
+
+
+FILE_OPTIONS = {"label": anything, "onehot": _columns, "size": anything,
+                "mode": choice("rgb", "gray", "L", "RGB"),
                 "dev": _quoted_path, "test": _quoted_path}
 FILE_SUFFIXES = (".npz", ".csv", ".h5", ".hdf5")
 

@@ -75,7 +75,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("predict", help="predict with a trained run")
     p.add_argument("dir", help="a run folder written by netc train")
-    p.add_argument("input", help="inputs: .npz (array x), .csv, .h5, an image or an image folder")
+    p.add_argument("input", help="inputs, read as the run read its data: .npz (array x), .npy, "
+                   ".csv (with or without the label column), .h5, an image or an image folder")
     p.add_argument("--out", default="predictions.npz", help="where to write (.npz or .csv)")
     p.set_defaults(run=cmd_predict)
 
@@ -330,7 +331,7 @@ def cmd_predict(args) -> int:
     model, variables = _open_run(args.dir)
     try:
         n = predict_file(model, variables, Path(args.input), Path(args.out),
-                         class_names_of(Path(args.dir)))
+                         class_names_of(Path(args.dir)), run_dir=Path(args.dir))
     except DataError as exc:
         raise RunError(f"input: {exc}") from None
     print(f"{n} predictions written to {args.out}", file=sys.stderr)

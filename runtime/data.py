@@ -59,13 +59,16 @@ class Dataset:
 class Splits:
     """Train/dev/test splits; ``dev``/``test`` are None when empty. ``train_dev`` is the
     course's train-dev split: examples like train's that are not trained on (None unless
-    the spec sets ``train_dev F`` or the data brings ``x_train_dev``/``y_train_dev``)."""
+    the spec sets ``train_dev F`` or the data brings ``x_train_dev``/``y_train_dev``).
+    ``csv_layout`` is how a csv file's columns became features (runtime/data_csv.py), which
+    prediction applies to new inputs."""
 
     train: Dataset
     dev: Dataset | None
     test: Dataset | None
     class_names: tuple[str, ...] | None = None
     train_dev: Dataset | None = None
+    csv_layout: dict | None = None
 
     def parts(self) -> list[tuple[str, Dataset]]:
         """The non-empty splits as ``(name, dataset)`` pairs: train, train_dev, dev, test."""
@@ -126,7 +129,8 @@ def add_split_file(arrays: dict, source: str, part: str, name: str, options: dic
                    base_dir: str | pathlib.Path = ".") -> dict:
     """``arrays`` (read from ``source``) with the ``part`` split ("dev" or "test") read from
     the file ``name``: its ``x_PART``/``y_PART`` (the course's ``test_set_x``/``test_set_y``)
-    or else its ``x``/``y``; ``options`` (``label=``, ``size=``, ``mode=``) apply to it too.
+    or else its ``x``/``y``; ``options`` (``label=``, ``onehot=``, ``size=``, ``mode=``)
+    apply to it too, and a csv file's one-hot columns take the main file's categories.
 
     The split's fraction in ``split`` is then ignored, as for a split the data brings. Class
     names come from either file; where both name classes, a class id of the split's file is
@@ -138,7 +142,7 @@ def add_split_file(arrays: dict, source: str, part: str, name: str, options: dic
     path = _resolve(name, base_dir)
     if not path.exists():
         raise DataError(f"{part} file '{name}' not found (looked in {path.resolve()})")
-    more = load_file(path, name, options, part=part)
+    more = load_file(path, name, options, part=part, layout=arrays.get("csv_layout"))
     out = {**arrays, f"x_{part}": more[f"x_{part}"], f"y_{part}": more[f"y_{part}"]}
     mine, theirs = arrays.get("class_names"), more.get("class_names")
     if theirs is not None and mine is None:

@@ -8,7 +8,6 @@ h5py and Pillow exceptions never escape: they become a :class:`DataError` naming
 
 from __future__ import annotations
 
-import csv
 import pathlib
 import re
 from zipfile import BadZipFile
@@ -16,8 +15,11 @@ from zipfile import BadZipFile
 import numpy as np
 
 from .data_base import DataError, check_options, first_line
+from .data_csv import load_csv
 
-__all__ = ["IMAGE_EXTENSIONS", "SPLIT_KEYS", "SUPPORTED_KINDS", "load_file"]
+__all__ = ["COURSE_H5_KEYS", "IMAGE_EXTENSIONS", "LIBRARY_ERRORS", "SPLIT_KEYS",
+           "SUPPORTED_KINDS", "load_file", "parse_mode", "parse_size", "read_h5_dataset",
+           "read_image", "uint8_to_unit"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 SPLIT_KEYS = ("x_dev", "y_dev", "x_test", "y_test", "x_train_dev", "y_train_dev")
@@ -27,7 +29,7 @@ PAIRS = ("", "_dev", "_test", "_train_dev")  # x, y and the x_PART, y_PART a fil
 SUPPORTED_KINDS = ".npz, .csv, .h5/.hdf5, or a folder of images (one subfolder per class)"
 
 
-def _uint8_to_unit(x: np.ndarray) -> np.ndarray:
+def uint8_to_unit(x: np.ndarray) -> np.ndarray:
     """8-bit image data becomes float32 in [0, 1]; anything else is left as stored."""
     if x.dtype == np.uint8:
         return x.astype(np.float32) / 255.0
@@ -79,115 +81,12 @@ def _load_npz(path: pathlib.Path, source: str, options: dict,
     _check_pairs(arrays, source, found, part)
     for key in ("x", "x_dev", "x_test", "x_train_dev"):
         if key in arrays:
-            arrays[key] = _uint8_to_unit(arrays[key])
+            arrays[key] = uint8_to_unit(arrays[key])
     return arrays
 
 
-def _parse_number(cell: str) -> float | None:
-    try:
-        return float(cell)
-    except ValueError:
-        return None
-
-
-def _label_index(label: object, header: list[str] | None, n_columns: int, source: str) -> int:
-    """Resolve the ``label=`` option (column name or 0-based index) to a column index."""
-    if header is not None and isinstance(label, str) and label in header:
-        return header.index(label)
-    try:
-        if isinstance(label, bool):
-            raise TypeError
-        index = int(label)
-    except (TypeError, ValueError):
-        if header is None:
-            raise DataError(
-                f"csv file '{source}' has no header row, so label={label!r} must be a "
-                f"column index (0..{n_columns - 1})"
-            ) from None
-        raise DataError(
-            f"label column {label!r} not found in csv file '{source}'; columns: {', '.join(header)}"
-        ) from None
-    if not -n_columns <= index < n_columns:
-        raise DataError(
-            f"label column {index} out of range for csv file '{source}' "
-            f"with {n_columns} columns (0..{n_columns - 1})"
-        )
-    return index % n_columns
-
-
-def _is_header(first: list[str], second: list[str] | None) -> bool:
-    """Whether a csv file's first row names its columns: it has a word where the next row has
-    a number (a column of string labels holds words in every row), or no row follows."""
-    words = [_parse_number(cell) is None for cell in first]
-    if not any(words):
-        return False
-    if second is None or all(words):
-        return True
-    return any(word and j < len(second) and _parse_number(second[j]) is not None
-               for j, word in enumerate(words))
-
-
-def _load_csv(path: pathlib.Path, source: str, options: dict,
-              part: str | None = None) -> dict[str, np.ndarray]:
-    """A csv file: numeric features in all columns but the label column (default: the last).
-
-    The first row is a header when it names the columns (:func:`_is_header`). A numeric label
-    column gives ``y`` (m, 1) float32; one that holds words gives class ids (m,) int32 of the
-    sorted unique labels, which are the ``class_names``.
-    """
-    check_options(f"csv file '{source}'", options, ("label",))
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        rows = [
-            (line_no, [cell.strip() for cell in row])
-            for line_no, row in enumerate(csv.reader(handle), start=1)
-            if any(cell.strip() for cell in row)
-        ]
-    if not rows:
-        raise DataError(f"csv file '{source}' is empty")
-    header = None
-    if _is_header(rows[0][1], rows[1][1] if len(rows) > 1 else None):
-        header = rows[0][1]
-        rows = rows[1:]
-    if not rows:
-        raise DataError(f"csv file '{source}' has a header but no data rows")
-    n_columns = len(header) if header is not None else len(rows[0][1])
-    if n_columns < 2:
-        raise DataError(f"csv file '{source}' needs at least 2 columns (features and a label)")
-    label = _label_index(options.get("label", n_columns - 1), header, n_columns, source)
-    values = np.empty((len(rows), n_columns), dtype=np.float64)
-    labels: list[str] = []
-    for i, (line_no, row) in enumerate(rows):
-        if len(row) != n_columns:
-            raise DataError(
-                f"csv file '{source}' row {line_no} has {len(row)} columns, expected {n_columns}"
-            )
-        for j, cell in enumerate(row):
-            number = _parse_number(cell)
-            if j == label:
-                labels.append(cell)
-                values[i, j] = np.nan if number is None else number
-            elif number is None:
-                column = f"'{header[j]}'" if header is not None else str(j)
-                raise DataError(
-                    f"csv file '{source}' row {line_no}, column {column}: {cell!r} is not a number"
-                )
-            else:
-                values[i, j] = number
-    x = np.delete(values, label, axis=1).astype(np.float32)
-    words = any(cell and _parse_number(cell) is None for cell in labels)
-    if "" in labels:
-        line_no = rows[labels.index("")][0]
-        column = f"'{header[label]}'" if header is not None else str(label)
-        raise DataError(f"csv file '{source}' row {line_no}, column {column}: no label"
-                        + (" (the column holds class names)" if words else ""))
-    if not words:
-        return {"x": x, "y": values[:, label : label + 1].astype(np.float32)}
-    names = sorted(set(labels))
-    y = np.searchsorted(np.asarray(names), np.asarray(labels)).astype(np.int32)
-    return {"x": x, "y": y, "class_names": np.asarray(names, dtype=str)}
-
-
-def _read_h5_dataset(handle, key: str, source: str) -> np.ndarray:
+def read_h5_dataset(handle, key: str, source: str) -> np.ndarray:
+    """Dataset ``key`` of an open HDF5 file, which must be numeric."""
     array = np.asarray(handle[key][()])
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise DataError(f"dataset '{key}' in '{source}' is not numeric (dtype {array.dtype})")
@@ -214,7 +113,7 @@ def _load_h5(path: pathlib.Path, source: str, options: dict,
         plain = {key: key for key in ("x", "y", *SPLIT_KEYS) if key in handle}
         course = {name: key for key, name in COURSE_H5_KEYS.items() if key in handle}
         keys = plain or course
-        arrays = {name: _read_h5_dataset(handle, key, source) for name, key in keys.items()}
+        arrays = {name: read_h5_dataset(handle, key, source) for name, key in keys.items()}
         for key in H5_CLASS_NAMES:
             if key in handle:
                 arrays["class_names"] = _names(handle[key][()], key, source)
@@ -222,13 +121,13 @@ def _load_h5(path: pathlib.Path, source: str, options: dict,
     _check_pairs(arrays, source, found, part)
     for key in list(arrays):
         if key.startswith("x"):
-            arrays[key] = _uint8_to_unit(arrays[key])
+            arrays[key] = uint8_to_unit(arrays[key])
         elif key.startswith("y") and not plain:
             arrays[key] = arrays[key].reshape(-1)  # the course stores y as (1, m) or (m,)
     return arrays
 
 
-def _parse_size(value: object) -> tuple[int, int]:
+def parse_size(value: object) -> tuple[int, int]:
     """``size=HxW`` (or a single number for a square, or a pair) as ``(height, width)``."""
     if isinstance(value, (list, tuple)) and len(value) == 2:
         parts = [str(v) for v in value]
@@ -241,7 +140,7 @@ def _parse_size(value: object) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def _parse_mode(value: object) -> str:
+def parse_mode(value: object) -> str:
     text = str(value).strip().lower()
     if text in ("rgb", "color", "colour"):
         return "RGB"
@@ -250,7 +149,7 @@ def _parse_mode(value: object) -> str:
     raise DataError(f"option mode={value!r} must be RGB or L (gray)")
 
 
-def _read_image(path: pathlib.Path, label: str, mode: str, size: tuple[int, int] | None):
+def read_image(path: pathlib.Path, label: str, mode: str, size: tuple[int, int] | None):
     """One image as a float32 (H, W, C) array in [0, 1], and its size before resizing."""
     from PIL import Image, UnidentifiedImageError
 
@@ -272,8 +171,8 @@ def _load_image_folder(path: pathlib.Path, source: str, options: dict,
                        part: str | None = None) -> dict[str, np.ndarray]:
     """A folder with one subfolder of images per class (sorted names give class ids)."""
     check_options(f"image folder '{source}'", options, ("mode", "size"))
-    mode = _parse_mode(options.get("mode", "RGB"))
-    size = _parse_size(options["size"]) if "size" in options else None
+    mode = parse_mode(options.get("mode", "RGB"))
+    size = parse_size(options["size"]) if "size" in options else None
     class_dirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(f"image folder '{source}' has no class subfolders (one per class)")
@@ -292,7 +191,7 @@ def _load_image_folder(path: pathlib.Path, source: str, options: dict,
             )
         for file in files:
             label = f"{source}/{class_dir.name}/{file.name}"
-            pixels, original = _read_image(file, label, mode, size)
+            pixels, original = read_image(file, label, mode, size)
             if first is None:
                 first = (label, original)
             elif size is None and original != first[1]:
@@ -309,28 +208,34 @@ def _load_image_folder(path: pathlib.Path, source: str, options: dict,
     }
 
 
-def load_file(path: pathlib.Path, source: str, options: dict,
-              part: str | None = None) -> dict[str, np.ndarray]:
-    """The arrays of a data file (``x``, ``y``, and what else it brings); wraps any library
-    error in a DataError naming the file.
+def load_file(path: pathlib.Path, source: str, options: dict, part: str | None = None,
+              layout: dict | None = None) -> dict[str, np.ndarray]:
+    """The arrays of a data file (``x``, ``y``, and what else it brings; a csv file also its
+    ``csv_layout``, see :func:`~netc.runtime.data_csv.load_csv`); wraps any library error in
+    a DataError naming the file.
 
     With ``part`` (``"dev"`` or ``"test"``), the file is that split's own file (``data
     "train.h5" test="test.h5"``): its ``x_PART``/``y_PART`` (the course's
     ``test_set_x``/``test_set_y``), else its ``x``/``y``, else the one pair it holds, come
-    back as ``x_PART``/``y_PART``, with its ``class_names``; the rest of it is left out."""
+    back as ``x_PART``/``y_PART``, with its ``class_names``; the rest of it is left out.
+    ``layout``, the main file's csv layout, makes a csv split file expand its one-hot
+    columns to the main file's categories."""
     suffix = path.suffix.lower()
     if path.is_dir():
         loader = _load_image_folder
     elif suffix == ".npz":
         loader = _load_npz
     elif suffix == ".csv":
-        loader = _load_csv
+        loader = load_csv
     elif suffix in (".h5", ".hdf5"):
         loader = _load_h5
     else:
         raise DataError(f"unsupported data file '{source}'; supported: {SUPPORTED_KINDS}")
     try:
-        arrays = loader(path, source, options, part)
+        if loader is load_csv:
+            arrays = load_csv(path, source, options, part, layout)
+        else:
+            arrays = loader(path, source, options, part)
     except DataError:
         raise
     except LIBRARY_ERRORS as error:
@@ -353,3 +258,4 @@ def _split_file(arrays: dict, source: str, part: str) -> dict[str, np.ndarray]:
     if "class_names" in arrays:
         out["class_names"] = arrays["class_names"]
     return out
+

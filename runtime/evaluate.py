@@ -10,7 +10,8 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from .data import DataError, apply_normalization, load_source
+from .data import DataError, apply_normalization
+from .data_inputs import load_inputs
 from .run import load_data, to_device
 from .task_metrics import is_multitask, task_figures
 from .train import evaluate
@@ -149,52 +150,43 @@ def _class_label(row: dict) -> str:
     return f"{row['class']} {row['name']}" if "name" in row else str(row["class"])
 
 
-def _read_inputs(path: Path) -> np.ndarray:
-    if not path.exists():
-        raise DataError(f"input '{path}' not found")
-    if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif"):
-        from PIL import Image
-
-        with Image.open(path) as img:
-            return (np.asarray(img.convert("RGB"), np.float32) / 255.0)[None]
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                if "x" not in data:
-                    raise DataError(f"{path} has no array 'x' (found: {', '.join(data.files)})")
-                return np.asarray(data["x"])
-        if suffix == ".npy":
-            return np.load(path, allow_pickle=False)
-        if suffix == ".csv":
-            rows = np.genfromtxt(path, delimiter=",", dtype=np.float64)
-            rows = rows[~np.isnan(rows).all(axis=1)] if rows.ndim == 2 else rows[None]
-            return rows
-        if suffix in (".h5", ".hdf5"):
-            import h5py
-
-            with h5py.File(path, "r") as fh:
-                for key in ("x", "x_test", "test_set_x", "train_set_x"):
-                    if key in fh:
-                        x = np.asarray(fh[key])
-                        return x / 255.0 if x.dtype == np.uint8 else x
-                raise DataError(f"{path} has no dataset 'x'")
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
-    if path.is_dir():
-        return load_source(str(path), {}, base_dir=".")["x"]
-    raise DataError(f"cannot predict from '{path.name}': use .npz (array x), .npy, .csv, .h5, "
-                    "an image or an image folder")
+IMAGE_OPTIONS = {1: "L", 3: "RGB"}  # an image input's channels -> the mode to read images in
 
 
-def predict_file(model, variables, path: Path, out: Path, class_names=None) -> int:
-    """Predict for the inputs in `path`; write probabilities (and classes) to `out`.
+def input_options(model, run_dir: Path | None = None) -> tuple[dict, dict | None]:
+    """How to read new inputs as the run read its training data: the spec's file options
+    (``size=``, ``mode=``; for images, else the net's input height, width and channels)
+    and the csv layout recorded in run.json (None without one)."""
+    data = model.net.train.data
+    options = {}
+    if data is not None and data.name == "file":
+        options = {k: v for k, v in data.options.items() if k in ("size", "mode")}
+    shape = tuple(model.input_shape)
+    if len(shape) == 3 and shape[2] in IMAGE_OPTIONS:
+        options.setdefault("size", f"{shape[0]}x{shape[1]}")
+        options.setdefault("mode", IMAGE_OPTIONS[shape[2]])
+    layout = None
+    if run_dir is not None:
+        try:
+            layout = json.loads((Path(run_dir) / "run.json").read_text()).get("csv_layout")
+        except (OSError, ValueError, AttributeError):
+            layout = None
+    return options, layout if isinstance(layout, dict) else None
+
+
+def predict_file(model, variables, path: Path, out: Path, class_names=None,
+                 run_dir: Path | None = None) -> int:
+    """Predict for the inputs in `path` (read by the data layer as the run in `run_dir` read
+    its data: :func:`input_options`); write probabilities (and classes) to `out`.
 
     .npz: `outputs`, `classes` for a classifier ((m, N) 0/1 for a multi-task sigmoid N), and
     where the run has class names, `names` (each prediction's class name) or, for a
-    multi-task net with one name per output, `task_names`. .csv: the outputs, one row per
-    input; with class names a header row and two more columns, the class id and its name."""
-    x = _read_inputs(path).astype(np.float32)
+    multi-task net with one name per output, `task_names`. .csv: a header row, then one row
+    per input: the outputs (`output`, or `output_0`...; a softmax's named by its classes
+    where the run names them), then for a classifier its `class` (a multi-task net's
+    `class_0`...) and, with class names, its `name`."""
+    options, layout = input_options(model, run_dir)
+    x = load_inputs(path, str(path), options, layout).astype(np.float32)
     shape = model.input_shape
     if x.shape[1:] != shape:
         if int(np.prod(x.shape[1:])) != int(np.prod(shape)):
@@ -206,7 +198,8 @@ def predict_file(model, variables, path: Path, out: Path, class_names=None) -> i
         x = apply_normalization(x, {k: None if v is None else np.asarray(v)
                                     for k, v in norm.items()})
     outputs = np.concatenate([np.asarray(model.predict(variables, jnp.asarray(x[i:i + 1024])))
-                              for i in range(0, len(x), 1024)]) if len(x) else np.zeros((0,))
+                              for i in range(0, len(x), 1024)]) if len(x) \
+        else np.zeros((0, *model.output_shape), np.float32)
     result = {"outputs": outputs}
     names = _prediction_names(model, class_names)
     if model.loss_name != "mse" and len(x):
@@ -218,19 +211,7 @@ def predict_file(model, variables, path: Path, out: Path, class_names=None) -> i
     from .checkpoint import atomic_write, atomic_write_text
 
     if out.suffix == ".csv":
-        flat = outputs.reshape(len(outputs), -1)
-        if "names" not in result:
-            buffer = io.StringIO()
-            np.savetxt(buffer, flat, delimiter=",")
-            atomic_write_text(out, buffer.getvalue())
-            return len(x)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        heads = names if model.loss_name == "cross_entropy" else ["output"]
-        writer.writerow([*heads, "class", "name"])
-        for row, c, name in zip(flat, result["classes"], result["names"]):
-            writer.writerow([*(f"{v:.8g}" for v in row), int(c), name])
-        atomic_write_text(out, buffer.getvalue())
+        atomic_write_text(out, _csv_text(model, outputs, result, names))
     else:
         def write(tmp):
             with open(tmp, "wb") as fh:
@@ -248,3 +229,30 @@ def _prediction_names(model, class_names) -> list[str] | None:
         return task_names(model, class_names)
     k = int(np.prod(model.output_shape)) if model.loss_name == "cross_entropy" else 2
     return [str(n) for n in class_names] if len(class_names) == k else None
+
+
+def _csv_text(model, outputs: np.ndarray, result: dict, names: list[str] | None) -> str:
+    """predict's csv: a header row (see :func:`predict_file`), then one row per input."""
+    flat = outputs.reshape(len(outputs), -1)
+    width = flat.shape[1]
+    heads = ["output"] if width == 1 else [f"output_{k}" for k in range(width)]
+    if names is not None and "names" in result and model.loss_name == "cross_entropy":
+        heads = list(names)  # a softmax's outputs are its classes' probabilities
+    classes = result.get("classes")
+    if classes is not None and classes.ndim == 2:
+        heads += [f"class_{k}" for k in range(classes.shape[1])]
+    elif classes is not None:
+        heads.append("class")
+    if "names" in result:
+        heads.append("name")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(heads)
+    for i, row in enumerate(flat):
+        cells = [f"{v:.8g}" for v in row]
+        if classes is not None:
+            cells += [int(c) for c in np.atleast_1d(classes[i])]
+        if "names" in result:
+            cells.append(result["names"][i])
+        writer.writerow(cells)
+    return buffer.getvalue()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jax
@@ -55,9 +55,11 @@ def load_data(net: Net, base_dir: Path, loss: str) -> tuple[Splits, dict]:
     arrays = load_source(source, options, seed=cfg.seed, base_dir=base_dir)
     splits = make_splits(arrays, split=cfg.split, seed=cfg.seed, train_dev=cfg.train_dev)
     out = net.output_shape
-    return prepare(splits, input_shape=tuple(net.input_shape), labels=LOSSES[loss].labels,
-                   n_outputs=int(np.prod(out)) if len(out) != 1 else out[0],
-                   normalize=cfg.normalize)
+    prepared, stats = prepare(splits, input_shape=tuple(net.input_shape),
+                              labels=LOSSES[loss].labels,
+                              n_outputs=int(np.prod(out)) if len(out) != 1 else out[0],
+                              normalize=cfg.normalize)
+    return replace(prepared, csv_layout=arrays.get("csv_layout")), stats
 
 
 def to_device(split, placement: Placement | None = None) -> Data | None:
@@ -293,6 +295,8 @@ def write_run_json(out_dir: Path, net: Net, model, splits: Splits, done: int, fi
             "class_names": list(splits.class_names) if splits.class_names else None,
             "examples": {name: len(part) for name, part in splits.parts()},
             "final": final}
+    if splits.csv_layout is not None:  # predict reads new csv inputs the same way
+        info["csv_layout"] = splits.csv_layout
     ckpt.atomic_write_text(out_dir / "run.json", json.dumps(info, indent=2) + "\n")
 
 

@@ -246,3 +246,35 @@ def test_predict_on_bad_inputs_exits_1(tmp_path):
     assert code == 1
     assert "missing.npz" in one_error_line(err)
     assert not (tmp_path / "p.npz").exists()
+
+
+@pytest.mark.parametrize(("head", "extra", "columns"), [
+    ("sigmoid 1", "", ["output", "class"]),
+    ("softmax 2", "", ["output_0", "output_1", "class"]),
+    ("fc 1", "\n  loss mse", ["output"]),
+    ("sigmoid 2", "", ["output_0", "output_1", "class_0", "class_1"]),
+])
+def test_predict_csv_without_class_names_has_a_header(tmp_path, head, extra, columns):
+    m = 12
+    y = {"sigmoid 2": np.stack([np.arange(m) % 2, np.arange(m) // 6], 1).astype(np.float32),
+         "softmax 2": (np.arange(m) % 2)}.get(head, y01(m))
+    np.savez(tmp_path / "d.npz", x=x2(m), y=y)
+    path = spec(tmp_path, 'data "d.npz"\n  split 1 0 0' + extra, head=head)
+    out = tmp_path / "run"
+    code, _, err = run_cli("train", path, "--out", out, "--quiet")
+    assert code == 0, err
+    code, _, err = run_cli("predict", out, tmp_path / "d.npz", "--out", tmp_path / "p.npz")
+    assert code == 0, err
+    code, _, err = run_cli("predict", out, tmp_path / "d.npz", "--out", tmp_path / "p.csv")
+    assert code == 0, err
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert rows[0].split(",") == columns and len(rows) == m + 1
+    table = np.array([[float(v) for v in row.split(",")] for row in rows[1:]])
+    with np.load(tmp_path / "p.npz") as want:
+        outputs = want["outputs"].reshape(m, -1)
+        np.testing.assert_allclose(table[:, :outputs.shape[1]], outputs, rtol=1e-6)
+        if "classes" in want:
+            np.testing.assert_array_equal(table[:, outputs.shape[1]:],
+                                          want["classes"].reshape(m, -1))
+        else:
+            assert table.shape[1] == outputs.shape[1]

@@ -221,6 +221,23 @@ def test_predict_writes_the_class_names(cat_run, tmp_path):
                                                          ["non-cat", "cat"][c])
 
 
+def test_predict_resizes_a_picture_to_the_nets_input(cat_run, tmp_path):
+    """A photo of another size is read as the net's 64x64 RGB input (bilinear, as training
+    resizes an image folder): the same predictions as the resized picture in an .npz."""
+    photo = np.random.default_rng(3).integers(0, 256, size=(90, 120, 4), dtype=np.uint8)
+    Image.fromarray(photo, "RGBA").save(tmp_path / "photo.png")
+    with Image.open(tmp_path / "photo.png") as image:
+        small = image.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR)
+    np.savez(tmp_path / "small.npz", x=np.asarray(small)[None])
+    for name in ("photo.png", "small.npz"):
+        code, _, err = run_cli("predict", cat_run, tmp_path / name, "--out",
+                               tmp_path / f"{name}.npz")
+        assert code == 0, err
+    with np.load(tmp_path / "photo.png.npz") as got, np.load(tmp_path / "small.npz.npz") as want:
+        np.testing.assert_allclose(got["outputs"], want["outputs"], rtol=1e-5)
+        assert got["names"].tolist() == want["names"].tolist()
+
+
 def test_the_error_analysis_names_the_classes(cat_run, tmp_path):
     code, _, err = run_cli("eval", cat_run, "--errors", 20, "--out", tmp_path)
     assert code == 0, err

@@ -646,6 +646,6 @@ def test_warnings_within_one_call_or_outside_defs_are_not_folded():
     ("7", "8", "8"),
 ])
 def test_what_differs_between_two_warnings(first, other, shown):
-    from netc.compiler.check import _what_differs
+    from netc.compiler.call_diagnostics import what_differs
 
-    assert _what_differs(first, other) == shown
+    assert what_differs(first, other) == shown

@@ -284,9 +284,39 @@ def test_best_net_adds_absent_settings_inside_the_train_block():
 
 
 class _Trial:  # what refine_spaces reads of Optuna's FrozenTrial
-    def __init__(self, value, params):
+    def __init__(self, value, params, number=0, final=None):
         self.state = type("S", (), {"name": "COMPLETE"})()
-        self.value, self.user_attrs = value, {"params": params}
+        self.value, self.number = value, number
+        self.user_attrs = {"params": params, "final": final}
+
+
+def _record(number, accuracy, dev_loss, state="complete"):
+    final = {"dev": {"accuracy": accuracy, **({} if dev_loss is None else {"loss": dev_loss})}}
+    return {"number": number, "round": 1, "state": state, "reason": None, "params": {},
+            "value": accuracy if state == "complete" else None, "final": final,
+            "epochs_done": 5, "run": None}
+
+
+def test_ties_in_the_objective_go_to_the_lower_dev_loss_then_the_lower_number():
+    from netc.runtime.tune.report import best, ranked
+
+    recs = [_record(0, 0.9, 0.30), _record(1, 0.9, 0.20), _record(2, 0.8, 0.10),
+            _record(3, 0.9, None), _record(4, 0.9, 0.20), _record(5, 0.95, 0.5, "failed"),
+            _record(6, 0.95, 0.4, "pruned")]
+    order = [r["number"] for r in ranked(recs, Objective("dev_accuracy"))]
+    assert order == [1, 4, 0, 3, 2, 6, 5]
+    assert best(recs, Objective("dev_accuracy"))["number"] == 1
+    # minimising: the lower objective first, ties the same way
+    assert [r["number"] for r in ranked(recs[:4], Objective("train_loss"))] == [2, 1, 0, 3]
+    # --refine's best quarter: tied trials ranked the same way
+    lrs = [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 3e-5, 3e-4, 3e-3]
+    dev = [0.9, 0.8, 0.1, 0.2, 0.7, 0.6, 0.5, 0.4]
+    trials = [_Trial(0.75, {"optimizer.lr": lr}, n, {"dev": {"loss": d}})
+              for n, (lr, d) in enumerate(zip(lrs, dev))]
+    space = sp.parse_set("optimizer.lr=log(1e-5, 1)")
+    [box] = refine_spaces(trials, [space], Objective("dev_accuracy"))
+    assert (box.low, box.high) == (space.narrowed([1e-3, 1e-2]).low,
+                                   space.narrowed([1e-3, 1e-2]).high)
 
 
 def test_refine_box_surrounds_the_best_quarter_in_log_space():

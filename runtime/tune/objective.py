@@ -45,6 +45,13 @@ class Objective:
         value = record.get(self.record_key)
         return float(value) if value is not None and math.isfinite(value) else None
 
+    def rank(self, value: float, final: dict | None, number: int) -> tuple:
+        """A complete trial's sort key, best first: its objective, then (ties: two trials
+        with the same dev accuracy) its dev loss, lower first, then its trial number."""
+        dev = ((final or {}).get("dev") or {}).get("loss")
+        dev = float(dev) if dev is not None and math.isfinite(dev) else math.inf
+        return (-value if self.direction == "maximize" else value, dev, number)
+
     def better(self, a: float, b: float) -> bool:
         return a > b if self.direction == "maximize" else a < b
 

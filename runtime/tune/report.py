@@ -40,14 +40,14 @@ def records(trials) -> list[dict]:
 
 
 def ranked(recs: list[dict], objective: Objective) -> list[dict]:
-    """Complete trials best first, then pruned, running and failed ones by number."""
-    sign = -1.0 if objective.direction == "maximize" else 1.0
+    """Complete trials best first (ties broken by dev loss, then trial number:
+    :meth:`Objective.rank`), then pruned, running and failed ones by number."""
     order = {"complete": 0, "pruned": 1, "running": 2, "waiting": 2, "failed": 3}
 
     def key(r):
-        value = r["value"] if r["value"] is not None else math.inf
-        return (order.get(r["state"], 4), sign * value if r["state"] == "complete" else 0,
-                r["number"])
+        if r["state"] == "complete" and r["value"] is not None:
+            return (0, objective.rank(r["value"], r["final"], r["number"]))
+        return (order.get(r["state"], 4) or 4, (r["number"],))
 
     return sorted(recs, key=key)
 

@@ -344,7 +344,7 @@ def refine_spaces(trials, spaces: Sequence[Space], objective: Objective) -> list
             and all(s.key in t.user_attrs.get("params", {}) for s in spaces)]
     if len(done) < TOP_MIN:
         return None
-    done.sort(key=lambda t: -t.value if objective.direction == "maximize" else t.value)
+    done.sort(key=lambda t: objective.rank(t.value, t.user_attrs.get("final"), t.number))
     top = done[:max(TOP_MIN, math.ceil(TOP_FRACTION * len(done)))]
     return [s.narrowed([t.user_attrs["params"][s.key] for t in top]) for s in spaces]
 
