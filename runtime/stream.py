@@ -174,7 +174,9 @@ def read_batches(reader: BatchReader, order: np.ndarray, batch: int,
             num_workers=int(workers), per_worker_buffer_size=PREFETCH_BATCHES))
     iterator = iter(stream)
     try:
-        yield from iterator
+        for x, kept, bad in iterator:
+            # a worker's batch arrives in shared memory: copied out, it is freed at once
+            yield np.array(x), np.array(kept), bad
     finally:
         close = getattr(iterator, "close", None)
         if close is not None:
