@@ -16,6 +16,7 @@ decodes in the training process; default :func:`default_workers`) and ``skip_bad
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import pathlib
@@ -37,8 +38,9 @@ from .data import (
 from .data_base import STREAM_OPTIONS, DataError, int_option
 from .stream_sources import StreamSource, open_streamed
 
-__all__ = ["STREAM_MODES", "BatchReader", "StreamedSplit",
-           "decoded_bytes", "default_workers", "load_streamed", "should_stream"]
+__all__ = ["STREAM_MODES", "BatchReader", "ShardSlice", "StreamedSplit",
+           "decoded_bytes", "default_workers", "load_streamed", "process_shard",
+           "read_batches", "should_stream", "streamed_stats"]
 
 STREAM_MODES = ("auto", "on", "off")
 PREFETCH_BATCHES = 2  # batches each worker decodes ahead
@@ -137,10 +139,15 @@ class StreamedSplit:
                            mean=stats["mean"], std=stats["std"],
                            skip_bad=self.skip_bad if skip_bad is None else skip_bad)
 
-    def batches(self, order: np.ndarray, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def batches(self, order: np.ndarray, batch: int, *,
+                shard: tuple[int, int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(x, y)`` minibatches of the positions ``order[0:batch]``, ``order[batch:2*batch]``
-        ... (the last one may be partial), read ahead by Grain in this order."""
-        for x, kept, bad in read_batches(self.reader(), order, batch, self.workers):
+        ... (the last one may be partial), read ahead by Grain in this order. With ``shard``
+        ``(index, count)`` (:func:`process_shard`: this JAX process of all of them) each
+        minibatch is only this process's part of it, ``np.array_split(positions,
+        count)[index]``: every host reads only its rows."""
+        for x, kept, bad in read_batches(self.reader(), order, batch, self.workers,
+                                         shard=shard):
             if bad:
                 self.skipped += len(bad)
                 self.skipped_names += bad
@@ -153,16 +160,41 @@ class StreamedSplit:
         return x
 
 
-def read_batches(reader: BatchReader, order: np.ndarray, batch: int,
-                 workers: int) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
-    """``reader``'s batches of the positions in ``order``, ``batch`` at a time, decoded by
-    ``workers`` Grain worker processes (0: in this process, a thread reading ahead)."""
+def process_shard() -> tuple[int, int]:
+    """``(index, count)`` of this JAX process among all of them, as Grain's
+    ``ShardByJaxProcess`` gives it: the ``shard`` of :meth:`StreamedSplit.batches`."""
+    import grain
+
+    options = grain.sharding.ShardByJaxProcess()
+    return options.shard_index, options.shard_count
+
+
+class ShardSlice:
+    """A batch of positions cut to one shard's part (picklable, for Grain's workers)."""
+
+    def __init__(self, index: int, count: int):
+        self.index, self.count = index, count
+
+    def __call__(self, positions: np.ndarray) -> np.ndarray:
+        return np.array_split(positions, self.count)[self.index]
+
+
+def read_batches(reader: BatchReader, order: np.ndarray, batch: int, workers: int, *,
+                 shard: tuple[int, int] | None = None,
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
+    """``reader``'s batches of the positions in ``order``, ``batch`` at a time (each cut to
+    ``shard``'s part, see :meth:`StreamedSplit.batches`), decoded by ``workers`` Grain
+    worker processes (0: in this process, a thread reading ahead)."""
     import grain
 
     order = np.asarray(order, dtype=np.int64)
     if len(order) == 0:
         return
-    dataset = grain.MapDataset.source(order).batch(int(batch)).map(reader)
+    # batch_fn: the positions stay a plain array (Grain would put them in shared memory)
+    dataset = grain.MapDataset.source(order).batch(int(batch), batch_fn=np.stack)
+    if shard is not None and shard[1] > 1:
+        dataset = dataset.map(ShardSlice(*shard))
+    dataset = dataset.map(reader)
     read_options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=PREFETCH_BATCHES)
     stream = dataset.to_iter_dataset(read_options)
     if workers > 0:
@@ -174,13 +206,20 @@ def read_batches(reader: BatchReader, order: np.ndarray, batch: int,
             num_workers=int(workers), per_worker_buffer_size=PREFETCH_BATCHES))
     iterator = iter(stream)
     try:
-        for x, kept, bad in iterator:
+        for element in iterator:
             # a worker's batch arrives in shared memory: copied out, it is freed at once
-            yield np.array(x), np.array(kept), bad
+            x, kept, bad = np.array(element[0]), np.array(element[1]), element[2]
+            del element
+            yield x, kept, bad
     finally:
         close = getattr(iterator, "close", None)
         if close is not None:
             close()
+        if workers > 0:
+            # Grain's iterator holds the last batch's shared memory in a reference cycle;
+            # collected now, it is unlinked now, not reported as leaked at exit
+            del iterator, stream
+            gc.collect()
 
 
 def streamed_stats(split: StreamedSplit, batch: int = 256) -> dict[str, np.ndarray]:

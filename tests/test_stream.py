@@ -385,3 +385,22 @@ def test_worker_processes_give_the_same_batches_and_errors(tmp_path):
     with pytest.raises(DataError, match=r"cannot read image 'pets/eel/05\.png'"):
         for split in (got.train, got.dev, got.test):
             all_batches(split, np.arange(len(split)), 3)
+
+
+def test_each_process_shard_reads_its_part_of_every_batch(tmp_path):
+    x, y = arrays_xy(m=23)
+    folder = tmp_path / "arrays"
+    folder.mkdir()
+    np.save(folder / "x.npy", x)
+    np.save(folder / "y.npy", y)
+    net = make_net(tmp_path, "arrays", split="1 0 0", workers=0)
+    got, _ = streamed(net, tmp_path)
+    order = np.random.default_rng([0, 4]).permutation(23)
+    whole = list(got.train.batches(order, 8))
+    parts = [list(got.train.batches(order, 8, shard=(k, 3))) for k in range(3)]
+    assert [len(b[0]) for b in parts[0]] == [3, 3, 3]  # 8 = 3 + 3 + 2, 7 = 3 + 2 + 2
+    for i, (bx, by) in enumerate(whole):
+        np.testing.assert_array_equal(np.concatenate([p[i][0] for p in parts]), bx)
+        np.testing.assert_array_equal(np.concatenate([p[i][1] for p in parts]), by)
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in whole]),
+                                  x[order].astype(np.float32) / 255)
