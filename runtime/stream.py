@@ -38,7 +38,7 @@ from .data import (
 from .data_base import STREAM_OPTIONS, DataError, int_option
 from .stream_sources import StreamSource, open_streamed
 
-__all__ = ["STREAM_MODES", "BatchReader", "ShardSlice", "StreamedSplit",
+__all__ = ["STREAM_MODES", "BatchPositions", "BatchReader", "ShardSlice", "StreamedSplit",
            "decoded_bytes", "default_workers", "load_streamed", "process_shard",
            "read_batches", "should_stream", "streamed_stats"]
 
@@ -142,7 +142,10 @@ class StreamedSplit:
     def batches(self, order: np.ndarray, batch: int, *,
                 shard: tuple[int, int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(x, y)`` minibatches of the positions ``order[0:batch]``, ``order[batch:2*batch]``
-        ... (the last one may be partial), read ahead by Grain in this order. With ``shard``
+        ... (the last one may be partial), read ahead by Grain in this order. ``order`` may
+        be several epochs' orders, ``(epochs, m)`` (the trainer's ``orders()``): their
+        minibatches come epoch after epoch from one set of worker processes (starting them
+        takes a second or two). With ``shard``
         ``(index, count)`` (:func:`process_shard`: this JAX process of all of them) each
         minibatch is only this process's part of it, ``np.array_split(positions,
         count)[index]``: every host reads only its rows."""
@@ -179,19 +182,37 @@ class ShardSlice:
         return np.array_split(positions, self.count)[self.index]
 
 
+class BatchPositions:
+    """The minibatches of one or more epochs' orders as a random-access source for Grain:
+    item ``k`` is the positions of epoch ``k // per_epoch``'s minibatch ``k % per_epoch``
+    (``batch`` positions, the epoch's last one partial; minibatches never span epochs)."""
+
+    def __init__(self, orders: np.ndarray, batch: int):
+        self.orders, self.batch = orders, int(batch)
+        self.per_epoch = -(-orders.shape[1] // self.batch)
+
+    def __len__(self) -> int:
+        return len(self.orders) * self.per_epoch
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        epoch, i = divmod(int(k), self.per_epoch)
+        return np.asarray(self.orders[epoch, i * self.batch : (i + 1) * self.batch])
+
+
 def read_batches(reader: BatchReader, order: np.ndarray, batch: int, workers: int, *,
                  shard: tuple[int, int] | None = None,
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
-    """``reader``'s batches of the positions in ``order``, ``batch`` at a time (each cut to
-    ``shard``'s part, see :meth:`StreamedSplit.batches`), decoded by ``workers`` Grain
-    worker processes (0: in this process, a thread reading ahead)."""
+    """``reader``'s minibatches of the positions in ``order`` (one epoch's, or a 2-D array of
+    several epochs' orders, :class:`BatchPositions`), each cut to ``shard``'s part (see
+    :meth:`StreamedSplit.batches`), decoded by ``workers`` Grain worker processes (0: in
+    this process, a thread reading ahead)."""
     import grain
 
-    order = np.asarray(order, dtype=np.int64)
-    if len(order) == 0:
+    order = np.asarray(order)
+    orders = order.reshape(1, -1) if order.ndim == 1 else order
+    if orders.size == 0:
         return
-    # batch_fn: the positions stay a plain array (Grain would put them in shared memory)
-    dataset = grain.MapDataset.source(order).batch(int(batch), batch_fn=np.stack)
+    dataset = grain.MapDataset.source(BatchPositions(orders, batch))
     if shard is not None and shard[1] > 1:
         dataset = dataset.map(ShardSlice(*shard))
     dataset = dataset.map(reader)

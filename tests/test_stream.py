@@ -39,15 +39,17 @@ train {{
   normalize {normalize}
   seed {seed}
   epochs 1
+  {extra}
 }}
 """
 
 
 def make_net(tmp_path, data, *, shape="6x5x3", head="softmax 3", normalize="none", seed=0,
-             options="", split="0.6 0.2 0.2", **stream_options):
+             options="", split="0.6 0.2 0.2", extra="", **stream_options):
     path = tmp_path / "t.net"
     path.write_text(SPEC.format(shape=shape, head=head, data=data, options=options,
-                                normalize=normalize, seed=seed, split=split))
+                                normalize=normalize, seed=seed, split=split,
+                                extra=extra))
     net = netc.check(str(path))
     net.train.data.options.update(stream_options)  # workers=, skip_bad= (data options)
     return net
@@ -149,10 +151,13 @@ def test_npy_folder(tmp_path):
     np.save(folder / "x.npy", x)
     np.save(folder / "y.npy", y)
     np.save(folder / "class_names.npy", np.asarray(["a", "b", "c"]))
-    net = make_net(tmp_path, "arrays", workers=0)
+    net = make_net(tmp_path, "arrays", extra="train_dev 0.25", workers=0)
     got, _ = streamed(net, tmp_path)
     want, _ = in_memory(net, tmp_path, "classes", 3)
+    np.testing.assert_array_equal(load_source("arrays", base_dir=tmp_path)["x"],
+                                  x.astype(np.float32) / 255)
     assert got.class_names == ("a", "b", "c")
+    assert len(got.train_dev) == 3  # a quarter of the 12 training rows
     assert_same_splits(got, want)
 
 
@@ -374,11 +379,17 @@ def test_worker_processes_give_the_same_batches_and_errors(tmp_path):
     net0 = make_net(tmp_path, "pets", normalize="standard", workers=0)
     ref, ref_stats = streamed(net0, tmp_path)
     np.testing.assert_array_equal(stats["mean"], ref_stats["mean"])
-    order = np.random.default_rng([0, 2]).permutation(len(got.train))
-    x, y = all_batches(got.train, order, 3)
-    x0, y0 = all_batches(ref.train, order, 3)
-    np.testing.assert_array_equal(x, x0)
-    np.testing.assert_array_equal(y, y0)
+    m = len(got.train)
+    orders = np.stack([np.random.default_rng([0, e]).permutation(m) for e in (2, 3)])
+    two_epochs = list(got.train.batches(orders, 5))  # one set of workers for both epochs
+    per_epoch = -(-m // 5)
+    assert len(two_epochs) == 2 * per_epoch
+    for e in range(2):
+        x0, y0 = all_batches(ref.train, orders[e], 5)
+        epoch = two_epochs[e * per_epoch : (e + 1) * per_epoch]
+        assert [len(b[0]) for b in epoch] == [5] * (per_epoch - 1) + [m - 5 * (per_epoch - 1)]
+        np.testing.assert_array_equal(np.concatenate([b[0] for b in epoch]), x0)
+        np.testing.assert_array_equal(np.concatenate([b[1] for b in epoch]), y0)
     (root / "eel" / "05.png").write_bytes(b"broken")
     net = make_net(tmp_path, "pets", workers=2)
     got, _ = streamed(net, tmp_path)
