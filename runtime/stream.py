@@ -20,6 +20,7 @@ import gc
 import math
 import os
 import pathlib
+import signal
 from collections.abc import Iterator
 
 import numpy as np
@@ -35,12 +36,13 @@ from .data import (
     shape_labels,
     split_indices,
 )
-from .data_base import STREAM_OPTIONS, DataError, int_option
+from .data_base import STREAM_OPTIONS, DataError, first_line, int_option
+from .data_files import LIBRARY_ERRORS
 from .stream_sources import StreamSource, open_streamed
 
 __all__ = ["STREAM_MODES", "BatchPositions", "BatchReader", "ShardSlice", "StreamedSplit",
-           "decoded_bytes", "default_workers", "load_streamed", "process_shard",
-           "read_batches", "should_stream", "streamed_stats"]
+           "decoded_bytes", "default_workers", "ignore_interrupts", "load_streamed",
+           "process_shard", "read_batches", "should_stream", "streamed_stats"]
 
 STREAM_MODES = ("auto", "on", "off")
 PREFETCH_BATCHES = 2  # batches each worker decodes ahead
@@ -91,21 +93,23 @@ class BatchReader:
     def __call__(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
         positions = np.asarray(positions, dtype=np.int64).reshape(-1)
         bad: list[str] = []
-        if self.skip_bad:
+        try:
+            x = self.read(positions)
+        except DataError:
+            if not self.skip_bad:
+                raise
             examples, kept = [], []
-            for p in positions:
+            for p in positions:  # the batch again, one example at a time, leaving out the bad
                 try:
-                    examples.append(self.source.read_rows(self.rows[[p]])[0])
+                    examples.append(self.read(np.asarray([p]))[0])
                     kept.append(p)
                 except DataError:
                     bad.append(self.source.name(self.rows[p]))
             positions = np.asarray(kept, dtype=np.int64)
             x = np.stack(examples) if examples else \
                 np.zeros((0, *self.source.example_shape), self.source.dtype)
-        else:
-            x = self.source.read_rows(self.rows[positions])
         x = np.asarray(x).reshape((len(x), *self.input_shape)).astype(np.float32)
-        finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        finite = np.isfinite(x.reshape(len(x), math.prod(self.input_shape))).all(axis=1)
         if not finite.all():
             row = int(np.argmax(~finite))
             kind = "NaN" if np.isnan(x[row]).any() else "inf"
@@ -114,6 +118,19 @@ class BatchReader:
         if self.mean is not None:
             x = (x - self.mean) / self.std
         return np.ascontiguousarray(x, dtype=np.float32), positions, bad
+
+
+    def read(self, positions: np.ndarray) -> np.ndarray:
+        """The examples at ``positions`` as the source holds them; a library's error reading
+        them becomes a DataError naming the first."""
+        try:
+            return self.source.read_rows(self.rows[positions])
+        except DataError:
+            raise
+        except (*LIBRARY_ERRORS, IndexError) as error:  # IndexError: a file that shrank
+            first = self.source.name(self.rows[positions[0]]) if len(positions) else \
+                self.source.source
+            raise DataError(f"cannot read {first}: {first_line(error)}") from None
 
 
 class StreamedSplit:
@@ -142,7 +159,8 @@ class StreamedSplit:
     def batches(self, order: np.ndarray, batch: int, *,
                 shard: tuple[int, int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(x, y)`` minibatches of the positions ``order[0:batch]``, ``order[batch:2*batch]``
-        ... (the last one may be partial), read ahead by Grain in this order. ``order`` may
+        ... (the last one may be partial; with ``skip_bad`` one may lack its unreadable
+        examples, or be empty), read ahead by Grain in this order. ``order`` may
         be several epochs' orders, ``(epochs, m)`` (the trainer's ``orders()``): their
         minibatches come epoch after epoch from one set of worker processes (starting them
         takes a second or two). With ``shard``
@@ -199,6 +217,12 @@ class BatchPositions:
         return np.asarray(self.orders[epoch, i * self.batch : (i + 1) * self.batch])
 
 
+def ignore_interrupts(index: int, count: int) -> None:
+    """Worker processes ignore Ctrl-C (SIGINT reaches the whole process group): the
+    training process stops them, so an interrupted run prints no worker's traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def read_batches(reader: BatchReader, order: np.ndarray, batch: int, workers: int, *,
                  shard: tuple[int, int] | None = None,
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
@@ -224,10 +248,20 @@ def read_batches(reader: BatchReader, order: np.ndarray, batch: int, workers: in
         if not flags.FLAGS.is_parsed():  # Grain's workers read its flags; netc has none
             flags.FLAGS.mark_as_parsed()
         stream = stream.mp_prefetch(grain.MultiprocessingOptions(
-            num_workers=int(workers), per_worker_buffer_size=PREFETCH_BATCHES))
+            num_workers=int(workers), per_worker_buffer_size=PREFETCH_BATCHES),
+            worker_init_fn=ignore_interrupts)
     iterator = iter(stream)
     try:
-        for element in iterator:
+        while True:
+            try:
+                element = next(iterator)
+            except StopIteration:
+                break
+            except RuntimeError as error:  # Grain's words for a worker that died (killed)
+                if "terminated unexpectedly" not in str(error):
+                    raise
+                raise DataError(f"a process reading the data stopped unexpectedly (out of "
+                                f"memory?); try fewer workers= ({workers} now)") from None
             # a worker's batch arrives in shared memory: copied out, it is freed at once
             x, kept, bad = np.array(element[0]), np.array(element[1]), element[2]
             del element
