@@ -41,7 +41,8 @@ from .data_files import LIBRARY_ERRORS
 from .stream_sources import StreamSource, open_streamed
 
 __all__ = ["STREAM_MODES", "BatchPositions", "BatchReader", "ShardSlice", "StreamedSplit",
-           "decoded_bytes", "default_workers", "ignore_interrupts", "load_streamed",
+           "decoded_bytes", "default_workers", "ignore_interrupts", "in_memory", "load_streamed",
+           "machine_memory",
            "process_shard", "read_batches", "should_stream", "streamed_stats"]
 
 STREAM_MODES = ("auto", "on", "off")
@@ -66,16 +67,33 @@ def decoded_bytes(m: int, input_shape: tuple[int, ...]) -> int:
 def should_stream(stream: str, m: int, input_shape: tuple[int, ...],
                   memory_bytes: int | None = None) -> bool:
     """Whether a split of ``m`` examples streams: ``stream on``, or ``auto`` and its decoded
-    size exceeds a quarter of ``memory_bytes`` (default: the machine's memory)."""
+    size exceeds a quarter of ``memory_bytes`` (default: :func:`machine_memory`)."""
     if stream not in STREAM_MODES:
         raise DataError(f"stream {stream!r} must be one of: {', '.join(STREAM_MODES)}")
     if stream != "auto":
         return stream == "on"
     if memory_bytes is None:
-        import psutil
-
-        memory_bytes = psutil.virtual_memory().total
+        memory_bytes = machine_memory()
     return decoded_bytes(m, input_shape) > memory_bytes / 4
+
+
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max",  # cgroup v2, then v1
+                 "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def machine_memory() -> int:
+    """Bytes of memory this process may use: the machine's (psutil), or its container's
+    limit (cgroup) where that is smaller."""
+    import psutil
+
+    total = psutil.virtual_memory().total
+    for path in CGROUP_LIMITS:
+        try:
+            limit = int(pathlib.Path(path).read_text().strip())
+        except (OSError, ValueError):  # no such file, or "max" (no limit)
+            continue
+        return min(total, limit)
+    return total
 
 
 class BatchReader:
@@ -316,6 +334,17 @@ def _flag(value, what: str) -> bool:
     raise DataError(f"option {what}={value!r} must be true or false")
 
 
+def in_memory(split: StreamedSplit) -> Dataset:
+    """A split read whole into memory (through its workers; ``skip_bad`` leaves out what
+    cannot be read)."""
+    xs, ys = [], []
+    for x, y in split.batches(np.arange(len(split)), 256):
+        xs.append(x)
+        ys.append(y)
+    x = np.concatenate(xs) if xs else np.zeros((0, *split.input_shape), np.float32)
+    return Dataset(x, np.concatenate(ys) if ys else split.y[:0])
+
+
 def _open_split_file(path, name: str, options: dict, *, part: str) -> dict:
     arrays = open_streamed(pathlib.Path(path), name, dict(options), part=part)
     if arrays is None:
@@ -390,8 +419,7 @@ def load_streamed(net, base_dir, loss: str, *, stream: str, skip_bad: bool = Fal
         stats = streamed_stats(splits["train"])
     for split in splits.values():
         split.stats = stats
-    result = {part: split if streamed[part] else Dataset(split.read(np.arange(len(split))),
-                                                         split.y)
+    result = {part: split if streamed[part] else in_memory(split)
               for part, split in splits.items()}
     names = arrays.get("class_names")
     class_names = tuple(str(n) for n in names) if names is not None else None

@@ -433,3 +433,16 @@ def test_each_process_shard_reads_its_part_of_every_batch(tmp_path):
         np.testing.assert_array_equal(np.concatenate([p[i][1] for p in parts]), by)
     np.testing.assert_array_equal(np.concatenate([b[0] for b in whole]),
                                   x[order].astype(np.float32) / 255)
+
+
+def test_machine_memory_is_the_container_limit_when_smaller(tmp_path, monkeypatch):
+    import psutil
+    from netc.runtime import stream
+
+    limit = tmp_path / "memory.max"
+    monkeypatch.setattr(stream, "CGROUP_LIMITS", (str(tmp_path / "absent"), str(limit)))
+    limit.write_text("max\n")
+    assert stream.machine_memory() == psutil.virtual_memory().total
+    limit.write_text("123456789\n")
+    assert stream.machine_memory() == 123456789
+    assert should_stream("auto", 10**6, (8,)) is (4 * 10**6 * 8 > 123456789 / 4)
