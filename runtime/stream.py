@@ -41,9 +41,9 @@ from .data_files import LIBRARY_ERRORS
 from .stream_sources import StreamSource, open_streamed
 
 __all__ = ["STREAM_MODES", "BatchPositions", "BatchReader", "ShardSlice", "StreamedSplit",
-           "decoded_bytes", "default_workers", "ignore_interrupts", "in_memory", "load_streamed",
-           "machine_memory",
-           "process_shard", "read_batches", "should_stream", "streamed_stats"]
+           "checked_parts", "decoded_bytes", "default_workers", "ignore_interrupts",
+           "in_memory", "load_streamed", "machine_memory", "process_shard", "read_batches",
+           "should_stream", "stream_options", "streamed_stats"]
 
 STREAM_MODES = ("auto", "on", "off")
 PREFETCH_BATCHES = 2  # batches each worker decodes ahead
@@ -352,38 +352,22 @@ def _open_split_file(path, name: str, options: dict, *, part: str) -> dict:
     return arrays
 
 
-def load_streamed(net, base_dir, loss: str, *, stream: str, skip_bad: bool = False,
-                  memory_bytes: int | None = None) -> tuple[Splits, dict] | None:
-    """Like runtime/run.py's ``load_data``, but each split whose decoded size calls for it
-    (:func:`should_stream`) is a :class:`StreamedSplit` instead of a ``Dataset``. None when
-    the data cannot stream (a built-in, a csv file), ``stream off``, or no split needs to
-    stream: the caller then loads it in memory. The splits are the very examples
-    ``make_splits`` cuts (same seed, same permutation); the labels are checked and shaped
-    by data.py's own functions; ``normalize standard`` statistics come from one streamed
-    pass over train (:func:`streamed_stats`)."""
-    from netc.compiler.losses import LOSSES
-
-    cfg = net.train
-    if stream == "off" or cfg.data is None or cfg.data.name != "file":
-        should_stream(stream, 0, ())  # still reject a bad mode
-        return None
-    options = dict(cfg.data.options)
-    source = str(options.pop("path"))
+def stream_options(options: dict, skip_bad: bool) -> tuple[int, bool, dict]:
+    """``(workers, skip_bad, the other options)`` of a data line's options: ``workers=``
+    (default :func:`default_workers`) and ``skip_bad=`` (default the train setting's)."""
     workers = int_option(options, "workers", default_workers()) if "workers" in options \
         else default_workers()
     skip_bad = _flag(options["skip_bad"], "skip_bad") if "skip_bad" in options else skip_bad
-    for key in STREAM_OPTIONS:
-        options.pop(key, None)
-    split_files = {part: str(options.pop(part)) for part in ("dev", "test") if part in options}
-    path = resolve_path(source, base_dir)
-    if not path.exists():
-        raise DataError(f"data file '{source}' not found (looked in {path.resolve()})")
-    arrays = open_streamed(path, source, options)
-    if arrays is None:
-        return None
-    for part, name in split_files.items():
-        arrays = add_split_file(arrays, source, part, name, options, base_dir=base_dir,
-                                load=_open_split_file)
+    return workers, skip_bad, {k: v for k, v in options.items() if k not in STREAM_OPTIONS}
+
+
+def checked_parts(arrays: dict, net, loss: str) -> dict[str, tuple[StreamSource, np.ndarray,
+                                                                     np.ndarray]]:
+    """The non-empty splits of streamed ``arrays`` as ``{name: (source, rows of it, prepared
+    labels)}``, cut as ``make_splits`` cuts them and checked as ``prepare`` checks them."""
+    from netc.compiler.losses import LOSSES
+
+    cfg = net.train
     input_shape = tuple(int(d) for d in net.input_shape)
     out = net.output_shape
     n_outputs = int(np.prod(out)) if len(out) != 1 else out[0]
@@ -393,7 +377,7 @@ def load_streamed(net, base_dir, loss: str, *, stream: str, skip_bad: bool = Fal
         raise DataError(f"x has {len(arrays['x'])} examples but y has {len(arrays['y'])}")
     rows = split_indices(len(arrays["x"]), split=cfg.split, seed=cfg.seed,
                          train_dev=cfg.train_dev, brought=brought_parts(arrays))
-    parts: dict[str, tuple[StreamSource, np.ndarray, np.ndarray]] = {}
+    parts = {}
     for part, idx in rows.items():
         if idx is None:
             x, y = arrays[f"x_{part}"], np.asarray(arrays[f"y_{part}"])
@@ -408,6 +392,37 @@ def load_streamed(net, base_dir, loss: str, *, stream: str, skip_bad: bool = Fal
             raise DataError("train split is empty")
         check_examples(x.dtype, tuple(x.example_shape), input_shape, part)
         parts[part] = (x, idx, shape_labels(y, labels, n_outputs, part))
+    return parts
+
+
+def load_streamed(net, base_dir, loss: str, *, stream: str, skip_bad: bool = False,
+                  memory_bytes: int | None = None) -> tuple[Splits, dict] | None:
+    """Like runtime/run.py's ``load_data``, but each split whose decoded size calls for it
+    (:func:`should_stream`) is a :class:`StreamedSplit` instead of a ``Dataset``. None when
+    the data cannot stream (a built-in, a csv file), ``stream off``, or no split needs to
+    stream: the caller then loads it in memory. The splits are the very examples
+    ``make_splits`` cuts (same seed, same permutation); the labels are checked and shaped
+    by data.py's own functions; ``normalize standard`` statistics come from one streamed
+    pass over train (:func:`streamed_stats`). ``skip_bad`` is the train setting; the data
+    line's ``skip_bad=`` overrides it."""
+    cfg = net.train
+    if stream == "off" or cfg.data is None or cfg.data.name != "file":
+        should_stream(stream, 0, ())  # still reject a bad mode
+        return None
+    workers, skip_bad, options = stream_options(dict(cfg.data.options), skip_bad)
+    source = str(options.pop("path"))
+    split_files = {part: str(options.pop(part)) for part in ("dev", "test") if part in options}
+    path = resolve_path(source, base_dir)
+    if not path.exists():
+        raise DataError(f"data file '{source}' not found (looked in {path.resolve()})")
+    arrays = open_streamed(path, source, options)
+    if arrays is None:
+        return None
+    for part, name in split_files.items():
+        arrays = add_split_file(arrays, source, part, name, options, base_dir=base_dir,
+                                load=_open_split_file)
+    parts = checked_parts(arrays, net, loss)
+    input_shape = tuple(int(d) for d in net.input_shape)
     streamed = {part: should_stream(stream, len(idx), input_shape, memory_bytes)
                 for part, (_, idx, _) in parts.items()}
     if not any(streamed.values()):
