@@ -197,15 +197,16 @@ def test_h5_plain_and_course_layout(tmp_path):
 
 
 def test_h5_batch_with_repeated_rows_reads_them_in_order(tmp_path):
-    x, y = arrays_xy(m=10)
+    x, y = arrays_xy(m=60)
     with h5py.File(tmp_path / "plain.h5", "w") as f:
         f["x"] = x
         f["y"] = y
     from netc.runtime.stream_sources import H5Source
 
     source = H5Source(tmp_path / "plain.h5", "plain.h5", "x")
-    rows = np.asarray([7, 2, 7, 0])
-    np.testing.assert_array_equal(source.read_rows(rows), x[rows].astype(np.float32) / 255)
+    for rows in ([7, 2, 7, 0], [55, 3, 55, 40]):  # dense (one slice read), sparse (points)
+        rows = np.asarray(rows)
+        np.testing.assert_array_equal(source.read_rows(rows), x[rows].astype(np.float32) / 255)
 
 
 def record(**arrays) -> bytes:
