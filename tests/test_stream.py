@@ -447,3 +447,68 @@ def test_machine_memory_is_the_container_limit_when_smaller(tmp_path, monkeypatc
     limit.write_text("123456789\n")
     assert stream.machine_memory() == 123456789
     assert should_stream("auto", 10**6, (8,)) is (4 * 10**6 * 8 > 123456789 / 4)
+
+
+# -------------------------------------------------------------------- a process of its own
+
+STREAM_SCRIPT = """
+import sys
+import numpy as np
+from netc.runtime.stream import BatchReader, read_batches
+from netc.runtime.stream_sources import ArraySource
+
+if __name__ == "__main__":
+    source = ArraySource(sys.argv[1], "x.npy")
+    reader = BatchReader(source, np.arange(len(source)), (4,), "train")
+    total = 0.0
+    try:
+        for epoch in range(int(sys.argv[2])):
+            for x, kept, bad in read_batches(reader, np.arange(len(source)), 8, 1):
+                total += float(x.sum())
+                if epoch == 1:
+                    print("reading", flush=True)
+                    sys.stdin.readline()  # the test interrupts here
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        sys.exit(130)
+    print(f"{total:.3f}")
+"""
+
+
+def stream_script(tmp_path):
+    x = np.random.default_rng(0).random((40, 4)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    script = tmp_path / "stream_script.py"
+    script.write_text(STREAM_SCRIPT)
+    return script, x
+
+
+def test_a_process_reading_with_workers_exits_quietly(tmp_path):
+    from conftest import run_python
+
+    script, x = stream_script(tmp_path)
+    proc = run_python(script, tmp_path / "x.npy", 1, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert float(proc.stdout) == pytest.approx(float(x.sum()), abs=1e-2)
+    assert proc.stderr == ""  # no worker's shared memory reported leaked at exit
+
+
+def test_ctrl_c_stops_the_workers_without_their_tracebacks(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script, _ = stream_script(tmp_path)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "x.npy"), "3"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "reading"
+        os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C does: the whole process group
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and out.strip() == "interrupted", out + err
+    assert "Traceback" not in err and "leaked" not in err, err
