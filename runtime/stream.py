@@ -16,7 +16,6 @@ decodes in the training process; default :func:`default_workers`) and ``skip_bad
 
 from __future__ import annotations
 
-import gc
 import math
 import os
 import pathlib
@@ -47,6 +46,7 @@ __all__ = ["STREAM_MODES", "BatchPositions", "BatchReader", "ShardSlice", "Strea
 
 STREAM_MODES = ("auto", "on", "off")
 PREFETCH_BATCHES = 2  # batches each worker decodes ahead
+PIPE_BELOW = 2**62  # Grain's min_shm_size: every batch is sent through a pipe
 
 
 def default_workers() -> int:
@@ -258,13 +258,20 @@ def read_batches(reader: BatchReader, order: np.ndarray, batch: int, workers: in
     if shard is not None and shard[1] > 1:
         dataset = dataset.map(ShardSlice(*shard))
     dataset = dataset.map(reader)
-    read_options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=PREFETCH_BATCHES)
-    stream = dataset.to_iter_dataset(read_options)
+    # in this process: one thread reads ahead; in workers: each reads in its own process
+    # and keeps PREFETCH_BATCHES ready, so about 2 * workers + 2 batches are in memory
+    threads, ahead = (0, 0) if workers > 0 else (1, PREFETCH_BATCHES)
+    stream = dataset.to_iter_dataset(grain.ReadOptions(num_threads=threads,
+                                                       prefetch_buffer_size=ahead))
     if workers > 0:
         from absl import flags
 
         if not flags.FLAGS.is_parsed():  # Grain's workers read its flags; netc has none
             flags.FLAGS.mark_as_parsed()
+        # batches come back through a pipe, not shared memory: /dev/shm is small in
+        # containers (64 MB by default in Docker), and nothing is left to unlink at exit
+        stream = grain.experimental.WithOptionsIterDataset(
+            stream, grain.experimental.DatasetOptions(min_shm_size=PIPE_BELOW))
         stream = stream.mp_prefetch(grain.MultiprocessingOptions(
             num_workers=int(workers), per_worker_buffer_size=PREFETCH_BATCHES),
             worker_init_fn=ignore_interrupts)
@@ -280,19 +287,11 @@ def read_batches(reader: BatchReader, order: np.ndarray, batch: int, workers: in
                     raise
                 raise DataError(f"a process reading the data stopped unexpectedly (out of "
                                 f"memory?); try fewer workers= ({workers} now)") from None
-            # a worker's batch arrives in shared memory: copied out, it is freed at once
-            x, kept, bad = np.array(element[0]), np.array(element[1]), element[2]
-            del element
-            yield x, kept, bad
+            yield element
     finally:
         close = getattr(iterator, "close", None)
         if close is not None:
             close()
-        if workers > 0:
-            # Grain's iterator holds the last batch's shared memory in a reference cycle;
-            # collected now, it is unlinked now, not reported as leaked at exit
-            del iterator, stream
-            gc.collect()
 
 
 def streamed_stats(split: StreamedSplit, batch: int = 256) -> dict[str, np.ndarray]:
