@@ -297,7 +297,7 @@ def read_batches(reader: BatchReader, order: np.ndarray, batch: int, workers: in
 def streamed_stats(split: StreamedSplit, batch: int = 256) -> dict[str, np.ndarray]:
     """Per-feature mean and std of a split's examples (std 0 replaced by 1), read in one
     pass and merged batch by batch in float64 (Chan et al.'s pairwise update): prepare()'s
-    ``standard_stats`` to float32 rounding."""
+    statistics to float32 rounding."""
     count, mean, m2 = 0, None, None
     order = np.arange(len(split))
     for x, _, _ in read_batches(split.reader(normalized=False), order, batch, split.workers):
