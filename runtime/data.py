@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data_base import DataError
+from .data_base import STREAM_OPTIONS, DataError
 from .data_builtin import BUILTINS, load_builtin
 from .data_files import load_file
 
@@ -34,10 +34,18 @@ __all__ = [
     "DataError",
     "Dataset",
     "Splits",
+    "add_split_file",
     "apply_normalization",
+    "brought_parts",
+    "check_examples",
+    "check_kinds",
     "load_source",
     "make_splits",
     "prepare",
+    "resolve_path",
+    "shape_labels",
+    "split_indices",
+    "standard_stats",
 ]
 
 LABELS = ("classes", "binary", "values")  # compiler/losses.py: what each loss reads
@@ -78,7 +86,8 @@ def _is_bare_word(source: str) -> bool:
     return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", source) is not None
 
 
-def _resolve(source: str, base_dir) -> pathlib.Path:
+def resolve_path(source: str, base_dir) -> pathlib.Path:
+    """A data path as given, or relative to ``base_dir`` (the spec's folder)."""
     path = pathlib.Path(source).expanduser()
     return path if path.is_absolute() else pathlib.Path(base_dir) / path
 
@@ -98,13 +107,14 @@ def load_source(
     (relative paths are resolved against ``base_dir``). A bare word that is not a built-in is
     read as a path only when such a file or folder exists; otherwise it is an unknown built-in.
     ``seed`` is the default random seed of the random built-ins (``moons``, ``circles``).
+    The streaming options (``workers``, ``skip_bad``: runtime/stream.py) are ignored here.
     The options ``dev`` and ``test`` name a file (or image folder) holding that split
     (``data "train_catvnoncat.h5" test="test_catvnoncat.h5"``): see :func:`add_split_file`.
     """
-    options = dict(options or {})
+    options = {k: v for k, v in (options or {}).items() if k not in STREAM_OPTIONS}
     source = str(source)
     split_files = {part: str(options.pop(part)) for part in SPLIT_FILES if part in options}
-    path = _resolve(source, base_dir)
+    path = resolve_path(source, base_dir)
     if source in BUILTINS or (_is_bare_word(source) and not path.exists()):
         if split_files:
             part = next(iter(split_files))
@@ -123,7 +133,7 @@ SPLIT_FILES = ("dev", "test")  # the data line's options naming a split's own fi
 
 
 def add_split_file(arrays: dict, source: str, part: str, name: str, options: dict, *,
-                   base_dir: str | pathlib.Path = ".") -> dict:
+                   base_dir: str | pathlib.Path = ".", load=load_file) -> dict:
     """``arrays`` (read from ``source``) with the ``part`` split ("dev" or "test") read from
     the file ``name``: its ``x_PART``/``y_PART`` (the course's ``test_set_x``/``test_set_y``)
     or else its ``x``/``y``; ``options`` (``label=``, ``size=``, ``mode=``) apply to it too.
@@ -131,14 +141,15 @@ def add_split_file(arrays: dict, source: str, part: str, name: str, options: dic
     The split's fraction in ``split`` is then ignored, as for a split the data brings. Class
     names come from either file; where both name classes, a class id of the split's file is
     mapped to the id of the same name in ``source`` (image folders whose test folder lacks a
-    class), and a name ``source`` does not have is an error."""
+    class), and a name ``source`` does not have is an error. ``load(path, name, options,
+    part=part)`` reads the file (runtime/stream.py passes its streamed opener)."""
     if f"x_{part}" in arrays:
         raise DataError(f"data file '{source}' brings its own {part} split (x_{part}, "
                         f"y_{part}) and {part}=\"{name}\" names another; keep one")
-    path = _resolve(name, base_dir)
+    path = resolve_path(name, base_dir)
     if not path.exists():
         raise DataError(f"{part} file '{name}' not found (looked in {path.resolve()})")
-    more = load_file(path, name, options, part=part)
+    more = load(path, name, options, part=part)
     out = {**arrays, f"x_{part}": more[f"x_{part}"], f"y_{part}": more[f"y_{part}"]}
     mine, theirs = arrays.get("class_names"), more.get("class_names")
     if theirs is not None and mine is None:
@@ -195,6 +206,43 @@ def _dataset(x: np.ndarray, y: np.ndarray) -> Dataset | None:
     return Dataset(x=x, y=y) if len(x) > 0 else None
 
 
+def split_indices(m: int, *, split=(0.8, 0.1, 0.1), seed: int = 0,
+                  train_dev: float | None = None,
+                  brought: tuple[str, ...] = ()) -> dict[str, np.ndarray | None]:
+    """Which of ``m`` rows go to each split: ``{"train", "train_dev", "dev", "test"}`` ->
+    index arrays into the rows, None for a part in ``brought`` (the data brings its own
+    ``dev``, ``test`` or ``train_dev``). The rules are :func:`make_splits`'s; the streamed
+    reader (runtime/stream.py) cuts its splits with this same function."""
+    train_frac, dev_frac, test_frac = _check_split(split)
+    if "dev" in brought:
+        dev_frac = 0.0
+    if "test" in brought:
+        test_frac = 0.0
+    total = train_frac + dev_frac + test_frac
+    n_dev = _count(dev_frac / total, m)
+    n_test = _count(test_frac / total, m)
+    n_train = m - n_dev - n_test
+    n_train_dev = 0
+    if train_dev is not None and "train_dev" not in brought:
+        n_train_dev = _train_dev_count(train_dev, n_train)
+    order = np.arange(m)
+    if n_dev or n_test or n_train_dev:
+        order = np.random.default_rng(seed).permutation(m)
+    cut = {
+        "train": order[: n_train - n_train_dev],
+        "train_dev": order[n_train - n_train_dev : n_train],
+        "dev": order[n_train : n_train + n_dev],
+        "test": order[n_train + n_dev :],
+    }
+    return {part: None if part in brought else rows for part, rows in cut.items()}
+
+
+def brought_parts(arrays: dict) -> tuple[str, ...]:
+    """The splits the data brings as its own arrays (``x_dev``/``y_dev`` ...)."""
+    return tuple(part for part in ("dev", "test", "train_dev")
+                 if f"x_{part}" in arrays and f"y_{part}" in arrays)
+
+
 def make_splits(arrays: dict, *, split=(0.8, 0.1, 0.1), seed: int = 0,
                 train_dev: float | None = None) -> Splits:
     """Cut raw arrays into train/dev/test (and train-dev).
@@ -207,54 +255,25 @@ def make_splits(arrays: dict, *, split=(0.8, 0.1, 0.1), seed: int = 0,
     rounded down, as the train-dev split: the last rows of the shuffled train part, so dev
     and test are the same examples with or without it. When nothing is cut off (e.g.
     ``split=(1, 0, 0)`` or both dev and test brought, and no train-dev), train keeps the
-    original row order. Empty dev/test become None.
+    original row order. Empty dev/test become None. The rows come from
+    :func:`split_indices`.
     """
-    train_frac, dev_frac, test_frac = _check_split(split)
+    _check_split(split)
     x, y = np.asarray(arrays["x"]), np.asarray(arrays["y"])
     if len(x) != len(y):
         raise DataError(f"x has {len(x)} examples but y has {len(y)}")
-    has_dev = "x_dev" in arrays and "y_dev" in arrays
-    has_test = "x_test" in arrays and "y_test" in arrays
-    has_train_dev = "x_train_dev" in arrays and "y_train_dev" in arrays
-    m = len(x)
-    if has_dev:
-        dev_frac = 0.0
-    if has_test:
-        test_frac = 0.0
-    total = train_frac + dev_frac + test_frac
-    n_dev = _count(dev_frac / total, m)
-    n_test = _count(test_frac / total, m)
-    n_train = m - n_dev - n_test
-    n_train_dev = 0
-    if train_dev is not None and not has_train_dev:
-        n_train_dev = _train_dev_count(train_dev, n_train)
-    order = np.arange(m)
-    if n_dev or n_test or n_train_dev:
-        order = np.random.default_rng(seed).permutation(m)
-    train_idx = order[: n_train - n_train_dev]
-    train_dev_idx = order[n_train - n_train_dev : n_train]
-    dev_idx = order[n_train : n_train + n_dev]
-    test_idx = order[n_train + n_dev :]
-    dev = (
-        _dataset(np.asarray(arrays["x_dev"]), np.asarray(arrays["y_dev"]))
-        if has_dev
-        else _dataset(x[dev_idx], y[dev_idx])
-    )
-    test = (
-        _dataset(np.asarray(arrays["x_test"]), np.asarray(arrays["y_test"]))
-        if has_test
-        else _dataset(x[test_idx], y[test_idx])
-    )
-    held_out = (
-        _dataset(np.asarray(arrays["x_train_dev"]), np.asarray(arrays["y_train_dev"]))
-        if has_train_dev
-        else _dataset(x[train_dev_idx], y[train_dev_idx])
-    )
+    rows = split_indices(len(x), split=split, seed=seed, train_dev=train_dev,
+                         brought=brought_parts(arrays))
+    parts = {
+        part: _dataset(np.asarray(arrays[f"x_{part}"]), np.asarray(arrays[f"y_{part}"]))
+        if idx is None else _dataset(x[idx], y[idx])
+        for part, idx in rows.items() if part != "train"
+    }
     names = arrays.get("class_names")
     class_names = tuple(str(n) for n in names) if names is not None else None
-    train = Dataset(x=x[train_idx], y=y[train_idx])
-    return Splits(train=train, dev=dev, test=test, class_names=class_names,
-                  train_dev=held_out)
+    train = Dataset(x=x[rows["train"]], y=y[rows["train"]])
+    return Splits(train=train, dev=parts["dev"], test=parts["test"], class_names=class_names,
+                  train_dev=parts["train_dev"])
 
 
 def _train_dev_count(fraction, n_train: int) -> int:
@@ -283,22 +302,30 @@ def _describe(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape) if shape else "scalars"
 
 
+def check_examples(dtype, example: tuple[int, ...], input_shape: tuple[int, ...],
+                   name: str) -> None:
+    """Examples of ``dtype`` and shape ``example`` fit a net whose input is ``input_shape``:
+    numeric, and the same shape or the same size (rows are then reshaped, row-major)."""
+    dtype = np.dtype(dtype)
+    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+        raise DataError(f"x is not numeric (dtype {dtype}) in {name} split")
+    if example != input_shape and math.prod(example) != math.prod(input_shape):
+        if len(example) == 1 and len(input_shape) == 1:
+            raise DataError(
+                f"data has {example[0]} features per example but the net's input is "
+                f"{input_shape[0]} ({name} split)"
+            )
+        raise DataError(
+            f"data examples are {_describe(example)} but the net's input is "
+            f"{_describe(input_shape)} ({name} split)"
+        )
+
+
 def _shape_x(x: np.ndarray, input_shape: tuple[int, ...], name: str) -> np.ndarray:
     """Reshape x rows to ``input_shape`` (row-major) when the sizes agree, as float32."""
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
-        raise DataError(f"x is not numeric (dtype {x.dtype}) in {name} split")
     example = tuple(x.shape[1:])
+    check_examples(x.dtype, example, input_shape, name)
     if example != input_shape:
-        if math.prod(example) != math.prod(input_shape):
-            if len(example) == 1 and len(input_shape) == 1:
-                raise DataError(
-                    f"data has {example[0]} features per example but the net's input is "
-                    f"{input_shape[0]} ({name} split)"
-                )
-            raise DataError(
-                f"data examples are {_describe(example)} but the net's input is "
-                f"{_describe(input_shape)} ({name} split)"
-            )
         x = x.reshape((len(x), *input_shape))
     x = x.astype(np.float32)
     bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
@@ -404,7 +431,9 @@ def _regression_targets(y: np.ndarray, n_outputs: int, name: str) -> np.ndarray:
     return y
 
 
-def _shape_y(y: np.ndarray, labels: str, n_outputs: int, name: str) -> np.ndarray:
+def shape_labels(y: np.ndarray, labels: str, n_outputs: int, name: str) -> np.ndarray:
+    """Check a split's labels ``y`` for a net (``labels``: what its loss reads) and shape
+    them as :func:`prepare` does: class ids (m,) int32, or float32 (m, n_outputs)."""
     if not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_):
         raise DataError(f"y is not numeric (dtype {y.dtype}) in {name} split")
     if labels == "classes":
@@ -414,7 +443,7 @@ def _shape_y(y: np.ndarray, labels: str, n_outputs: int, name: str) -> np.ndarra
     return _regression_targets(y, n_outputs, name)
 
 
-def _standard_stats(x: np.ndarray) -> dict[str, np.ndarray]:
+def standard_stats(x: np.ndarray) -> dict[str, np.ndarray]:
     """Per-feature mean and std over the examples (std 0 replaced by 1)."""
     mean = x.mean(axis=0, dtype=np.float64)
     std = x.std(axis=0, dtype=np.float64)
@@ -443,6 +472,17 @@ def apply_normalization(x: np.ndarray, stats: dict | None) -> np.ndarray:
     return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
 
 
+def check_kinds(labels: str, normalize: str) -> None:
+    """``labels`` and ``normalize`` are among the kinds :func:`prepare` knows."""
+    if labels not in LABELS:
+        raise DataError(f"unknown kind of labels '{labels}'; expected one of: "
+                        f"{', '.join(LABELS)}")
+    if normalize not in NORMALIZATIONS:
+        raise DataError(
+            f"unknown normalize '{normalize}'; expected one of: {', '.join(NORMALIZATIONS)}"
+        )
+
+
 def prepare(
     splits: Splits,
     *,
@@ -457,13 +497,7 @@ def prepare(
     and ``{"mean": ..., "std": ...}`` (both None unless ``normalize="standard"``).
     """
     input_shape = tuple(int(d) for d in input_shape)
-    if labels not in LABELS:
-        raise DataError(f"unknown kind of labels '{labels}'; expected one of: "
-                        f"{', '.join(LABELS)}")
-    if normalize not in NORMALIZATIONS:
-        raise DataError(
-            f"unknown normalize '{normalize}'; expected one of: {', '.join(NORMALIZATIONS)}"
-        )
+    check_kinds(labels, normalize)
     if splits.train is None or len(splits.train.x) == 0:
         raise DataError("train split is empty")
     shaped: dict[str, Dataset | None] = {"train": None, "dev": None, "test": None,
@@ -473,11 +507,11 @@ def prepare(
         if len(x) != len(y):
             raise DataError(f"x has {len(x)} examples but y has {len(y)} in {name} split")
         shaped[name] = Dataset(
-            x=_shape_x(x, input_shape, name), y=_shape_y(y, labels, n_outputs, name)
+            x=_shape_x(x, input_shape, name), y=shape_labels(y, labels, n_outputs, name)
         )
     stats: dict = {"mean": None, "std": None}
     if normalize == "standard":
-        stats = _standard_stats(shaped["train"].x)
+        stats = standard_stats(shaped["train"].x)
     result = {
         name: None if ds is None else Dataset(apply_normalization(ds.x, stats), ds.y)
         for name, ds in shaped.items()

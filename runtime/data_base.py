@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["DataError", "check_options", "first_line", "float_option", "int_option"]
+__all__ = ["STREAM_OPTIONS", "DataError", "check_options", "first_line", "float_option",
+           "int_option"]
+
+# Data options for streaming (runtime/stream.py); the in-memory readers ignore them.
+STREAM_OPTIONS = ("workers", "skip_bad")
 
 
 class DataError(Exception):

@@ -9,6 +9,7 @@ h5py and Pillow exceptions never escape: they become a :class:`DataError` naming
 from __future__ import annotations
 
 import csv
+import io
 import pathlib
 import re
 from zipfile import BadZipFile
@@ -17,24 +18,29 @@ import numpy as np
 
 from .data_base import DataError, check_options, first_line
 
-__all__ = ["IMAGE_EXTENSIONS", "SPLIT_KEYS", "SUPPORTED_KINDS", "load_file"]
+__all__ = ["COURSE_H5_KEYS", "H5_CLASS_NAMES", "IMAGE_EXTENSIONS", "LIBRARY_ERRORS", "PAIRS",
+           "SPLIT_KEYS", "SUPPORTED_KINDS", "array_record_paths", "check_pairs",
+           "decode_record", "image_label", "list_image_folder", "load_file", "names_of",
+           "npy_folder_files", "parse_mode", "parse_size", "read_image", "split_file_arrays",
+           "uint8_to_unit"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 SPLIT_KEYS = ("x_dev", "y_dev", "x_test", "y_test", "x_train_dev", "y_train_dev")
 # What numpy, zipfile, h5py and Pillow raise on unreadable or malformed files.
 LIBRARY_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, BadZipFile)
 PAIRS = ("", "_dev", "_test", "_train_dev")  # x, y and the x_PART, y_PART a file may bring
-SUPPORTED_KINDS = ".npz, .csv, .h5/.hdf5, or a folder of images (one subfolder per class)"
+SUPPORTED_KINDS = (".npz, .csv, .h5/.hdf5, .array_record, or a folder of images (one "
+                   "subfolder per class), of x.npy and y.npy, or of .array_record shards")
 
 
-def _uint8_to_unit(x: np.ndarray) -> np.ndarray:
+def uint8_to_unit(x: np.ndarray) -> np.ndarray:
     """8-bit image data becomes float32 in [0, 1]; anything else is left as stored."""
     if x.dtype == np.uint8:
         return x.astype(np.float32) / 255.0
     return x
 
 
-def _check_pairs(arrays: dict, source: str, found: list[str], part: str | None = None) -> None:
+def check_pairs(arrays: dict, source: str, found: list[str], part: str | None = None) -> None:
     """Require ``x``/``y`` (in a split's own file, ``x_PART``/``y_PART`` or ``x``/``y``) and
     complete ``x_dev``/``y_dev``, ``x_test``/``y_test``, ``x_train_dev``/``y_train_dev``
     pairs."""
@@ -51,7 +57,7 @@ def _check_pairs(arrays: dict, source: str, found: list[str], part: str | None =
             )
 
 
-def _names(array: np.ndarray, key: str, source: str) -> np.ndarray:
+def names_of(array: np.ndarray, key: str, source: str) -> np.ndarray:
     """Class names stored as text (bytes are decoded as UTF-8), as a str array."""
     array = np.asarray(array).reshape(-1)
     if array.dtype.kind == "S" or array.dtype == object:
@@ -75,11 +81,11 @@ def _load_npz(path: pathlib.Path, source: str, options: dict,
         found = list(archive.files)
         arrays = {key: archive[key] for key in ("x", "y", *SPLIT_KEYS) if key in archive.files}
         if "class_names" in archive.files:
-            arrays["class_names"] = _names(archive["class_names"], "class_names", source)
-    _check_pairs(arrays, source, found, part)
+            arrays["class_names"] = names_of(archive["class_names"], "class_names", source)
+    check_pairs(arrays, source, found, part)
     for key in ("x", "x_dev", "x_test", "x_train_dev"):
         if key in arrays:
-            arrays[key] = _uint8_to_unit(arrays[key])
+            arrays[key] = uint8_to_unit(arrays[key])
     return arrays
 
 
@@ -217,18 +223,18 @@ def _load_h5(path: pathlib.Path, source: str, options: dict,
         arrays = {name: _read_h5_dataset(handle, key, source) for name, key in keys.items()}
         for key in H5_CLASS_NAMES:
             if key in handle:
-                arrays["class_names"] = _names(handle[key][()], key, source)
+                arrays["class_names"] = names_of(handle[key][()], key, source)
                 break
-    _check_pairs(arrays, source, found, part)
+    check_pairs(arrays, source, found, part)
     for key in list(arrays):
         if key.startswith("x"):
-            arrays[key] = _uint8_to_unit(arrays[key])
+            arrays[key] = uint8_to_unit(arrays[key])
         elif key.startswith("y") and not plain:
             arrays[key] = arrays[key].reshape(-1)  # the course stores y as (1, m) or (m,)
     return arrays
 
 
-def _parse_size(value: object) -> tuple[int, int]:
+def parse_size(value: object) -> tuple[int, int]:
     """``size=HxW`` (or a single number for a square, or a pair) as ``(height, width)``."""
     if isinstance(value, (list, tuple)) and len(value) == 2:
         parts = [str(v) for v in value]
@@ -241,7 +247,7 @@ def _parse_size(value: object) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def _parse_mode(value: object) -> str:
+def parse_mode(value: object) -> str:
     text = str(value).strip().lower()
     if text in ("rgb", "color", "colour"):
         return "RGB"
@@ -250,7 +256,7 @@ def _parse_mode(value: object) -> str:
     raise DataError(f"option mode={value!r} must be RGB or L (gray)")
 
 
-def _read_image(path: pathlib.Path, label: str, mode: str, size: tuple[int, int] | None):
+def read_image(path: pathlib.Path, label: str, mode: str, size: tuple[int, int] | None):
     """One image as a float32 (H, W, C) array in [0, 1], and its size before resizing."""
     from PIL import Image, UnidentifiedImageError
 
@@ -268,44 +274,59 @@ def _read_image(path: pathlib.Path, label: str, mode: str, size: tuple[int, int]
     return pixels, original
 
 
-def _load_image_folder(path: pathlib.Path, source: str, options: dict,
-                       part: str | None = None) -> dict[str, np.ndarray]:
-    """A folder with one subfolder of images per class (sorted names give class ids)."""
-    check_options(f"image folder '{source}'", options, ("mode", "size"))
-    mode = _parse_mode(options.get("mode", "RGB"))
-    size = _parse_size(options["size"]) if "size" in options else None
+def list_image_folder(path: pathlib.Path, source: str) -> tuple[list[str], list[pathlib.Path],
+                                                                   np.ndarray]:
+    """An image folder's class names (its sorted subfolders), its image files (class by
+    class, sorted by name) and their class ids (int32)."""
     class_dirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(f"image folder '{source}' has no class subfolders (one per class)")
-    images, labels = [], []
-    first: tuple[str, tuple[int, int]] | None = None
+    files, labels = [], []
     for class_id, class_dir in enumerate(class_dirs):
-        files = sorted(
+        found = sorted(
             p
             for p in class_dir.iterdir()
             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
         )
-        if not files:
+        if not found:
             raise DataError(
                 f"class folder '{source}/{class_dir.name}' has no images "
                 f"({', '.join(IMAGE_EXTENSIONS)})"
             )
-        for file in files:
-            label = f"{source}/{class_dir.name}/{file.name}"
-            pixels, original = _read_image(file, label, mode, size)
-            if first is None:
-                first = (label, original)
-            elif size is None and original != first[1]:
-                raise DataError(
-                    f"images differ in size: '{first[0]}' is {first[1][0]}x{first[1][1]} but "
-                    f"'{label}' is {original[0]}x{original[1]}; give size=HxW to resize them"
-                )
-            images.append(pixels)
-            labels.append(class_id)
+        files += found
+        labels += [class_id] * len(found)
+    return [d.name for d in class_dirs], files, np.asarray(labels, dtype=np.int32)
+
+
+def image_label(source: str, file: pathlib.Path) -> str:
+    """How messages name an image of the folder ``source``: ``SOURCE/CLASS/FILE``."""
+    return f"{source}/{file.parent.name}/{file.name}"
+
+
+def _load_image_folder(path: pathlib.Path, source: str, options: dict,
+                       part: str | None = None) -> dict[str, np.ndarray]:
+    """A folder with one subfolder of images per class (sorted names give class ids)."""
+    check_options(f"image folder '{source}'", options, ("mode", "size"))
+    mode = parse_mode(options.get("mode", "RGB"))
+    size = parse_size(options["size"]) if "size" in options else None
+    names, files, labels = list_image_folder(path, source)
+    images = []
+    first: tuple[str, tuple[int, int]] | None = None
+    for file in files:
+        label = image_label(source, file)
+        pixels, original = read_image(file, label, mode, size)
+        if first is None:
+            first = (label, original)
+        elif size is None and original != first[1]:
+            raise DataError(
+                f"images differ in size: '{first[0]}' is {first[1][0]}x{first[1][1]} but "
+                f"'{label}' is {original[0]}x{original[1]}; give size=HxW to resize them"
+            )
+        images.append(pixels)
     return {
         "x": np.stack(images).astype(np.float32),
-        "y": np.asarray(labels, dtype=np.int32),
-        "class_names": np.asarray([d.name for d in class_dirs], dtype=str),
+        "y": labels,
+        "class_names": np.asarray(names, dtype=str),
     }
 
 
@@ -319,8 +340,14 @@ def load_file(path: pathlib.Path, source: str, options: dict,
     ``test_set_x``/``test_set_y``), else its ``x``/``y``, else the one pair it holds, come
     back as ``x_PART``/``y_PART``, with its ``class_names``; the rest of it is left out."""
     suffix = path.suffix.lower()
-    if path.is_dir():
+    if path.is_dir() and npy_folder_files(path):
+        loader = _load_npy_folder
+    elif path.is_dir() and any(path.glob("*.array_record")):
+        loader = _load_array_record
+    elif path.is_dir():
         loader = _load_image_folder
+    elif suffix == ".array_record":
+        loader = _load_array_record
     elif suffix == ".npz":
         loader = _load_npz
     elif suffix == ".csv":
@@ -335,10 +362,10 @@ def load_file(path: pathlib.Path, source: str, options: dict,
         raise
     except LIBRARY_ERRORS as error:
         raise DataError(f"cannot read data file '{source}': {first_line(error)}") from None
-    return arrays if part is None else _split_file(arrays, source, part)
+    return arrays if part is None else split_file_arrays(arrays, source, part)
 
 
-def _split_file(arrays: dict, source: str, part: str) -> dict[str, np.ndarray]:
+def split_file_arrays(arrays: dict, source: str, part: str) -> dict[str, np.ndarray]:
     """The ``part`` split from its own file's arrays: ``x_PART``/``y_PART``, else ``x``/``y``,
     else the one other pair it holds (``dev="test_catvnoncat.h5"`` reads test_set_x)."""
     pairs = [key for key in PAIRS if f"x{key}" in arrays]
@@ -353,3 +380,90 @@ def _split_file(arrays: dict, source: str, part: str) -> dict[str, np.ndarray]:
     if "class_names" in arrays:
         out["class_names"] = arrays["class_names"]
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Array folders (x.npy, y.npy) and ArrayRecord files
+# --------------------------------------------------------------------------------------------
+
+
+def npy_folder_files(path: pathlib.Path) -> dict[str, pathlib.Path]:
+    """The ``.npy`` files of an array folder (``x.npy``, ``y.npy``, optional ``x_dev.npy``
+    ... and ``class_names.npy``) by name; empty when the folder holds no ``x.npy``."""
+    if not (path / "x.npy").is_file():
+        return {}
+    return {key: path / f"{key}.npy" for key in ("x", "y", *SPLIT_KEYS, "class_names")
+            if (path / f"{key}.npy").is_file()}
+
+
+def _load_npy_folder(path: pathlib.Path, source: str, options: dict,
+                     part: str | None = None) -> dict[str, np.ndarray]:
+    """A folder of ``.npy`` files named like an ``.npz``'s arrays (:func:`npy_folder_files`)."""
+    check_options(f"array folder '{source}'", options, ())
+    files = npy_folder_files(path)
+    arrays = {key: np.load(file, allow_pickle=False) for key, file in files.items()}
+    if "class_names" in arrays:
+        arrays["class_names"] = names_of(arrays["class_names"], "class_names", source)
+    check_pairs(arrays, source, sorted(files), part)
+    return {key: uint8_to_unit(a) if key.startswith("x") else a for key, a in arrays.items()}
+
+
+def array_record_paths(path: pathlib.Path, source: str) -> list[pathlib.Path]:
+    """An ArrayRecord file, or a folder's ``*.array_record`` shards in name order."""
+    paths = sorted(path.glob("*.array_record")) if path.is_dir() else [path]
+    if not paths:
+        raise DataError(f"folder '{source}' holds no .array_record files")
+    return paths
+
+
+def decode_record(record: bytes, label: str, mode: str = "RGB",
+                  size: tuple[int, int] | None = None, *, decode_x: bool = True):
+    """One ArrayRecord record as ``(x, y)``. A record is the bytes of an ``.npz`` (what
+    ``np.savez`` writes into a ``BytesIO``) holding ``y`` (the label: a class id, a row of
+    targets) and either ``x`` (the example; 8-bit values are divided by 255) or ``image``
+    (the bytes of a PNG/JPEG file as a uint8 array, decoded as an image folder's files are,
+    with the data's ``mode=``/``size=``). ``x`` is None unless ``decode_x``."""
+    try:
+        with np.load(io.BytesIO(record), allow_pickle=False) as archive:
+            if "y" not in archive.files or not ({"x", "image"} & set(archive.files)):
+                raise DataError(f"{label} needs arrays 'y' and 'x' (or 'image'); found: "
+                                f"{', '.join(archive.files) or 'none'}")
+            y = np.asarray(archive["y"])
+            if not decode_x:
+                return None, y
+            if "x" in archive.files:
+                return uint8_to_unit(np.asarray(archive["x"])), y
+            encoded = np.asarray(archive["image"], dtype=np.uint8).tobytes()
+    except DataError:
+        raise
+    except LIBRARY_ERRORS as error:
+        raise DataError(f"cannot read {label}: {first_line(error)}") from None
+    pixels, _ = read_image(io.BytesIO(encoded), label, mode, size)
+    return pixels, y
+
+
+def _load_array_record(path: pathlib.Path, source: str, options: dict,
+                       part: str | None = None) -> dict[str, np.ndarray]:
+    """ArrayRecord files (:func:`array_record_paths`) read whole; records as
+    :func:`decode_record` reads them."""
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    check_options(f"ArrayRecord data '{source}'", options, ("mode", "size"))
+    mode = parse_mode(options.get("mode", "RGB"))
+    size = parse_size(options["size"]) if "size" in options else None
+    xs, ys = [], []
+    for shard in array_record_paths(path, source):
+        reader = ArrayRecordReader(str(shard))
+        try:
+            for record in reader.read_all():
+                x, y = decode_record(record, f"record {len(xs)} of '{source}'", mode, size)
+                if xs and x.shape != xs[0].shape:
+                    raise DataError(f"record {len(xs)} of '{source}' is {x.shape} but record 0 "
+                                    f"is {xs[0].shape}; records must share one shape")
+                xs.append(x)
+                ys.append(y)
+        finally:
+            reader.close()
+    if not xs:
+        raise DataError(f"ArrayRecord data '{source}' holds no records")
+    return {"x": np.stack(xs), "y": np.stack(ys)}

@@ -1,0 +1,387 @@
+"""Streamed data (runtime/stream.py, runtime/stream_sources.py) against the in-memory path.
+
+Every source kind is read both ways from the same files: runtime/data.py's load_source ->
+make_splits -> prepare gives the reference arrays, and a StreamedSplit's batches in a given
+order must equal them indexed by that order, bit for bit, with the same split examples,
+class names and normalization statistics.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import h5py
+import netc
+import numpy as np
+import pytest
+from netc.runtime.data import (
+    DataError,
+    Dataset,
+    load_source,
+    make_splits,
+    prepare,
+)
+from netc.runtime.stream import (
+    StreamedSplit,
+    decoded_bytes,
+    load_streamed,
+    should_stream,
+)
+from PIL import Image
+
+SPEC = """net t
+input {shape}
+flatten -> fc 4 -> {head}
+train {{
+  data "{data}"{options}
+  split {split}
+  normalize {normalize}
+  seed {seed}
+  epochs 1
+}}
+"""
+
+
+def make_net(tmp_path, data, *, shape="6x5x3", head="softmax 3", normalize="none", seed=0,
+             options="", split="0.6 0.2 0.2", **stream_options):
+    path = tmp_path / "t.net"
+    path.write_text(SPEC.format(shape=shape, head=head, data=data, options=options,
+                                normalize=normalize, seed=seed, split=split))
+    net = netc.check(str(path))
+    net.train.data.options.update(stream_options)  # workers=, skip_bad= (data options)
+    return net
+
+
+def in_memory(net, tmp_path, loss_kind, n_outputs):
+    """The reference: the data read, split and prepared in memory."""
+    cfg = net.train
+    options = dict(cfg.data.options)
+    source = options.pop("path")
+    arrays = load_source(source, options, seed=cfg.seed, base_dir=tmp_path)
+    splits = make_splits(arrays, split=cfg.split, seed=cfg.seed, train_dev=cfg.train_dev)
+    return prepare(splits, input_shape=tuple(net.input_shape), labels=loss_kind,
+                   n_outputs=n_outputs, normalize=cfg.normalize)
+
+
+def streamed(net, tmp_path, loss="cross_entropy", **kw):
+    result = load_streamed(net, tmp_path, loss, stream=kw.pop("stream", "on"), **kw)
+    assert result is not None
+    return result
+
+
+def all_batches(split: StreamedSplit, order, batch):
+    xs, ys = zip(*split.batches(order, batch))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def assert_same_splits(got, want, *, seed=0, batch=4):
+    """Every split streams the examples the in-memory path holds, in the trainer's order."""
+    assert got.class_names == want.class_names
+    assert [name for name, _ in got.parts()] == [name for name, _ in want.parts()]
+    for (name, split), (_, ref) in zip(got.parts(), want.parts()):
+        assert isinstance(split, StreamedSplit), name
+        assert len(split) == len(ref.x)
+        np.testing.assert_array_equal(split.y, ref.y)
+        assert split.y.dtype == ref.y.dtype
+        order = np.random.default_rng([seed, 1]).permutation(len(split))
+        x, y = all_batches(split, order, batch)
+        assert x.dtype == np.float32 and x.shape == ref.x.shape
+        np.testing.assert_array_equal(x, ref.x[order])
+        np.testing.assert_array_equal(y, ref.y[order])
+        np.testing.assert_array_equal(split.read(order[:3]), ref.x[order[:3]])
+
+
+def image_folder(root, classes=("cat", "dog", "eel"), per_class=6, size=(6, 5), seed=0):
+    rng = np.random.default_rng(seed)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i:02d}.png")
+    return root
+
+
+def arrays_xy(m=20, shape=(6, 5, 3), dtype=np.uint8, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (m, *shape)).astype(dtype)
+    y = (np.arange(m) % 3).astype(np.int64)
+    return x, y
+
+
+# -------------------------------------------------------------------- each source kind
+
+
+def test_image_folder_streams_the_in_memory_examples(tmp_path):
+    image_folder(tmp_path / "pets")
+    net = make_net(tmp_path, "pets", workers=0)
+    got, stats = streamed(net, tmp_path)
+    want, want_stats = in_memory(net, tmp_path, "classes", 3)
+    assert got.class_names == ("cat", "dog", "eel")
+    assert_same_splits(got, want)
+    assert stats == {"mean": None, "std": None} == want_stats
+
+
+def test_image_folder_resized_gray(tmp_path):
+    image_folder(tmp_path / "pets")
+    net = make_net(tmp_path, "pets", shape="4x4x1", options=' size=4x4 mode=gray', workers=0)
+    got, _ = streamed(net, tmp_path)
+    assert_same_splits(got, in_memory(net, tmp_path, "classes", 3)[0])
+
+
+def test_standard_normalization_matches_prepare(tmp_path):
+    image_folder(tmp_path / "pets", per_class=10)
+    net = make_net(tmp_path, "pets", normalize="standard", workers=0)
+    got, stats = streamed(net, tmp_path)
+    want, want_stats = in_memory(net, tmp_path, "classes", 3)
+    np.testing.assert_allclose(stats["mean"], want_stats["mean"], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(stats["std"], want_stats["std"], rtol=1e-6, atol=1e-7)
+    assert stats["mean"].dtype == stats["std"].dtype == np.float32
+    order = np.arange(len(got.train))
+    x, _ = all_batches(got.train, order, 5)
+    np.testing.assert_allclose(x, want.train.x, rtol=1e-5, atol=1e-5)
+
+
+def test_npy_folder(tmp_path):
+    x, y = arrays_xy()
+    folder = tmp_path / "arrays"
+    folder.mkdir()
+    np.save(folder / "x.npy", x)
+    np.save(folder / "y.npy", y)
+    np.save(folder / "class_names.npy", np.asarray(["a", "b", "c"]))
+    net = make_net(tmp_path, "arrays", workers=0)
+    got, _ = streamed(net, tmp_path)
+    want, _ = in_memory(net, tmp_path, "classes", 3)
+    assert got.class_names == ("a", "b", "c")
+    assert_same_splits(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float64])
+def test_uncompressed_npz_with_its_own_test_split(tmp_path, dtype):
+    x, y = arrays_xy(dtype=dtype)
+    x_test, y_test = arrays_xy(m=7, dtype=dtype, seed=1)
+    np.savez(tmp_path / "d.npz", x=x, y=y, x_test=x_test, y_test=y_test)
+    net = make_net(tmp_path, "d.npz", workers=0)
+    got, _ = streamed(net, tmp_path)
+    want, _ = in_memory(net, tmp_path, "classes", 3)
+    assert len(got.test) == 7
+    assert_same_splits(got, want)
+
+
+def test_compressed_npz_is_an_error_naming_np_savez(tmp_path):
+    x, y = arrays_xy()
+    np.savez_compressed(tmp_path / "d.npz", x=x, y=y)
+    net = make_net(tmp_path, "d.npz", workers=0)
+    with pytest.raises(DataError, match=r"'x' in 'd.npz' is compressed.*np\.savez"):
+        streamed(net, tmp_path)
+
+
+def test_h5_plain_and_course_layout(tmp_path):
+    x, y = arrays_xy(m=24)
+    with h5py.File(tmp_path / "plain.h5", "w") as f:
+        f["x"] = x
+        f["y"] = y
+    with h5py.File(tmp_path / "course.h5", "w") as f:
+        f["train_set_x"] = x
+        f["train_set_y"] = y.reshape(1, -1)
+        f["list_classes"] = np.asarray([b"a", b"b", b"c"])
+    for name in ("plain.h5", "course.h5"):
+        net = make_net(tmp_path, name, workers=0)
+        got, _ = streamed(net, tmp_path)
+        assert_same_splits(got, in_memory(net, tmp_path, "classes", 3)[0], batch=5)
+
+
+def test_h5_batch_with_repeated_rows_reads_them_in_order(tmp_path):
+    x, y = arrays_xy(m=10)
+    with h5py.File(tmp_path / "plain.h5", "w") as f:
+        f["x"] = x
+        f["y"] = y
+    from netc.runtime.stream_sources import H5Source
+
+    source = H5Source(tmp_path / "plain.h5", "plain.h5", "x")
+    rows = np.asarray([7, 2, 7, 0])
+    np.testing.assert_array_equal(source.read_rows(rows), x[rows].astype(np.float32) / 255)
+
+
+def record(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def write_records(path, records):
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    writer = ArrayRecordWriter(str(path), "group_size:1")
+    for r in records:
+        writer.write(r)
+    writer.close()
+
+
+def test_array_record_shards_of_arrays(tmp_path):
+    x, y = arrays_xy(m=21)
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for k, rows in enumerate(np.array_split(np.arange(21), 3)):
+        write_records(folder / f"part-{k}.array_record", [record(x=x[i], y=y[i]) for i in rows])
+    net = make_net(tmp_path, "shards", workers=0)
+    got, _ = streamed(net, tmp_path)
+    want, _ = in_memory(net, tmp_path, "classes", 3)
+    np.testing.assert_array_equal(load_source("shards", base_dir=tmp_path)["x"],
+                                  x.astype(np.float32) / 255)
+    assert_same_splits(got, want)
+
+
+def test_array_record_of_encoded_images(tmp_path):
+    root = image_folder(tmp_path / "pets")
+    files = sorted(root.glob("*/*.png"))
+    write_records(tmp_path / "pets.array_record",
+                  [record(image=np.frombuffer(f.read_bytes(), np.uint8),
+                          y=np.int64(["cat", "dog", "eel"].index(f.parent.name)))
+                   for f in files])
+    net = make_net(tmp_path, "pets.array_record", workers=0)
+    got, _ = streamed(net, tmp_path)
+    want, _ = in_memory(net, tmp_path, "classes", 3)
+    assert_same_splits(got, want)
+    folder = load_source("pets", base_dir=tmp_path)
+    np.testing.assert_array_equal(load_source("pets.array_record", base_dir=tmp_path)["x"],
+                                  folder["x"])
+
+
+def test_split_file_of_another_image_folder_renumbers_classes(tmp_path):
+    image_folder(tmp_path / "train")
+    image_folder(tmp_path / "test", classes=("dog", "eel"), per_class=3, seed=5)
+    net = make_net(tmp_path, "train", options=' test="test"', workers=0)
+    got, _ = streamed(net, tmp_path)
+    want, _ = in_memory(net, tmp_path, "classes", 3)
+    assert set(got.test.y) == {1, 2}
+    assert_same_splits(got, want)
+
+
+@pytest.mark.parametrize("head, loss, kind, n", [("sigmoid 1", "binary_cross_entropy",
+                                                  "binary", 1)])
+def test_labels_are_checked_and_shaped_like_prepare(tmp_path, head, loss, kind, n):
+    x, _ = arrays_xy()
+    folder = tmp_path / "arrays"
+    folder.mkdir()
+    np.save(folder / "x.npy", x)
+    np.save(folder / "y.npy", (np.arange(20) % 2).astype(np.float64))
+    net = make_net(tmp_path, "arrays", head=head, workers=0)
+    got, _ = streamed(net, tmp_path, loss)
+    assert_same_splits(got, in_memory(net, tmp_path, kind, n)[0])
+    np.save(folder / "y.npy", np.arange(20) % 3)
+    with pytest.raises(DataError, match=r"sigmoid label 2 in train split, row \d+ must be 0, 1"):
+        streamed(net, tmp_path, loss)
+
+
+def test_input_shape_mismatch_is_prepares_message(tmp_path):
+    image_folder(tmp_path / "pets")
+    net = make_net(tmp_path, "pets", shape="4x4x3", workers=0)
+    with pytest.raises(DataError, match=r"data examples are 6x5x3 but the net's input is "
+                                        r"4x4x3 \(train split\)"):
+        streamed(net, tmp_path)
+
+
+# -------------------------------------------------------------------- bad files
+
+
+def test_corrupt_image_mid_epoch_is_an_error_naming_it(tmp_path):
+    root = image_folder(tmp_path / "pets")
+    (root / "dog" / "03.png").write_bytes(b"not a png")
+    net = make_net(tmp_path, "pets", split="1 0 0", workers=0)
+    got, _ = streamed(net, tmp_path)  # no pass over x before training: found mid-epoch
+    read = []
+    with pytest.raises(DataError, match=r"^cannot read image 'pets/dog/03\.png': "):
+        for x, _ in got.train.batches(np.arange(len(got.train)), 2):
+            read.append(len(x))
+    assert read == [2, 2, 2, 2]  # the batches before position 9's
+
+
+def test_skip_bad_leaves_the_file_out_and_counts_it(tmp_path):
+    root = image_folder(tmp_path / "pets")
+    net = make_net(tmp_path, "pets", split="1 0 0", skip_bad="true", workers=0)
+    want, _ = in_memory(net, tmp_path, "classes", 3)  # split 1 0 0: train in file order
+    bad = root / "dog" / "03.png"
+    bad.write_bytes(b"not a png")
+    got, _ = streamed(net, tmp_path)
+    position = 6 + 3  # cat's 6 images, then dog's 00..03
+    order = np.random.default_rng([0, 3]).permutation(len(got.train))
+    x, y = all_batches(got.train, order, 4)
+    kept = order[order != position]
+    np.testing.assert_array_equal(x, want.train.x[kept])
+    np.testing.assert_array_equal(y, want.train.y[kept])
+    assert got.train.skipped == 1 and got.train.skipped_names == ["pets/dog/03.png"]
+    all_batches(got.train, order, 4)
+    assert got.train.skipped == 2  # counted each time it is met
+
+
+# -------------------------------------------------------------------- when to stream
+
+
+def test_auto_streams_only_what_exceeds_a_quarter_of_memory(tmp_path):
+    image_folder(tmp_path / "pets")
+    net = make_net(tmp_path, "pets", workers=0)
+    train_bytes = decoded_bytes(10, (6, 5, 3))  # 18 examples: 10 train, 4 dev, 4 test
+    assert load_streamed(net, tmp_path, "cross_entropy", stream="auto",
+                         memory_bytes=10**12) is None
+    splits, _ = load_streamed(net, tmp_path, "cross_entropy", stream="auto",
+                              memory_bytes=4 * train_bytes - 1)
+    assert isinstance(splits.train, StreamedSplit)
+    assert isinstance(splits.dev, Dataset) and isinstance(splits.test, Dataset)
+    want, _ = in_memory(net, tmp_path, "classes", 3)
+    np.testing.assert_array_equal(splits.dev.x, want.dev.x)
+    assert load_streamed(net, tmp_path, "cross_entropy", stream="off") is None
+    assert should_stream("auto", 10, (6, 5, 3), 4 * train_bytes) is False
+    assert should_stream("auto", 11, (6, 5, 3), 4 * train_bytes) is True
+    with pytest.raises(DataError, match="stream 'sometimes' must be one of: auto, on, off"):
+        should_stream("sometimes", 1, (1,))
+
+
+def test_builtin_and_csv_data_do_not_stream(tmp_path):
+    (tmp_path / "d.csv").write_text("a,b,label\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n9,0,1\n")
+    net = make_net(tmp_path, "d.csv", shape="2", head="sigmoid 1")
+    assert load_streamed(net, tmp_path, "binary_cross_entropy", stream="on") is None
+
+
+def test_in_memory_reader_ignores_the_stream_options(tmp_path):
+    image_folder(tmp_path / "pets")
+    a = load_source("pets", {"workers": 3, "skip_bad": "true"}, base_dir=tmp_path)
+    b = load_source("pets", {}, base_dir=tmp_path)
+    np.testing.assert_array_equal(a["x"], b["x"])
+
+
+def test_npz_member_offsets_survive_zip64_and_extra_fields(tmp_path):
+    x, y = arrays_xy()
+    with zipfile.ZipFile(tmp_path / "d.npz", "w", zipfile.ZIP_STORED) as archive:
+        for name, array in (("y", y), ("x", x)):
+            buffer = io.BytesIO()
+            np.save(buffer, array)
+            info = zipfile.ZipInfo(f"{name}.npy")
+            info.extra = b"\xca\xfe\x04\x00abcd"  # an extra field the reader must skip
+            archive.writestr(info, buffer.getvalue())
+    net = make_net(tmp_path, "d.npz", workers=0)
+    got, _ = streamed(net, tmp_path)
+    assert_same_splits(got, in_memory(net, tmp_path, "classes", 3)[0])
+
+
+# -------------------------------------------------------------------- worker processes
+
+
+def test_worker_processes_give_the_same_batches_and_errors(tmp_path):
+    root = image_folder(tmp_path / "pets", per_class=8)
+    net = make_net(tmp_path, "pets", normalize="standard", workers=2)
+    got, stats = streamed(net, tmp_path)
+    net0 = make_net(tmp_path, "pets", normalize="standard", workers=0)
+    ref, ref_stats = streamed(net0, tmp_path)
+    np.testing.assert_array_equal(stats["mean"], ref_stats["mean"])
+    order = np.random.default_rng([0, 2]).permutation(len(got.train))
+    x, y = all_batches(got.train, order, 3)
+    x0, y0 = all_batches(ref.train, order, 3)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(y, y0)
+    (root / "eel" / "05.png").write_bytes(b"broken")
+    net = make_net(tmp_path, "pets", workers=2)
+    got, _ = streamed(net, tmp_path)
+    with pytest.raises(DataError, match=r"cannot read image 'pets/eel/05\.png'"):
+        for split in (got.train, got.dev, got.test):
+            all_batches(split, np.arange(len(split)), 3)
