@@ -49,7 +49,8 @@ def _quoted_path(v):
 
 
 FILE_OPTIONS = {"label": anything, "size": anything, "mode": choice("rgb", "gray", "L", "RGB"),
-                "dev": _quoted_path, "test": _quoted_path}
+                "dev": _quoted_path, "test": _quoted_path,
+                "workers": nonneg_int}  # processes decoding a streamed split's batches
 FILE_SUFFIXES = (".npz", ".csv", ".h5", ".hdf5")
 
 OPTIMIZERS: dict[str, tuple[Arg, ...]] = {

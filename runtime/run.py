@@ -272,9 +272,10 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
 
 def skipped_examples(splits: Splits) -> dict[str, int]:
     """{split: examples skip_bad left out of it} for the streamed splits (run.json's
-    "skipped"); {} when nothing was left out."""
-    counts = {name: int(getattr(part, "skipped", 0)) for name, part in splits.parts()
-              if is_streamed(part)}
+    "skipped"), each unreadable example once however many epochs met it; {} when nothing
+    was left out."""
+    counts = {name: len(set(getattr(part, "skipped_names", ()))) or int(part.skipped)
+              for name, part in splits.parts() if is_streamed(part)}
     return counts if any(counts.values()) else {}
 
 

@@ -45,7 +45,7 @@ class ArraySplit:
         self._x, self.y = x, y
         self.input_shape = x.shape[1:]
         self.bad = set(bad)
-        self.skipped = 0
+        self.skipped, self.skipped_names = 0, []
         self.requests: list[np.ndarray] = []  # the orders asked for, to check them
 
     def __len__(self) -> int:
@@ -56,7 +56,9 @@ class ArraySplit:
         for start in range(0, len(order), batch):
             rows = np.asarray([r for r in order[start:start + batch] if r not in self.bad],
                               np.int64)
-            self.skipped += len(order[start:start + batch]) - len(rows)
+            left_out = [f"row {r}" for r in order[start:start + batch] if r in self.bad]
+            self.skipped += len(left_out)
+            self.skipped_names += left_out
             yield self._x[rows], self.y[rows]
 
     def read(self, positions):
@@ -196,11 +198,11 @@ def test_skip_bad_counts_are_in_run_json_and_a_warning(stream_double, tmp_path):
     result = train_run(net, tmp_path / "run", base_dir=tmp_path, reporter=Listen(0))
     splits = stream_double["splits"]
     info = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert info["skipped"] == {"train": splits.train.skipped, "dev": splits.dev.skipped,
-                               "test": 0}
-    assert splits.train.skipped > 0 and splits.dev.skipped > 0
-    total = splits.train.skipped + splits.dev.skipped
-    assert f"warning: skip_bad left out {total} unreadable examples" in "\n".join(lines)
+    # each bad example once, though every epoch (and the final figures) met it again
+    assert info["skipped"] == {"train": 2, "dev": 1, "test": 0}
+    assert splits.train.skipped == 2 * (4 + 1) and splits.dev.skipped == 4 + 1
+    assert ("warning: skip_bad left out 3 unreadable examples (train 2, dev 1)"
+            in "\n".join(lines))
     # the final train figures count the examples that were read, not the bad ones
     assert np.isfinite(result.final["train"]["loss"])
 
@@ -267,3 +269,92 @@ def test_set_stream_on_the_command_line(tmp_path):
     code, out, err = run_cli("train", spec, "--out", tmp_path / "bad", "--set", "stream=maybe")
     assert code != 0 and "stream maybe: expects one of: auto, on, off" in err
     assert "Traceback" not in err
+
+
+# ---- real files, read by runtime/stream.py ---------------------------------------------
+
+IMAGES = """net pets
+input 6x5x3
+conv f=3 s=1 p=same c=4 -> bn -> relu -> maxpool f=2 -> flatten -> dropout keep=0.8
+-> softmax 3
+train {
+  data "DATA"
+  split 0.6 0.2 0.2
+  optimizer adam lr=0.01
+  batch 8
+  epochs 3
+  seed 1
+  augment flip crop=1
+}
+"""
+
+
+def pets_npz(folder: Path, m: int = 60) -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (m, 6, 5, 3)).astype(np.uint8)
+    y = (np.arange(m) % 3).astype(np.int64)
+    np.savez(folder / "pets.npz", x=x, y=y)  # uncompressed: streamable
+    return folder / "pets.npz"
+
+
+def image_folder(root: Path, per_class: int = 8) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog", "eel"):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)).save(
+                root / name / f"{i:02d}.png")
+    return root
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_npz_streamed_through_grain_trains_like_in_memory(tmp_path, workers):
+    pets_npz(tmp_path)
+    spec = write_spec(tmp_path, IMAGES.replace('"DATA"', f'"pets.npz" workers={workers}'))
+    for name, mode in (("memory", "off"), ("disk", "on")):
+        code, _, err = run_cli("train", spec, "--out", tmp_path / name, "--set",
+                               f"stream={mode}", "--quiet")
+        assert code == 0, err
+    assert_trees_close(params_of(tmp_path / "memory"), params_of(tmp_path / "disk"))
+    a, b = (json.loads((tmp_path / d / "run.json").read_text()) for d in ("memory", "disk"))
+    assert b["streamed"] == {"train": True, "dev": True, "test": True}
+    assert a["final"] == b["final"]
+
+
+def test_standard_normalization_streamed_is_within_float32_rounding(tmp_path):
+    pets_npz(tmp_path)
+    text = IMAGES.replace('"DATA"', '"pets.npz" workers=0').replace(
+        "  seed 1", "  seed 1\n  normalize standard")
+    spec = write_spec(tmp_path, text)
+    for name, mode in (("memory", "off"), ("disk", "on")):
+        assert run_cli("train", spec, "--out", tmp_path / name, "--set", f"stream={mode}",
+                       "--quiet")[0] == 0
+    # the statistics are merged batch by batch in float64: equal to float32 rounding
+    assert_trees_close(params_of(tmp_path / "memory"), params_of(tmp_path / "disk"),
+                       atol=1e-4)
+
+
+def test_an_unreadable_image_stops_the_run_naming_it(tmp_path):
+    root = image_folder(tmp_path / "pets")
+    (root / "dog" / "03.png").write_bytes(b"not a png")
+    spec = write_spec(tmp_path, IMAGES.replace('"DATA"', '"pets" workers=0'))
+    code, _, err = run_cli("train", spec, "--out", tmp_path / "run", "--set", "stream=on")
+    assert code != 0
+    line = [x for x in err.strip().splitlines() if x.startswith("netc: error")]
+    assert line and "pets/dog/03.png" in line[0], err
+    assert "Traceback" not in err
+
+
+def test_skip_bad_trains_without_the_unreadable_image(tmp_path):
+    root = image_folder(tmp_path / "pets")
+    (root / "dog" / "03.png").write_bytes(b"not a png")
+    spec = write_spec(tmp_path, IMAGES.replace('"DATA"', '"pets" workers=0'))
+    code, _, err = run_cli("train", spec, "--out", tmp_path / "run", "--set", "stream=on",
+                           "--set", "skip_bad=true", "--quiet")
+    assert code == 0, err
+    assert "warning: skip_bad left out 1 unreadable example (" in err
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert sum(info["skipped"].values()) == 1
+    assert set(info["final"]) == {"train", "dev", "test"}
