@@ -12,6 +12,11 @@ accumulation of the in-memory loop, so that both end with the same parameters.
 `feed` puts the next minibatch on the device while the previous step runs (and Grain
 prefetches on the host); `FeedRates` times the loop's waits on the reader, so the progress
 line can show the data rate beside the step rate. No import of runtime/train.py here.
+
+With a mesh over several processes (runtime/distributed.py), `epoch_batches` has each
+process read only its rows of every global minibatch (the rows its devices hold) and
+assembles the global minibatch with `jax.make_array_from_process_local_data`; an epoch's
+last, partial minibatch runs replicated (Placement.batch), so every process reads it whole.
 """
 
 from __future__ import annotations
@@ -75,6 +80,59 @@ def batch_placer(placement=None) -> Callable[[np.ndarray], jax.Array]:
     return put
 
 
+def process_rows(placement, batch: int) -> slice | None:
+    """The rows of a global minibatch of `batch` examples that this process's devices
+    hold, split along the mesh's `data` axis; None when this process holds every row (one
+    process, no mesh, or a size that does not split: it runs replicated)."""
+    if placement is None or jax.process_count() == 1 or batch % placement.count:
+        return None
+    sharding = NamedSharding(placement.mesh, PartitionSpec(placement.mesh.axis_names[0]))
+    held = sorted((index[0].start or 0, index[0].stop or batch)
+                  for index in sharding.addressable_devices_indices_map((batch,)).values())
+    starts, stops = zip(*held)
+    if any(a != b for a, b in zip(stops[:-1], starts[1:])):  # not one block: read it all
+        return None
+    return slice(starts[0], stops[-1])
+
+
+def check_processes(split, placement) -> None:
+    """Raises ValueError when a streamed train split cannot be read a share per process:
+    skip_bad would leave one process's share short of the global minibatch's."""
+    if placement is not None and jax.process_count() > 1 and getattr(split, "skip_bad", False):
+        raise ValueError("skip_bad cannot leave examples out of minibatches split over "
+                         "several processes (each reads its whole share); remove the "
+                         "unreadable files, or train in one process")
+
+
+def local_order(order: np.ndarray, batch: int, rows: slice) -> np.ndarray:
+    """The positions of `order`'s full minibatches of `batch` that fall in `rows` of each,
+    in order: what one process reads of them (process_rows)."""
+    full = len(order) // batch * batch
+    return np.asarray(order[:full]).reshape(-1, batch)[:, rows].reshape(-1)
+
+
+def epoch_batches(split, order: np.ndarray, batch: int, placement=None,
+                  rates: FeedRates | None = None) -> Iterator[tuple[jax.Array, jax.Array]]:
+    """An epoch's minibatches of `order` from a streamed split, on the run's devices (feed).
+    Over several processes each reads its rows of the full minibatches (process_rows) and
+    the global minibatch is assembled from them; the last, partial one is read whole."""
+    rows = process_rows(placement, batch)
+    if rows is None:
+        yield from feed(split.batches(order, batch), batch_placer(placement), rates)
+        return
+    spec = PartitionSpec(placement.mesh.axis_names[0])
+    sharding = NamedSharding(placement.mesh, spec)
+
+    def put(a: np.ndarray) -> jax.Array:
+        return jax.make_array_from_process_local_data(sharding, a, (batch, *a.shape[1:]))
+    share = rows.stop - rows.start
+    yield from feed(split.batches(local_order(order, batch, rows), share), put, rates)
+    full = len(order) // batch * batch
+    if full < len(order):
+        yield from feed(split.batches(order[full:], len(order) - full),
+                        batch_placer(placement), rates)
+
+
 def feed(batches: Iterable[tuple[np.ndarray, np.ndarray]], put: Callable,
          rates: FeedRates | None = None) -> Iterator[tuple[jax.Array, jax.Array]]:
     """The (x, y) minibatches of `batches` on the device, in order. Each is put on the
@@ -117,5 +175,5 @@ def padded_stream_batches(split, batch: int) -> Iterator[tuple[np.ndarray, np.nd
         yield x, y, weights
 
 
-__all__ = ["FeedRates", "HostData", "batch_placer", "feed", "is_streamed",
-           "padded_stream_batches"]
+__all__ = ["FeedRates", "HostData", "batch_placer", "check_processes", "epoch_batches", "feed",
+           "is_streamed", "local_order", "padded_stream_batches", "process_rows"]

@@ -32,8 +32,8 @@ from .devices import Placement, check_batch
 from .host_feed import (
     FeedRates,
     HostData,
-    batch_placer,
-    feed,
+    check_processes,
+    epoch_batches,
     is_streamed,
     padded_stream_batches,
 )
@@ -91,6 +91,8 @@ class Trainer:
             if population is not None:
                 raise ValueError("a population trains on one device")
             check_batch(self.batch, train.m, placement.count)
+            if isinstance(train, HostData):
+                check_processes(train.split, placement)
         hp = {k: np.asarray([h[k] for h in self.hyper], np.float32) if population is not None
               else np.float32(v) for k, v in self.hyper[0].items()}
         self._hp = placement.put_replicated(hp) if placement else jax.device_put(hp)
@@ -441,10 +443,9 @@ class Trainer:
         are in flight (the loop waits on the one before last), so a reader faster than the
         device does not pile minibatches up in memory."""
         step, rates = self._batch_step_fn(), self.feed_rates
-        put = batch_placer(self.placement)
         started, before = time.perf_counter(), None
-        batches = self.train_data.split.batches(order, self.batch)
-        for i, (x, y) in enumerate(feed(batches, put, rates)):
+        batches = epoch_batches(self.train_data.split, order, self.batch, self.placement, rates)
+        for i, (x, y) in enumerate(batches):
             if len(x) == 0:  # skip_bad left out every example of this minibatch
                 continue
             carry, after = step(self._hp, carry, total, x, y, epoch, i)

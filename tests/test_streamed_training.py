@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import socket
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,7 +34,7 @@ from conftest import (
 from netc.compiler.check import check_source
 from netc.dsl.diagnostics import SpecError
 from netc.runtime.data import Splits
-from netc.runtime.host_feed import HostData, is_streamed
+from netc.runtime.host_feed import HostData, is_streamed, local_order
 from netc.runtime.population import train_population
 from netc.runtime.progress import Reporter
 from netc.runtime.run import RunFailed, load_data, to_device, train_run
@@ -358,3 +362,61 @@ def test_skip_bad_trains_without_the_unreadable_image(tmp_path):
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert sum(info["skipped"].values()) == 1
     assert set(info["final"]) == {"train", "dev", "test"}
+
+
+# ---- many processes (runtime/distributed.py) --------------------------------------------
+
+
+def test_each_process_reads_its_rows_of_every_full_minibatch():
+    order = np.random.default_rng(0).permutation(11)
+    mine = local_order(order, 4, slice(2, 4))  # the second of two processes, batch 4
+    np.testing.assert_array_equal(mine, [order[2], order[3], order[6], order[7]])
+    shares = [local_order(order, 4, slice(0, 2)), mine]
+    whole = np.stack([s.reshape(-1, 2) for s in shares], axis=1).reshape(-1)
+    np.testing.assert_array_equal(whole, order[:8])  # together: the full minibatches
+
+
+TWO_CPUS = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+            "NETC_CACHE_DIR": "off"}
+
+
+def free_port() -> int:
+    """A free port with the next one free too (the processes' supervisors meet there)."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        try:
+            with socket.socket() as b:
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free pair of ports")
+
+
+@pytest.mark.slow
+def test_two_processes_stream_their_shares_and_train_as_one_process(tmp_path):
+    pets_npz(tmp_path, m=70)  # 42 train examples: 5 minibatches of 8 and one of 2
+    spec = write_spec(tmp_path, IMAGES.replace('"DATA"', '"pets.npz" workers=0'))
+    port = free_port()
+    procs = []
+    for i in (1, 0):
+        argv = [sys.executable, "-m", "netc", "train", str(spec), "--out", str(tmp_path / "run"),
+                "--set", "stream=on", "--coordinator", f"127.0.0.1:{port}",
+                "--num-processes", "2", "--process-id", str(i), "--timeout", "60"]
+        procs.append(subprocess.Popen(argv, env=TWO_CPUS, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True,
+                                      start_new_session=True))
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert "mesh data=4 over 4 cpu devices" in outs[1], outs
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["streamed"]["train"] is True
+    single = subprocess.run([sys.executable, "-m", "netc", "train", str(spec), "--out",
+                             str(tmp_path / "single"), "--set", "stream=off", "--quiet"],
+                            env={**TWO_CPUS, "XLA_FLAGS": ""}, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert single.returncode == 0, single.stderr
+    # gradients summed over 4 devices by collectives: equal to float32 reassociation
+    assert_trees_close(params_of(tmp_path / "run"), params_of(tmp_path / "single"), atol=1e-5)
