@@ -248,6 +248,12 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
                       "train_seconds": round(loop_seconds, 4), "steps": steps,
                       "step_us": round(1e6 * loop_seconds / steps, 2) if steps else None,
                       "loop": trainer.loop}
+    if trainer.streamed:  # how fast the train split was read, beside how fast it trained
+        rates = trainer.feed_rates
+        info["timing"]["feed"] = {"examples": rates.examples,
+                                  "read_seconds": round(rates.read_seconds, 4),
+                                  "data_rate": round(rates.data_rate(), 1),
+                                  "step_rate": round(rates.step_rate(), 1)}
     skipped = skipped_examples(splits)
     if skipped:
         info["skipped"] = skipped

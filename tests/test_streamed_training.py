@@ -157,6 +157,9 @@ def test_streamed_run_matches_the_in_memory_run(stream_double, tmp_path):
     info = json.loads((tmp_path / "disk" / "run.json").read_text())
     assert info["streamed"] == {"train": True, "dev": True, "test": True}
     assert info["timing"]["loop"] == "step"
+    feed = info["timing"]["feed"]
+    assert feed["examples"] == 3 * info["examples"]["train"]  # 3 epochs read
+    assert feed["data_rate"] > 0 and feed["step_rate"] > 0
     assert "skipped" not in info
     plain = json.loads((tmp_path / "memory" / "run.json").read_text())
     assert plain["streamed"] == {"train": False, "dev": False, "test": False}
@@ -420,3 +423,29 @@ def test_two_processes_stream_their_shares_and_train_as_one_process(tmp_path):
     assert single.returncode == 0, single.stderr
     # gradients summed over 4 devices by collectives: equal to float32 reassociation
     assert_trees_close(params_of(tmp_path / "run"), params_of(tmp_path / "single"), atol=1e-5)
+
+
+def test_multi_task_figures_over_streamed_splits(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 5)).astype(np.float32)
+    y = (rng.uniform(size=(80, 3)) < 0.5).astype(np.float32)
+    y[rng.uniform(size=y.shape) < 0.3] = np.nan  # unknown labels
+    np.savez(tmp_path / "tasks.npz", x=x, y=y)
+    spec = write_spec(tmp_path, """net tasks
+input 5
+fc 8 -> tanh -> sigmoid 3
+train {
+  data "tasks.npz" workers=0
+  split 0.6 0.2 0.2
+  optimizer adam lr=0.01
+  batch 16
+  epochs 3
+}
+""")
+    for name, mode in (("memory", "off"), ("disk", "on")):
+        assert run_cli("train", spec, "--out", tmp_path / name, "--set", f"stream={mode}",
+                       "--quiet")[0] == 0
+    a, b = (json.loads((tmp_path / d / "run.json").read_text())["final"]
+            for d in ("memory", "disk"))
+    assert "task_accuracy" in b["dev"] and b["dev"]["task_known"] == a["dev"]["task_known"]
+    assert a == b
