@@ -21,6 +21,7 @@ last, partial minibatch runs replicated (Placement.batch), so every process read
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -118,7 +119,8 @@ def epoch_batches(split, order: np.ndarray, batch: int, placement=None,
     the global minibatch is assembled from them; the last, partial one is read whole."""
     rows = process_rows(placement, batch)
     if rows is None:
-        yield from feed(split.batches(order, batch), batch_placer(placement), rates)
+        yield from feed(ctrl_c_to_this_process_only(split.batches(order, batch)),
+                        batch_placer(placement), rates)
         return
     spec = PartitionSpec(placement.mesh.axis_names[0])
     sharding = NamedSharding(placement.mesh, spec)
@@ -126,11 +128,12 @@ def epoch_batches(split, order: np.ndarray, batch: int, placement=None,
     def put(a: np.ndarray) -> jax.Array:
         return jax.make_array_from_process_local_data(sharding, a, (batch, *a.shape[1:]))
     share = rows.stop - rows.start
-    yield from feed(split.batches(local_order(order, batch, rows), share), put, rates)
+    mine = split.batches(local_order(order, batch, rows), share)
+    yield from feed(ctrl_c_to_this_process_only(mine), put, rates)
     full = len(order) // batch * batch
     if full < len(order):
-        yield from feed(split.batches(order[full:], len(order) - full),
-                        batch_placer(placement), rates)
+        last = split.batches(order[full:], len(order) - full)
+        yield from feed(ctrl_c_to_this_process_only(last), batch_placer(placement), rates)
 
 
 def feed(batches: Iterable[tuple[np.ndarray, np.ndarray]], put: Callable,
@@ -160,13 +163,36 @@ def feed(batches: Iterable[tuple[np.ndarray, np.ndarray]], put: Callable,
         ahead = read()
 
 
+def ctrl_c_to_this_process_only(batches: Iterable) -> Iterator:
+    """`batches` with its first item drawn while SIGINT is blocked in this thread: worker
+    processes the reader starts then (Grain's, on the first read) inherit the blocked
+    signal, so a Ctrl-C at the terminal, sent to every process of the group, reaches the
+    training process alone (StopRequested: stop after the epoch) and no worker dies with
+    a traceback. A Ctrl-C meanwhile is delivered when the first item is in."""
+    it = iter(batches)
+    mask = getattr(signal, "pthread_sigmask", None)  # not on Windows
+    blocked = False
+    if mask is not None:
+        mask(signal.SIG_BLOCK, {signal.SIGINT})
+        blocked = True
+    try:
+        first = next(it)
+    except StopIteration:
+        return
+    finally:
+        if blocked:
+            mask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    yield first
+    yield from it
+
+
 def padded_stream_batches(split, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray,
                                                                  np.ndarray]]:
     """(x, y, weights) of a streamed split in its own order, in batches of exactly `batch`
     examples, the last padded with zeros and weighted 0, as runtime/train.py's
     padded_batches cuts an in-memory split: one compiled program serves the whole split.
     Examples skip_bad leaves out shorten their batch, which is padded likewise."""
-    for x, y in split.batches(np.arange(len(split)), batch):
+    for x, y in ctrl_c_to_this_process_only(split.batches(np.arange(len(split)), batch)):
         x, y = np.asarray(x), np.asarray(y)
         weights = (np.arange(batch) < len(x)).astype(np.float32)
         if len(x) < batch:
@@ -175,5 +201,6 @@ def padded_stream_batches(split, batch: int) -> Iterator[tuple[np.ndarray, np.nd
         yield x, y, weights
 
 
-__all__ = ["FeedRates", "HostData", "batch_placer", "check_processes", "epoch_batches", "feed",
-           "is_streamed", "local_order", "padded_stream_batches", "process_rows"]
+__all__ = ["FeedRates", "HostData", "batch_placer", "check_processes",
+           "ctrl_c_to_this_process_only", "epoch_batches", "feed", "is_streamed", "local_order",
+           "padded_stream_batches", "process_rows"]

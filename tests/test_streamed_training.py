@@ -13,9 +13,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -449,3 +451,44 @@ train {
             for d in ("memory", "disk"))
     assert "task_accuracy" in b["dev"] and b["dev"]["task_known"] == a["dev"]["task_known"]
     assert a == b
+
+
+def test_ctrl_c_with_grain_workers_stops_after_the_epoch_then_resumes_exactly(tmp_path):
+    """A terminal's Ctrl-C reaches every process of the group: the reader's worker
+    processes must not die of it (nor print a traceback); training stops at the epoch's
+    end, saves, and --resume ends with the parameters of an uninterrupted run."""
+    epochs = 5
+    pets_npz(tmp_path, m=600)
+    text = IMAGES.replace('"DATA"', '"pets.npz" workers=1').replace("epochs 3",
+                                                                    f"epochs {epochs}")
+    spec = write_spec(tmp_path, text)
+    out, log = tmp_path / "run", tmp_path / "train.log"
+    argv = [sys.executable, "-m", "netc", "train", str(spec), "--out", str(out),
+            "--set", "stream=on", "--checkpoint-every", "1"]
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not list((out / "checkpoints").glob("ckpt-*")) and proc.poll() is None:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.02)
+        time.sleep(1.0)  # into epoch 2: its worker starting or reading
+        os.killpg(proc.pid, signal.SIGINT)  # the whole group, as a terminal does
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    said = log.read_text()
+    assert code == 130, said
+    assert "Traceback" not in said and "KeyboardInterrupt" not in said
+    done = json.loads((out / "run.json").read_text())["epochs_done"]
+    assert 1 <= done < epochs and f"interrupted after epoch {done}" in said
+    resumed = subprocess.run(argv + ["--resume", "--quiet"], capture_output=True, text=True,
+                             timeout=300, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    code, _, err = run_cli("train", spec, "--out", tmp_path / "whole", "--set", "stream=off",
+                           "--quiet")
+    assert code == 0, err
+    assert_trees_close(params_of(out), params_of(tmp_path / "whole"))
