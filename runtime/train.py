@@ -74,9 +74,9 @@ class Trainer:
     seed); its carry and figures then have a leading member axis."""
 
     def __init__(self, net: Net, train: Data | HostData, dev: Data | HostData | None, *,
-                 loop: str = "auto",
-                 chunk_epochs: int | None = None, population: list[dict] | None = None,
-                 placement: Placement | None = None, compute_dtype: str | None = None):
+                 loop: str = "auto", chunk_epochs: int | None = None,
+                 population: list[dict] | None = None, placement: Placement | None = None,
+                 compute_dtype: str | None = None):
         cfg = net.train
         self.net, self.cfg = net, cfg
         self.model: Model = compile_net(net, compute_dtype=compute_dtype)
