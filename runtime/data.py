@@ -45,7 +45,6 @@ __all__ = [
     "resolve_path",
     "shape_labels",
     "split_indices",
-    "standard_stats",
 ]
 
 LABELS = ("classes", "binary", "values")  # compiler/losses.py: what each loss reads
@@ -443,7 +442,7 @@ def shape_labels(y: np.ndarray, labels: str, n_outputs: int, name: str) -> np.nd
     return _regression_targets(y, n_outputs, name)
 
 
-def standard_stats(x: np.ndarray) -> dict[str, np.ndarray]:
+def _standard_stats(x: np.ndarray) -> dict[str, np.ndarray]:
     """Per-feature mean and std over the examples (std 0 replaced by 1)."""
     mean = x.mean(axis=0, dtype=np.float64)
     std = x.std(axis=0, dtype=np.float64)
@@ -511,7 +510,7 @@ def prepare(
         )
     stats: dict = {"mean": None, "std": None}
     if normalize == "standard":
-        stats = standard_stats(shaped["train"].x)
+        stats = _standard_stats(shaped["train"].x)
     result = {
         name: None if ds is None else Dataset(apply_normalization(ds.x, stats), ds.y)
         for name, ds in shaped.items()

@@ -256,8 +256,10 @@ def parse_mode(value: object) -> str:
     raise DataError(f"option mode={value!r} must be RGB or L (gray)")
 
 
-def read_image(path: pathlib.Path, label: str, mode: str, size: tuple[int, int] | None):
-    """One image as a float32 (H, W, C) array in [0, 1], and its size before resizing."""
+def read_image(path: pathlib.Path | io.BytesIO, label: str, mode: str,
+               size: tuple[int, int] | None):
+    """One image (a file, or an encoded image's bytes) as a float32 (H, W, C) array in
+    [0, 1], and its size before resizing; ``label`` names it in errors."""
     from PIL import Image, UnidentifiedImageError
 
     try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import pathlib
+import signal
 from collections.abc import Iterator
 
 import numpy as np
@@ -34,14 +35,18 @@ from .data import (
     shape_labels,
     split_indices,
 )
-from .data_base import STREAM_OPTIONS, DataError, int_option
+from .data_base import STREAM_OPTIONS, DataError, first_line, int_option
+from .data_files import LIBRARY_ERRORS
 from .stream_sources import StreamSource, open_streamed
 
-__all__ = ["STREAM_MODES", "BatchReader", "StreamedSplit",
-           "decoded_bytes", "default_workers", "load_streamed", "should_stream"]
+__all__ = ["STREAM_MODES", "BatchPositions", "BatchReader", "ShardSlice", "StreamedSplit",
+           "checked_parts", "decoded_bytes", "default_workers", "ignore_interrupts",
+           "in_memory", "load_streamed", "machine_memory", "process_shard", "read_batches",
+           "should_stream", "stream_options", "streamed_stats"]
 
 STREAM_MODES = ("auto", "on", "off")
 PREFETCH_BATCHES = 2  # batches each worker decodes ahead
+PIPE_BELOW = 2**62  # Grain's min_shm_size: every batch is sent through a pipe
 
 
 def default_workers() -> int:
@@ -62,16 +67,33 @@ def decoded_bytes(m: int, input_shape: tuple[int, ...]) -> int:
 def should_stream(stream: str, m: int, input_shape: tuple[int, ...],
                   memory_bytes: int | None = None) -> bool:
     """Whether a split of ``m`` examples streams: ``stream on``, or ``auto`` and its decoded
-    size exceeds a quarter of ``memory_bytes`` (default: the machine's memory)."""
+    size exceeds a quarter of ``memory_bytes`` (default: :func:`machine_memory`)."""
     if stream not in STREAM_MODES:
         raise DataError(f"stream {stream!r} must be one of: {', '.join(STREAM_MODES)}")
     if stream != "auto":
         return stream == "on"
     if memory_bytes is None:
-        import psutil
-
-        memory_bytes = psutil.virtual_memory().total
+        memory_bytes = machine_memory()
     return decoded_bytes(m, input_shape) > memory_bytes / 4
+
+
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max",  # cgroup v2, then v1
+                 "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def machine_memory() -> int:
+    """Bytes of memory this process may use: the machine's (psutil), or its container's
+    limit (cgroup) where that is smaller."""
+    import psutil
+
+    total = psutil.virtual_memory().total
+    for path in CGROUP_LIMITS:
+        try:
+            limit = int(pathlib.Path(path).read_text().strip())
+        except (OSError, ValueError):  # no such file, or "max" (no limit)
+            continue
+        return min(total, limit)
+    return total
 
 
 class BatchReader:
@@ -89,21 +111,23 @@ class BatchReader:
     def __call__(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
         positions = np.asarray(positions, dtype=np.int64).reshape(-1)
         bad: list[str] = []
-        if self.skip_bad:
+        try:
+            x = self.read(positions)
+        except DataError:
+            if not self.skip_bad:
+                raise
             examples, kept = [], []
-            for p in positions:
+            for p in positions:  # the batch again, one example at a time, leaving out the bad
                 try:
-                    examples.append(self.source.read_rows(self.rows[[p]])[0])
+                    examples.append(self.read(np.asarray([p]))[0])
                     kept.append(p)
                 except DataError:
                     bad.append(self.source.name(self.rows[p]))
             positions = np.asarray(kept, dtype=np.int64)
             x = np.stack(examples) if examples else \
                 np.zeros((0, *self.source.example_shape), self.source.dtype)
-        else:
-            x = self.source.read_rows(self.rows[positions])
         x = np.asarray(x).reshape((len(x), *self.input_shape)).astype(np.float32)
-        finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        finite = np.isfinite(x.reshape(len(x), math.prod(self.input_shape))).all(axis=1)
         if not finite.all():
             row = int(np.argmax(~finite))
             kind = "NaN" if np.isnan(x[row]).any() else "inf"
@@ -112,6 +136,19 @@ class BatchReader:
         if self.mean is not None:
             x = (x - self.mean) / self.std
         return np.ascontiguousarray(x, dtype=np.float32), positions, bad
+
+
+    def read(self, positions: np.ndarray) -> np.ndarray:
+        """The examples at ``positions`` as the source holds them; a library's error reading
+        them becomes a DataError naming the first."""
+        try:
+            return self.source.read_rows(self.rows[positions])
+        except DataError:
+            raise
+        except (*LIBRARY_ERRORS, IndexError) as error:  # IndexError: a file that shrank
+            first = self.source.name(self.rows[positions[0]]) if len(positions) else \
+                self.source.source
+            raise DataError(f"cannot read {first}: {first_line(error)}") from None
 
 
 class StreamedSplit:
@@ -137,10 +174,19 @@ class StreamedSplit:
                            mean=stats["mean"], std=stats["std"],
                            skip_bad=self.skip_bad if skip_bad is None else skip_bad)
 
-    def batches(self, order: np.ndarray, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def batches(self, order: np.ndarray, batch: int, *,
+                shard: tuple[int, int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(x, y)`` minibatches of the positions ``order[0:batch]``, ``order[batch:2*batch]``
-        ... (the last one may be partial), read ahead by Grain in this order."""
-        for x, kept, bad in read_batches(self.reader(), order, batch, self.workers):
+        ... (the last one may be partial; with ``skip_bad`` one may lack its unreadable
+        examples, or be empty), read ahead by Grain in this order. ``order`` may
+        be several epochs' orders, ``(epochs, m)`` (the trainer's ``orders()``): their
+        minibatches come epoch after epoch from one set of worker processes (starting them
+        takes a second or two). With ``shard``
+        ``(index, count)`` (:func:`process_shard`: this JAX process of all of them) each
+        minibatch is only this process's part of it, ``np.array_split(positions,
+        count)[index]``: every host reads only its rows."""
+        for x, kept, bad in read_batches(self.reader(), order, batch, self.workers,
+                                         shard=shard):
             if bad:
                 self.skipped += len(bad)
                 self.skipped_names += bad
@@ -153,30 +199,95 @@ class StreamedSplit:
         return x
 
 
-def read_batches(reader: BatchReader, order: np.ndarray, batch: int,
-                 workers: int) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
-    """``reader``'s batches of the positions in ``order``, ``batch`` at a time, decoded by
-    ``workers`` Grain worker processes (0: in this process, a thread reading ahead)."""
+def process_shard() -> tuple[int, int]:
+    """``(index, count)`` of this JAX process among all of them, as Grain's
+    ``ShardByJaxProcess`` gives it: the ``shard`` of :meth:`StreamedSplit.batches`."""
     import grain
 
-    order = np.asarray(order, dtype=np.int64)
-    if len(order) == 0:
+    options = grain.sharding.ShardByJaxProcess()
+    return options.shard_index, options.shard_count
+
+
+class ShardSlice:
+    """A batch of positions cut to one shard's part (picklable, for Grain's workers)."""
+
+    def __init__(self, index: int, count: int):
+        self.index, self.count = index, count
+
+    def __call__(self, positions: np.ndarray) -> np.ndarray:
+        return np.array_split(positions, self.count)[self.index]
+
+
+class BatchPositions:
+    """The minibatches of one or more epochs' orders as a random-access source for Grain:
+    item ``k`` is the positions of epoch ``k // per_epoch``'s minibatch ``k % per_epoch``
+    (``batch`` positions, the epoch's last one partial; minibatches never span epochs)."""
+
+    def __init__(self, orders: np.ndarray, batch: int):
+        self.orders, self.batch = orders, int(batch)
+        self.per_epoch = -(-orders.shape[1] // self.batch)
+
+    def __len__(self) -> int:
+        return len(self.orders) * self.per_epoch
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        epoch, i = divmod(int(k), self.per_epoch)
+        return np.asarray(self.orders[epoch, i * self.batch : (i + 1) * self.batch])
+
+
+def ignore_interrupts(index: int, count: int) -> None:
+    """Worker processes ignore Ctrl-C (SIGINT reaches the whole process group): the
+    training process stops them, so an interrupted run prints no worker's traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def read_batches(reader: BatchReader, order: np.ndarray, batch: int, workers: int, *,
+                 shard: tuple[int, int] | None = None,
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
+    """``reader``'s minibatches of the positions in ``order`` (one epoch's, or a 2-D array of
+    several epochs' orders, :class:`BatchPositions`), each cut to ``shard``'s part (see
+    :meth:`StreamedSplit.batches`), decoded by ``workers`` Grain worker processes (0: in
+    this process, a thread reading ahead)."""
+    import grain
+
+    order = np.asarray(order)
+    orders = order.reshape(1, -1) if order.ndim == 1 else order
+    if orders.size == 0:
         return
-    dataset = grain.MapDataset.source(order).batch(int(batch)).map(reader)
-    read_options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=PREFETCH_BATCHES)
-    stream = dataset.to_iter_dataset(read_options)
+    dataset = grain.MapDataset.source(BatchPositions(orders, batch))
+    if shard is not None and shard[1] > 1:
+        dataset = dataset.map(ShardSlice(*shard))
+    dataset = dataset.map(reader)
+    # in this process: one thread reads ahead; in workers: each reads in its own process
+    # and keeps PREFETCH_BATCHES ready, so about 2 * workers + 2 batches are in memory
+    threads, ahead = (0, 0) if workers > 0 else (1, PREFETCH_BATCHES)
+    stream = dataset.to_iter_dataset(grain.ReadOptions(num_threads=threads,
+                                                       prefetch_buffer_size=ahead))
     if workers > 0:
         from absl import flags
 
         if not flags.FLAGS.is_parsed():  # Grain's workers read its flags; netc has none
             flags.FLAGS.mark_as_parsed()
+        # batches come back through a pipe, not shared memory: /dev/shm is small in
+        # containers (64 MB by default in Docker), and nothing is left to unlink at exit
+        stream = grain.experimental.WithOptionsIterDataset(
+            stream, grain.experimental.DatasetOptions(min_shm_size=PIPE_BELOW))
         stream = stream.mp_prefetch(grain.MultiprocessingOptions(
-            num_workers=int(workers), per_worker_buffer_size=PREFETCH_BATCHES))
+            num_workers=int(workers), per_worker_buffer_size=PREFETCH_BATCHES),
+            worker_init_fn=ignore_interrupts)
     iterator = iter(stream)
     try:
-        for x, kept, bad in iterator:
-            # a worker's batch arrives in shared memory: copied out, it is freed at once
-            yield np.array(x), np.array(kept), bad
+        while True:
+            try:
+                element = next(iterator)
+            except StopIteration:
+                break
+            except RuntimeError as error:  # Grain's words for a worker that died (killed)
+                if "terminated unexpectedly" not in str(error):
+                    raise
+                raise DataError(f"a process reading the data stopped unexpectedly (out of "
+                                f"memory?); try fewer workers= ({workers} now)") from None
+            yield element
     finally:
         close = getattr(iterator, "close", None)
         if close is not None:
@@ -186,7 +297,7 @@ def read_batches(reader: BatchReader, order: np.ndarray, batch: int,
 def streamed_stats(split: StreamedSplit, batch: int = 256) -> dict[str, np.ndarray]:
     """Per-feature mean and std of a split's examples (std 0 replaced by 1), read in one
     pass and merged batch by batch in float64 (Chan et al.'s pairwise update): prepare()'s
-    ``standard_stats`` to float32 rounding."""
+    statistics to float32 rounding."""
     count, mean, m2 = 0, None, None
     order = np.arange(len(split))
     for x, _, _ in read_batches(split.reader(normalized=False), order, batch, split.workers):
@@ -222,6 +333,17 @@ def _flag(value, what: str) -> bool:
     raise DataError(f"option {what}={value!r} must be true or false")
 
 
+def in_memory(split: StreamedSplit) -> Dataset:
+    """A split read whole into memory (through its workers; ``skip_bad`` leaves out what
+    cannot be read)."""
+    xs, ys = [], []
+    for x, y in split.batches(np.arange(len(split)), 256):
+        xs.append(x)
+        ys.append(y)
+    x = np.concatenate(xs) if xs else np.zeros((0, *split.input_shape), np.float32)
+    return Dataset(x, np.concatenate(ys) if ys else split.y[:0])
+
+
 def _open_split_file(path, name: str, options: dict, *, part: str) -> dict:
     arrays = open_streamed(pathlib.Path(path), name, dict(options), part=part)
     if arrays is None:
@@ -229,38 +351,22 @@ def _open_split_file(path, name: str, options: dict, *, part: str) -> dict:
     return arrays
 
 
-def load_streamed(net, base_dir, loss: str, *, stream: str, skip_bad: bool = False,
-                  memory_bytes: int | None = None) -> tuple[Splits, dict] | None:
-    """Like runtime/run.py's ``load_data``, but each split whose decoded size calls for it
-    (:func:`should_stream`) is a :class:`StreamedSplit` instead of a ``Dataset``. None when
-    the data cannot stream (a built-in, a csv file), ``stream off``, or no split needs to
-    stream: the caller then loads it in memory. The splits are the very examples
-    ``make_splits`` cuts (same seed, same permutation); the labels are checked and shaped
-    by data.py's own functions; ``normalize standard`` statistics come from one streamed
-    pass over train (:func:`streamed_stats`)."""
-    from netc.compiler.losses import LOSSES
-
-    cfg = net.train
-    if stream == "off" or cfg.data is None or cfg.data.name != "file":
-        should_stream(stream, 0, ())  # still reject a bad mode
-        return None
-    options = dict(cfg.data.options)
-    source = str(options.pop("path"))
+def stream_options(options: dict, skip_bad: bool) -> tuple[int, bool, dict]:
+    """``(workers, skip_bad, the other options)`` of a data line's options: ``workers=``
+    (default :func:`default_workers`) and ``skip_bad=`` (default the train setting's)."""
     workers = int_option(options, "workers", default_workers()) if "workers" in options \
         else default_workers()
     skip_bad = _flag(options["skip_bad"], "skip_bad") if "skip_bad" in options else skip_bad
-    for key in STREAM_OPTIONS:
-        options.pop(key, None)
-    split_files = {part: str(options.pop(part)) for part in ("dev", "test") if part in options}
-    path = resolve_path(source, base_dir)
-    if not path.exists():
-        raise DataError(f"data file '{source}' not found (looked in {path.resolve()})")
-    arrays = open_streamed(path, source, options)
-    if arrays is None:
-        return None
-    for part, name in split_files.items():
-        arrays = add_split_file(arrays, source, part, name, options, base_dir=base_dir,
-                                load=_open_split_file)
+    return workers, skip_bad, {k: v for k, v in options.items() if k not in STREAM_OPTIONS}
+
+
+def checked_parts(arrays: dict, net, loss: str) -> dict[str, tuple[StreamSource, np.ndarray,
+                                                                     np.ndarray]]:
+    """The non-empty splits of streamed ``arrays`` as ``{name: (source, rows of it, prepared
+    labels)}``, cut as ``make_splits`` cuts them and checked as ``prepare`` checks them."""
+    from netc.compiler.losses import LOSSES
+
+    cfg = net.train
     input_shape = tuple(int(d) for d in net.input_shape)
     out = net.output_shape
     n_outputs = int(np.prod(out)) if len(out) != 1 else out[0]
@@ -270,7 +376,7 @@ def load_streamed(net, base_dir, loss: str, *, stream: str, skip_bad: bool = Fal
         raise DataError(f"x has {len(arrays['x'])} examples but y has {len(arrays['y'])}")
     rows = split_indices(len(arrays["x"]), split=cfg.split, seed=cfg.seed,
                          train_dev=cfg.train_dev, brought=brought_parts(arrays))
-    parts: dict[str, tuple[StreamSource, np.ndarray, np.ndarray]] = {}
+    parts = {}
     for part, idx in rows.items():
         if idx is None:
             x, y = arrays[f"x_{part}"], np.asarray(arrays[f"y_{part}"])
@@ -285,6 +391,37 @@ def load_streamed(net, base_dir, loss: str, *, stream: str, skip_bad: bool = Fal
             raise DataError("train split is empty")
         check_examples(x.dtype, tuple(x.example_shape), input_shape, part)
         parts[part] = (x, idx, shape_labels(y, labels, n_outputs, part))
+    return parts
+
+
+def load_streamed(net, base_dir, loss: str, *, stream: str, skip_bad: bool = False,
+                  memory_bytes: int | None = None) -> tuple[Splits, dict] | None:
+    """Like runtime/run.py's ``load_data``, but each split whose decoded size calls for it
+    (:func:`should_stream`) is a :class:`StreamedSplit` instead of a ``Dataset``. None when
+    the data cannot stream (a built-in, a csv file), ``stream off``, or no split needs to
+    stream: the caller then loads it in memory. The splits are the very examples
+    ``make_splits`` cuts (same seed, same permutation); the labels are checked and shaped
+    by data.py's own functions; ``normalize standard`` statistics come from one streamed
+    pass over train (:func:`streamed_stats`). ``skip_bad`` is the train setting; the data
+    line's ``skip_bad=`` overrides it."""
+    cfg = net.train
+    if stream == "off" or cfg.data is None or cfg.data.name != "file":
+        should_stream(stream, 0, ())  # still reject a bad mode
+        return None
+    workers, skip_bad, options = stream_options(dict(cfg.data.options), skip_bad)
+    source = str(options.pop("path"))
+    split_files = {part: str(options.pop(part)) for part in ("dev", "test") if part in options}
+    path = resolve_path(source, base_dir)
+    if not path.exists():
+        raise DataError(f"data file '{source}' not found (looked in {path.resolve()})")
+    arrays = open_streamed(path, source, options)
+    if arrays is None:
+        return None
+    for part, name in split_files.items():
+        arrays = add_split_file(arrays, source, part, name, options, base_dir=base_dir,
+                                load=_open_split_file)
+    parts = checked_parts(arrays, net, loss)
+    input_shape = tuple(int(d) for d in net.input_shape)
     streamed = {part: should_stream(stream, len(idx), input_shape, memory_bytes)
                 for part, (_, idx, _) in parts.items()}
     if not any(streamed.values()):
@@ -296,8 +433,7 @@ def load_streamed(net, base_dir, loss: str, *, stream: str, skip_bad: bool = Fal
         stats = streamed_stats(splits["train"])
     for split in splits.values():
         split.stats = stats
-    result = {part: split if streamed[part] else Dataset(split.read(np.arange(len(split))),
-                                                         split.y)
+    result = {part: split if streamed[part] else in_memory(split)
               for part, split in splits.items()}
     names = arrays.get("class_names")
     class_names = tuple(str(n) for n in names) if names is not None else None

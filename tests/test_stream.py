@@ -39,15 +39,17 @@ train {{
   normalize {normalize}
   seed {seed}
   epochs 1
+  {extra}
 }}
 """
 
 
 def make_net(tmp_path, data, *, shape="6x5x3", head="softmax 3", normalize="none", seed=0,
-             options="", split="0.6 0.2 0.2", **stream_options):
+             options="", split="0.6 0.2 0.2", extra="", **stream_options):
     path = tmp_path / "t.net"
     path.write_text(SPEC.format(shape=shape, head=head, data=data, options=options,
-                                normalize=normalize, seed=seed, split=split))
+                                normalize=normalize, seed=seed, split=split,
+                                extra=extra))
     net = netc.check(str(path))
     net.train.data.options.update(stream_options)  # workers=, skip_bad= (data options)
     return net
@@ -149,10 +151,13 @@ def test_npy_folder(tmp_path):
     np.save(folder / "x.npy", x)
     np.save(folder / "y.npy", y)
     np.save(folder / "class_names.npy", np.asarray(["a", "b", "c"]))
-    net = make_net(tmp_path, "arrays", workers=0)
+    net = make_net(tmp_path, "arrays", extra="train_dev 0.25", workers=0)
     got, _ = streamed(net, tmp_path)
     want, _ = in_memory(net, tmp_path, "classes", 3)
+    np.testing.assert_array_equal(load_source("arrays", base_dir=tmp_path)["x"],
+                                  x.astype(np.float32) / 255)
     assert got.class_names == ("a", "b", "c")
+    assert len(got.train_dev) == 3  # a quarter of the 12 training rows
     assert_same_splits(got, want)
 
 
@@ -192,15 +197,16 @@ def test_h5_plain_and_course_layout(tmp_path):
 
 
 def test_h5_batch_with_repeated_rows_reads_them_in_order(tmp_path):
-    x, y = arrays_xy(m=10)
+    x, y = arrays_xy(m=60)
     with h5py.File(tmp_path / "plain.h5", "w") as f:
         f["x"] = x
         f["y"] = y
     from netc.runtime.stream_sources import H5Source
 
     source = H5Source(tmp_path / "plain.h5", "plain.h5", "x")
-    rows = np.asarray([7, 2, 7, 0])
-    np.testing.assert_array_equal(source.read_rows(rows), x[rows].astype(np.float32) / 255)
+    for rows in ([7, 2, 7, 0], [55, 3, 55, 40]):  # dense (one slice read), sparse (points)
+        rows = np.asarray(rows)
+        np.testing.assert_array_equal(source.read_rows(rows), x[rows].astype(np.float32) / 255)
 
 
 def record(**arrays) -> bytes:
@@ -297,6 +303,23 @@ def test_corrupt_image_mid_epoch_is_an_error_naming_it(tmp_path):
     assert read == [2, 2, 2, 2]  # the batches before position 9's
 
 
+def test_skip_bad_reads_a_batch_with_a_bad_file_row_by_row(tmp_path):
+    x, y = arrays_xy(m=12)
+    folder = tmp_path / "arrays"
+    folder.mkdir()
+    np.save(folder / "x.npy", x)
+    np.save(folder / "y.npy", y)
+    net = make_net(tmp_path, "arrays", split="1 0 0", skip_bad=True, workers=0)
+    got, _ = streamed(net, tmp_path)
+    np.save(folder / "x.npy", x[:5])  # rows 5.. gone: reading them is a library error
+    got.train.source.array = None
+    order = np.arange(12)[::-1]
+    batches = list(got.train.batches(order, 4))
+    assert [len(b[0]) for b in batches] == [0, 1, 4]
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), y[4::-1])
+    assert got.train.skipped == 7 and got.train.skipped_names[0] == "row 11 of 'arrays'"
+
+
 def test_skip_bad_leaves_the_file_out_and_counts_it(tmp_path):
     root = image_folder(tmp_path / "pets")
     net = make_net(tmp_path, "pets", split="1 0 0", skip_bad="true", workers=0)
@@ -374,14 +397,118 @@ def test_worker_processes_give_the_same_batches_and_errors(tmp_path):
     net0 = make_net(tmp_path, "pets", normalize="standard", workers=0)
     ref, ref_stats = streamed(net0, tmp_path)
     np.testing.assert_array_equal(stats["mean"], ref_stats["mean"])
-    order = np.random.default_rng([0, 2]).permutation(len(got.train))
-    x, y = all_batches(got.train, order, 3)
-    x0, y0 = all_batches(ref.train, order, 3)
-    np.testing.assert_array_equal(x, x0)
-    np.testing.assert_array_equal(y, y0)
+    m = len(got.train)
+    orders = np.stack([np.random.default_rng([0, e]).permutation(m) for e in (2, 3)])
+    two_epochs = list(got.train.batches(orders, 5))  # one set of workers for both epochs
+    per_epoch = -(-m // 5)
+    assert len(two_epochs) == 2 * per_epoch
+    for e in range(2):
+        x0, y0 = all_batches(ref.train, orders[e], 5)
+        epoch = two_epochs[e * per_epoch : (e + 1) * per_epoch]
+        assert [len(b[0]) for b in epoch] == [5] * (per_epoch - 1) + [m - 5 * (per_epoch - 1)]
+        np.testing.assert_array_equal(np.concatenate([b[0] for b in epoch]), x0)
+        np.testing.assert_array_equal(np.concatenate([b[1] for b in epoch]), y0)
     (root / "eel" / "05.png").write_bytes(b"broken")
     net = make_net(tmp_path, "pets", workers=2)
     got, _ = streamed(net, tmp_path)
-    with pytest.raises(DataError, match=r"cannot read image 'pets/eel/05\.png'"):
+    with pytest.raises(DataError, match=r"^cannot read image 'pets/eel/05\.png'") as raised:
         for split in (got.train, got.dev, got.test):
             all_batches(split, np.arange(len(split)), 3)
+    assert "\n" not in str(raised.value)  # one line, as the CLI prints it
+
+
+def test_each_process_shard_reads_its_part_of_every_batch(tmp_path):
+    x, y = arrays_xy(m=23)
+    folder = tmp_path / "arrays"
+    folder.mkdir()
+    np.save(folder / "x.npy", x)
+    np.save(folder / "y.npy", y)
+    net = make_net(tmp_path, "arrays", split="1 0 0", workers=0)
+    got, _ = streamed(net, tmp_path)
+    order = np.random.default_rng([0, 4]).permutation(23)
+    whole = list(got.train.batches(order, 8))
+    parts = [list(got.train.batches(order, 8, shard=(k, 3))) for k in range(3)]
+    assert [len(b[0]) for b in parts[0]] == [3, 3, 3]  # 8 = 3 + 3 + 2, 7 = 3 + 2 + 2
+    for i, (bx, by) in enumerate(whole):
+        np.testing.assert_array_equal(np.concatenate([p[i][0] for p in parts]), bx)
+        np.testing.assert_array_equal(np.concatenate([p[i][1] for p in parts]), by)
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in whole]),
+                                  x[order].astype(np.float32) / 255)
+
+
+def test_machine_memory_is_the_container_limit_when_smaller(tmp_path, monkeypatch):
+    import psutil
+    from netc.runtime import stream
+
+    limit = tmp_path / "memory.max"
+    monkeypatch.setattr(stream, "CGROUP_LIMITS", (str(tmp_path / "absent"), str(limit)))
+    limit.write_text("max\n")
+    assert stream.machine_memory() == psutil.virtual_memory().total
+    limit.write_text("123456789\n")
+    assert stream.machine_memory() == 123456789
+    assert should_stream("auto", 10**6, (8,)) is (4 * 10**6 * 8 > 123456789 / 4)
+
+
+# -------------------------------------------------------------------- a process of its own
+
+STREAM_SCRIPT = """
+import sys
+import numpy as np
+from netc.runtime.stream import BatchReader, read_batches
+from netc.runtime.stream_sources import ArraySource
+
+if __name__ == "__main__":
+    source = ArraySource(sys.argv[1], "x.npy")
+    reader = BatchReader(source, np.arange(len(source)), (4,), "train")
+    total = 0.0
+    try:
+        for epoch in range(int(sys.argv[2])):
+            for x, kept, bad in read_batches(reader, np.arange(len(source)), 8, 1):
+                total += float(x.sum())
+                if epoch == 1:
+                    print("reading", flush=True)
+                    sys.stdin.readline()  # the test interrupts here
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        sys.exit(130)
+    print(f"{total:.3f}")
+"""
+
+
+def stream_script(tmp_path):
+    x = np.random.default_rng(0).random((40, 4)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    script = tmp_path / "stream_script.py"
+    script.write_text(STREAM_SCRIPT)
+    return script, x
+
+
+def test_a_process_reading_with_workers_exits_quietly(tmp_path):
+    from conftest import run_python
+
+    script, x = stream_script(tmp_path)
+    proc = run_python(script, tmp_path / "x.npy", 1, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert float(proc.stdout) == pytest.approx(float(x.sum()), abs=1e-2)
+    assert proc.stderr == ""  # no worker's shared memory reported leaked at exit
+
+
+def test_ctrl_c_stops_the_workers_without_their_tracebacks(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script, _ = stream_script(tmp_path)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "x.npy"), "3"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "reading"
+        os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C does: the whole process group
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and out.strip() == "interrupted", out + err
+    assert "Traceback" not in err and "leaked" not in err, err
