@@ -257,9 +257,7 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     skipped = skipped_examples(splits)
     if skipped:
         info["skipped"] = skipped
-        say(f"warning: skip_bad left out {sum(skipped.values())} unreadable example"
-            f"{'s' * (sum(skipped.values()) != 1)} ("
-            + ", ".join(f"{name} {count}" for name, count in skipped.items() if count) + ")")
+        say(skipped_warning(splits, skipped))
     write_run_json(out_dir, net, model, splits, done, final, info)
     if matplotlib_loading is not None:
         matplotlib_loading.join()
@@ -274,6 +272,19 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     if reporter:
         reporter.finish(final, interrupted)
     return RunResult(out_dir, done, history, final, interrupted)
+
+
+def skipped_warning(splits: Splits, skipped: dict[str, int], shown: int = 3) -> str:
+    """The warning line of skip_bad: how many examples it left out, per split, and the
+    first `shown` of them by name."""
+    total = sum(skipped.values())
+    names = list(dict.fromkeys(name for _, part in splits.parts()
+                               for name in getattr(part, "skipped_names", ())))
+    which = ", ".join(names[:shown]) + (f" and {len(names) - shown} more"
+                                        if len(names) > shown else "")
+    per_split = ", ".join(f"{name} {count}" for name, count in skipped.items() if count)
+    return (f"warning: skip_bad left out {total} unreadable example{'s' * (total != 1)} "
+            f"({per_split})" + (f": {which}" if which else ""))
 
 
 def skipped_examples(splits: Splits) -> dict[str, int]:
