@@ -443,7 +443,7 @@ class Trainer:
         are in flight (the loop waits on the one before last), so a reader faster than the
         device does not pile minibatches up in memory."""
         step, rates = self._batch_step_fn(), self.feed_rates
-        started, before = time.perf_counter(), None
+        started, compiled, before = time.perf_counter(), compile_seconds(), None
         batches = epoch_batches(self.train_data.split, order, self.batch, self.placement, rates)
         for i, (x, y) in enumerate(batches):
             if len(x) == 0:  # skip_bad left out every example of this minibatch
@@ -452,7 +452,8 @@ class Trainer:
             if before is not None:
                 before.block_until_ready()
             total = before = after
-        rates.seconds += time.perf_counter() - started
+        # compiling is neither reading nor stepping
+        rates.seconds += time.perf_counter() - started - (compile_seconds() - compiled)
         return carry, total
 
     def records(self, sums: np.ndarray, first: int, seconds: float,
