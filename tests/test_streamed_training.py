@@ -454,6 +454,7 @@ train {
     assert a == b
 
 
+@pytest.mark.slow
 def test_ctrl_c_with_grain_workers_stops_after_the_epoch_then_resumes_exactly(tmp_path):
     """A terminal's Ctrl-C reaches every process of the group: the reader's worker
     processes must not die of it (nor print a traceback); training stops at the epoch's
