@@ -51,12 +51,14 @@ PIPE_BELOW = 2**62  # Grain's min_shm_size: every batch is sent through a pipe
 
 def default_workers() -> int:
     """Worker processes when the data does not say ``workers=``: half the cores this
-    process may use (the other half run the training step), at most 8."""
+    process may use (the other half run the training step), at most 8; none below 4 cores,
+    where a worker only competes with training (benchmarks/stream_memory.py: on 2 cores,
+    one worker trained a ConvNet at 252 images/s, reading in process at 327)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         cores = os.cpu_count() or 1
-    return max(1, min(8, cores // 2))
+    return min(8, cores // 2) if cores >= 4 else 0
 
 
 def decoded_bytes(m: int, input_shape: tuple[int, ...]) -> int:
