@@ -18,6 +18,7 @@ from .args import (
     Sym,
     anything,
     bind,
+    boolean,
     choice,
     fraction_open,
     nonneg_int,
@@ -58,8 +59,8 @@ def _columns(v):
 
 FILE_OPTIONS = {"label": anything, "onehot": _columns, "size": anything,
                 "mode": choice("rgb", "gray", "L", "RGB"),
-                "dev": _quoted_path, "test": _quoted_path}
-FILE_SUFFIXES = (".npz", ".csv", ".h5", ".hdf5")
+                "dev": _quoted_path, "test": _quoted_path,
+                "workers": nonneg_int}  # processes decoding a streamed split's batches
 
 OPTIMIZERS: dict[str, tuple[Arg, ...]] = {
     "gd": (Arg("lr", positive_number, 0.01),),
@@ -122,6 +123,8 @@ class TrainConfig:
     augment: Augment | None = None
     early_stop: EarlyStop | None = None
     accumulate: int = 1                 # micro-batches per minibatch, gradients summed
+    stream: str = "auto"                # auto|on|off: read splits from disk while training
+    skip_bad: bool = False              # streaming: leave out an unreadable example, counted
     spans: dict = field(default_factory=dict, compare=False)  # key -> Span, for later messages
 
 
@@ -162,9 +165,13 @@ _SIMPLE = {
     "accumulate": _one_value("accumulate", positive_int, "a positive integer", "accumulate 4"),
     "train_dev": _one_value("train_dev", _fraction_between, "a fraction between 0 and 1",
                             "train_dev 0.05"),
+    "stream": _one_value("stream", choice("auto", "on", "off"), "auto, on or off",
+                         "stream on"),
+    "skip_bad": _one_value("skip_bad", boolean, "true or false", "skip_bad true"),
 }
 KEYS = ("data", "split", "normalize", "batch", "epochs", "optimizer", "schedule", "l2", "init",
-        "loss", "seed", "train_dev", "freeze", "augment", "early_stop", "accumulate")
+        "loss", "seed", "train_dev", "freeze", "augment", "early_stop", "accumulate", "stream",
+        "skip_bad")
 _REMEDIES = {"freeze": check_freeze, "augment": check_augment, "early_stop": check_early_stop}
 _SPLIT = tuple(Arg(p, nonneg_number, positional=True, expects="three fractions",
                    doc="e.g. split 0.8 0.1 0.1") for p in ("train", "dev", "test"))

@@ -31,7 +31,7 @@ from netc.compiler.settings import Choice
 from . import checkpoint as ckpt
 from .optim import STATIC_OPTIONS, hyperparameters
 from .run import MetricsLog, load_data, save_model, to_device, write_run_json
-from .train import StopRequested, Trainer, compile_seconds, evaluate, first_bad_epoch, now
+from .train import StopRequested, Trainer, compile_seconds, evaluate_split, first_bad_epoch, now
 from .transfer import cast_start, start_variables
 
 
@@ -80,7 +80,7 @@ def train_population(nets: list[Net], out_dirs: list[Path], *, base_dir: Path,
     net = nets[0]
     transfer, start = start_variables(net, base_dir)  # `init from=`: the same for every member
     model = compile_net(net)
-    splits, stats = load_data(net, base_dir, model.loss_name)
+    splits, stats = load_data(net, base_dir, model.loss_name, streaming=True)
     train, dev = to_device(splits.train), to_device(splits.dev)
     trainer = Trainer(net, train, dev, loop=loop, population=member_hyperparameters(nets))
     out_dirs = [Path(d) for d in out_dirs]
@@ -113,7 +113,7 @@ def train_population(nets: list[Net], out_dirs: list[Path], *, base_dir: Path,
                                                          nets, out_dirs)):
         final = None
         if failed[k] is None:
-            final = {name: evaluate(model, variables, part.x, part.y, trainer.batch)
+            final = {name: evaluate_split(model, variables, part, trainer.batch)
                      for name, part in splits.parts()}
             save_model(out_dir / "model.safetensors", variables, stats, done)
         info = {"data_dir": str(Path(base_dir).resolve()), "timing": timing,

@@ -34,6 +34,8 @@ class Reporter:
     def start(self, net, trainer, done: int) -> None:
         self.total = net.train.epochs
         self.examples = trainer.train_data.m
+        # a train split streamed from disk: its reading and stepping rates (host_feed.py)
+        self.feed = trainer.feed_rates if getattr(trainer, "streamed", False) else None
         self.t0 = time.perf_counter()
         self.done0 = done
         self.last_line = 0.0
@@ -46,7 +48,8 @@ class Reporter:
             sharded = ", parameters sharded" if placement.shard_params else ""
             mesh = (f", mesh data={placement.count} over {placement.count} "
                     f"{placement.describe()['platform']} devices{sharded}")
-        print(f"training {net.name}: {self.examples} examples, batch {trainer.batch}, "
+        streamed = " streamed from disk" if self.feed is not None else ""
+        print(f"training {net.name}: {self.examples} examples{streamed}, batch {trainer.batch}, "
               f"{self.total} epochs, {trainer.loop} loop{mesh}{where}", file=self.stream)
         if self.mode == "rich":
             from rich.console import Console
@@ -70,14 +73,15 @@ class Reporter:
         last = records[-1]
         elapsed = time.perf_counter() - self.t0
         rate = (last["epoch"] - self.done0) * self.examples / max(elapsed, 1e-9)
+        rate_text = f"{rate:,.0f} ex/s{_feed_rates(self.feed)}"
         if self._live is not None:
             self._live.update(self._task, completed=last["epoch"], metrics=_fmt(last),
-                              rate=f"{rate:,.0f} ex/s")
+                              rate=rate_text)
         elif self.mode == "plain":
             now = time.perf_counter()
             if now - self.last_line >= 1.0 or last["epoch"] == self.total:
                 self.last_line = now
-                print(f"epoch {last['epoch']}/{self.total}  {_fmt(last)}  {rate:,.0f} ex/s",
+                print(f"epoch {last['epoch']}/{self.total}  {_fmt(last)}  {rate_text}",
                       file=self.stream, flush=True)
 
     def finish(self, final: dict, interrupted: bool) -> None:
@@ -90,6 +94,15 @@ class Reporter:
             acc = f"  accuracy {metrics['accuracy']:.4f}" if "accuracy" in metrics else ""
             tasks = _tasks(metrics.get("task_accuracy"))
             print(f"{split:>{width}}: loss {metrics['loss']:.4f}{acc}{tasks}", file=self.stream)
+
+
+def _feed_rates(rates) -> str:
+    """`  (data 52,000 ex/s, steps 9,100 ex/s)` for a streamed train split: how fast the
+    reader hands over examples and how fast the steps take them; the lower one limits the
+    run. '' when the data is in memory."""
+    if rates is None or not rates.examples:
+        return ""
+    return f" (data {rates.data_rate():,.0f} ex/s, steps {rates.step_rate():,.0f} ex/s)"
 
 
 def _tasks(accuracies: list | None, shown: int = 8) -> str:

@@ -2,7 +2,8 @@
 
     DIR/spec.net               the spec as run (overrides applied)
     DIR/run.json               input shape, loss, classes, epochs done, final metrics (loss
-                               and accuracy over each whole split, train_dev included)
+                               and accuracy over each whole split, train_dev included),
+                               which splits were streamed from disk and what skip_bad left out
     DIR/metrics.jsonl          one object per epoch: epoch, lr, loss, accuracy, dev_*, seconds
     DIR/checkpoints/ckpt-*.safetensors   params, state, optimiser state (the newest two)
     DIR/model.safetensors      the final variables and the normalisation statistics
@@ -26,8 +27,17 @@ from netc.compiler.model import compile_net
 from . import checkpoint as ckpt
 from .data import DataError, Splits, load_source, make_splits, prepare
 from .devices import Placement
+from .host_feed import HostData, is_streamed
 from .task_metrics import add_task_figures
-from .train import Data, StopRequested, Trainer, compile_seconds, evaluate, first_bad_epoch, now
+from .train import (
+    Data,
+    StopRequested,
+    Trainer,
+    compile_seconds,
+    evaluate_split,
+    first_bad_epoch,
+    now,
+)
 from .transfer import cast_start, start_variables
 
 
@@ -44,12 +54,23 @@ class RunResult:
     interrupted: bool = False
 
 
-def load_data(net: Net, base_dir: Path, loss: str) -> tuple[Splits, dict]:
-    """Read, split and validate the data of a spec's train section (before any compiling)."""
+def load_data(net: Net, base_dir: Path, loss: str, *,
+              streaming: bool = False) -> tuple[Splits, dict]:
+    """Read, split and validate the data of a spec's train section (before any compiling).
+    With `streaming` (training) and the spec's `stream` not off, a split too large for
+    memory (any split, with `stream on`) is left on disk: a StreamedSplit
+    (runtime/stream.py) where the Splits otherwise hold a Dataset. A source that cannot
+    stream (a built-in, a CSV file) is loaded in memory whatever `stream` says."""
     cfg = net.train
     if cfg.data is None:
         raise DataError("the spec has no data: add a line such as `data moons` to its train "
                         "section, or pass --set data=moons")
+    if streaming and cfg.stream != "off":
+        from .stream import load_streamed
+
+        found = load_streamed(net, base_dir, loss, stream=cfg.stream, skip_bad=cfg.skip_bad)
+        if found is not None:
+            return found
     options = dict(cfg.data.options)
     source = options.pop("path") if cfg.data.name == "file" else cfg.data.name
     arrays = load_source(source, options, seed=cfg.seed, base_dir=base_dir)
@@ -62,10 +83,13 @@ def load_data(net: Net, base_dir: Path, loss: str) -> tuple[Splits, dict]:
     return replace(prepared, csv_layout=arrays.get("csv_layout")), stats
 
 
-def to_device(split, placement: Placement | None = None) -> Data | None:
-    """A split's arrays on the device, or replicated on every device of `placement`."""
+def to_device(split, placement: Placement | None = None) -> Data | HostData | None:
+    """A split's arrays on the device, or replicated on every device of `placement`; a
+    split streamed from disk stays there (the Trainer feeds its minibatches from the host)."""
     if split is None:
         return None
+    if is_streamed(split):
+        return HostData(split)
     # device_put runs no XLA program (jnp.asarray compiles a small one per array)
     where = placement.replicated() if placement is not None else None
     return Data(jax.device_put(split.x, where), jax.device_put(split.y, where))
@@ -116,7 +140,7 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     transfer, start = (None, None) if resume and ckpt.list_checkpoints(ckpt_dir) else \
         start_variables(net, base_dir)
     model = compile_net(net, compute_dtype=compute_dtype)
-    splits, stats = load_data(net, base_dir, model.loss_name)
+    splits, stats = load_data(net, base_dir, model.loss_name, streaming=True)
     train, dev = to_device(splits.train, placement), to_device(splits.dev, placement)
     try:
         trainer = Trainer(net, train, dev, loop=loop, chunk_epochs=checkpoint_every,
@@ -146,6 +170,10 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     info = {"data_dir": str(Path(base_dir).resolve())}
     if placement is not None:
         info["mesh"] = placement.describe()
+    info["streamed"] = {name: is_streamed(part) for name, part in splits.parts()}
+    if net.train.stream == "on" and not any(info["streamed"].values()):
+        say("note: stream on: this data source cannot be streamed (built-in data and CSV "
+            "files are read whole), so it is loaded in memory")
     origin = transfer.as_json() if transfer is not None else _read_init_from(out_dir)
     if origin is not None:
         info["init_from"] = origin
@@ -212,7 +240,7 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
         info["best_epoch"] = trainer.watch_report(carry)[0]["best_epoch"]
         info["stopped_epoch"] = done if stopped else None
         info["stop_reason"] = stop_reason
-    final = {name: evaluate(model, variables, part.x, part.y, trainer.batch)
+    final = {name: evaluate_split(model, variables, part, trainer.batch)
              for name, part in splits.parts()}
     add_task_figures(final, model, variables, splits, trainer.batch)  # multi-task sigmoid N
     save_model(out_dir / "model.safetensors", variables, stats, done)
@@ -222,6 +250,16 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
                       "train_seconds": round(loop_seconds, 4), "steps": steps,
                       "step_us": round(1e6 * loop_seconds / steps, 2) if steps else None,
                       "loop": trainer.loop}
+    if trainer.streamed:  # how fast the train split was read, beside how fast it trained
+        rates = trainer.feed_rates
+        info["timing"]["feed"] = {"examples": rates.examples,
+                                  "read_seconds": round(rates.read_seconds, 4),
+                                  "data_rate": round(rates.data_rate(), 1),
+                                  "step_rate": round(rates.step_rate(), 1)}
+    skipped = skipped_examples(splits)
+    if skipped:
+        info["skipped"] = skipped
+        say(skipped_warning(splits, skipped))
     write_run_json(out_dir, net, model, splits, done, final, info)
     if matplotlib_loading is not None:
         matplotlib_loading.join()
@@ -236,6 +274,28 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     if reporter:
         reporter.finish(final, interrupted)
     return RunResult(out_dir, done, history, final, interrupted)
+
+
+def skipped_warning(splits: Splits, skipped: dict[str, int], shown: int = 3) -> str:
+    """The warning line of skip_bad: how many examples it left out, per split, and the
+    first `shown` of them by name."""
+    total = sum(skipped.values())
+    names = list(dict.fromkeys(name for _, part in splits.parts()
+                               for name in getattr(part, "skipped_names", ())))
+    which = ", ".join(names[:shown]) + (f" and {len(names) - shown} more"
+                                        if len(names) > shown else "")
+    per_split = ", ".join(f"{name} {count}" for name, count in skipped.items() if count)
+    return (f"warning: skip_bad left out {total} unreadable example{'s' * (total != 1)} "
+            f"({per_split})" + (f": {which}" if which else ""))
+
+
+def skipped_examples(splits: Splits) -> dict[str, int]:
+    """{split: examples skip_bad left out of it} for the streamed splits (run.json's
+    "skipped"), each unreadable example once however many epochs met it; {} when nothing
+    was left out."""
+    counts = {name: len(set(getattr(part, "skipped_names", ()))) or int(part.skipped)
+              for name, part in splits.parts() if is_streamed(part)}
+    return counts if any(counts.values()) else {}
 
 
 def records_loss(sums, bad: int, done: int) -> str:

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from netc.compiler.losses import LOSSES
 
-from .train import padded_batches
+from .train import padded_batches, split_batches
 
 
 def is_multitask(model) -> bool:
@@ -33,10 +33,15 @@ def is_multitask(model) -> bool:
 def task_sums(model, variables, x, y, batch: int) -> tuple[np.ndarray, np.ndarray]:
     """(hits, known), each (N,) float64, over a split in batches of exactly `batch` examples
     (the last padded and weighted 0, as the run's other final figures are computed)."""
+    return _summed(model, variables, padded_batches(x, y, batch))
+
+
+def _summed(model, variables, batches) -> tuple[np.ndarray, np.ndarray]:
+    """(hits, known) summed over padded (x, y, weights) batches of one size."""
     width = int(np.prod(model.output_shape))
     run = _batch_task_sums(model)
     total = jnp.zeros((2, width), jnp.float32)
-    for xb, yb, weights in padded_batches(x, y, batch):
+    for xb, yb, weights in batches:
         total = run(variables, xb, yb, weights, total)
     hits, known = np.asarray(total, np.float64)
     return hits, known
@@ -47,7 +52,10 @@ def task_figures(model, variables, x, y, batch: int) -> dict:
     for a multi-task net; {} for any other."""
     if not is_multitask(model) or len(x) == 0:
         return {}
-    hits, known = task_sums(model, variables, x, y, batch)
+    return _as_figures(*task_sums(model, variables, x, y, batch))
+
+
+def _as_figures(hits: np.ndarray, known: np.ndarray) -> dict:
     return {"task_accuracy": [float(h / k) if k else None for h, k in zip(hits, known)],
             "task_known": [int(k) for k in known]}
 
@@ -57,9 +65,10 @@ def add_task_figures(final: dict, model, variables, splits, batch: int) -> dict:
     for a multi-task net; `splits` is runtime/data.py's Splits. Returns `final`."""
     if not is_multitask(model):
         return final
-    for name, part in splits.parts():
-        if name in final:
-            final[name].update(task_figures(model, variables, part.x, part.y, batch))
+    for name, part in splits.parts():  # in memory or streamed from disk
+        if name in final and len(part):
+            final[name].update(_as_figures(*_summed(model, variables,
+                                                    split_batches(part, batch))))
     return final
 
 

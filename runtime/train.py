@@ -8,6 +8,8 @@ Two ways to loop over minibatches, picked per model and backend (see benchmarks/
   step  a jitted step per minibatch called from Python (XLA:CPU's fast convolution path);
   scan  `lax.scan` over the minibatches of a chunk of epochs in one dispatch (tiny nets,
         where Python's per-step overhead dominates).
+A train split that stays on disk (runtime/host_feed.py's HostData) always runs the step
+loop, each step taking its minibatch from the host: the same steps, the same parameters.
 """
 
 from __future__ import annotations
@@ -27,6 +29,14 @@ from netc.compiler.lower import drawn_count, normal_bits
 from netc.compiler.model import Model, compile_net
 
 from .devices import Placement, check_batch
+from .host_feed import (
+    FeedRates,
+    HostData,
+    check_processes,
+    epoch_batches,
+    is_streamed,
+    padded_stream_batches,
+)
 from .optim import build_optimizer, epoch_rate, hyperparameters
 
 
@@ -63,9 +73,10 @@ class Trainer:
     minibatch orders and random keys: the same runs as separate trainings with the same
     seed); its carry and figures then have a leading member axis."""
 
-    def __init__(self, net: Net, train: Data, dev: Data | None, *, loop: str = "auto",
-                 chunk_epochs: int | None = None, population: list[dict] | None = None,
-                 placement: Placement | None = None, compute_dtype: str | None = None):
+    def __init__(self, net: Net, train: Data | HostData, dev: Data | HostData | None, *,
+                 loop: str = "auto", chunk_epochs: int | None = None,
+                 population: list[dict] | None = None, placement: Placement | None = None,
+                 compute_dtype: str | None = None):
         cfg = net.train
         self.net, self.cfg = net, cfg
         self.model: Model = compile_net(net, compute_dtype=compute_dtype)
@@ -80,10 +91,17 @@ class Trainer:
             if population is not None:
                 raise ValueError("a population trains on one device")
             check_batch(self.batch, train.m, placement.count)
+            if isinstance(train, HostData):
+                check_processes(train.split, placement)
         hp = {k: np.asarray([h[k] for h in self.hyper], np.float32) if population is not None
               else np.float32(v) for k, v in self.hyper[0].items()}
         self._hp = placement.put_replicated(hp) if placement else jax.device_put(hp)
-        self.loop = choose_loop(net, loop, self.model.platform)
+        self.streamed = isinstance(train, HostData)
+        if self.streamed and loop == "scan":
+            raise ValueError("--loop scan needs the train split in memory; this one is "
+                             "streamed from disk (stream off, or --loop step)")
+        self.loop = "step" if self.streamed else choose_loop(net, loop, self.model.platform)
+        self.feed_rates = FeedRates()  # the host-fed loop's reading and stepping
         self.shuffle = self.batch < train.m
         self.chunk = chunk_epochs or self._default_chunk()
         self._compiled = {}
@@ -182,7 +200,12 @@ class Trainer:
     def batch_at(self, x_all, y_all, idx, epoch, i):
         """The training minibatch `idx` of step i of an epoch: the examples, augmented
         (`augment`, keyed from (seed, epoch, step)), and their labels as they are."""
-        x, y = x_all[idx], y_all[idx]
+        return self.augmented(x_all[idx], y_all[idx], epoch, i)
+
+    def augmented(self, x, y, epoch, i):
+        """A training minibatch (x, y) of step i of an epoch as the step takes it: the examples
+        augmented (`augment`, keyed from (seed, epoch, step)), the labels as they are, split
+        over the devices of a placement."""
         augment = self.cfg.augment
         if augment is not None:
             from .augment import augment_batch
@@ -194,14 +217,17 @@ class Trainer:
         return x, y
 
     def _step_on(self, hp, carry, x_all, y_all, idx, epoch, i):
+        return self._step_with(hp, carry, *self.batch_at(x_all, y_all, idx, epoch, i), epoch, i)
+
+    def _step_with(self, hp, carry, x, y, epoch, i):
+        """One training step on minibatch (x, y), augmented and placed (`augmented`)."""
         params, state, opt, watch = carry
         rng = jax.random.fold_in(jax.random.fold_in(self._keys()[2], epoch), i)
-        x, y = self.batch_at(x_all, y_all, idx, epoch, i)
         k = self.cfg.accumulate
         step = self.model.step_fn(self.optimizer(hp), l2=hp.get("l2"),
                                   accumulate=k if x.shape[0] % k == 0 else 1)
         params, state, opt, cost, metrics = step(params, state, opt, x, y, rng)
-        n = idx.shape[0]
+        n = x.shape[0]
         sums = jnp.stack([cost * n, jnp.asarray(n, jnp.float32),
                           metrics.get("hits", jnp.float32(0)),
                           metrics.get("counted", jnp.float32(0))])
@@ -267,15 +293,31 @@ class Trainer:
                                              donate_argnums=(1, 2))
         return self._compiled["step"]
 
+    def _batch_step_fn(self):
+        """jit: the step of the host-fed loop, on a minibatch from the host."""
+        if "batch_step" not in self._compiled:
+            def step(hp, carry, total, x, y, epoch, i):
+                x, y = self.augmented(x, y, epoch, i)
+                carry, sums = self._step_with(hp, carry, x, y, epoch, i)
+                return carry, total + sums
+            # `total` is not donated: the loop waits on the step before last through it
+            self._compiled["batch_step"] = jax.jit(self._per_member(step, 3),
+                                                   donate_argnums=(1,))
+        return self._compiled["batch_step"]
+
     def _dev_check(self, carry) -> np.ndarray:
         """The step loop's dev figures after an epoch (the evaluation program of the run):
         (4,), or (members, 4)."""
         shape = (4,) if self.members is None else (self.members, 4)
         if self.dev_data is None:
             return np.zeros(shape)
-        if self._dev_host is None:
-            self._dev_host = (np.asarray(self.dev_data.x), np.asarray(self.dev_data.y))
-        return np.stack([split_sums(self.model, variables, *self._dev_host, self.batch)
+        if isinstance(self.dev_data, HostData):  # read from disk at every check
+            dev = self.dev_data.split
+        else:
+            if self._dev_host is None:
+                self._dev_host = (np.asarray(self.dev_data.x), np.asarray(self.dev_data.y))
+            dev = Data(*self._dev_host)
+        return np.stack([batches_sums(self.model, variables, split_batches(dev, self.batch))
                          for variables in self.variables(carry)]).reshape(shape)
 
     def variables(self, carry, *, best: bool = False) -> list[dict]:
@@ -355,8 +397,8 @@ class Trainer:
         """Run epochs first .. first+count-1 -> (carry, per-epoch sums as numpy (count, 9):
         train [loss_sum, n, hits, counted], dev likewise, 1 if the epoch ran (0 after early
         stopping); a population's have a leading member axis)."""
-        x, y = self.train_data.x, self.train_data.y
         if self.loop == "scan":
+            x, y = self.train_data.x, self.train_data.y
             epochs = np.full(self.chunk, -1, np.int32)
             epochs[:count] = np.arange(first, first + count)
             orders = self._prefetched.pop((first, count), None)
@@ -369,7 +411,8 @@ class Trainer:
             if following[1] > 0:
                 self._prefetched = {following: self.orders(*following, self.chunk)}
             return carry, np.asarray(sums)[..., :count, :]
-        step = self._step_fn()
+        step = None if self.streamed else self._step_fn()
+        x, y = (None, None) if self.streamed else (self.train_data.x, self.train_data.y)
         rows = []
         b = self.batch
         members = () if self.members is None else (self.members,)
@@ -380,16 +423,38 @@ class Trainer:
                 if not ran.any():
                     rows.append(np.zeros((*members, 9), np.float32))
                     continue
-            order = self.orders(epoch, 1)[0] if self.shuffle else np.arange(x.shape[0])
+            order = self.orders(epoch, 1)[0] if self.shuffle else np.arange(self.train_data.m)
             total = np.zeros((*members, 4), np.float32)
-            for i in range(self.steps_per_epoch):
-                carry, total = step(self._hp, carry, total, x, y, order[i * b:(i + 1) * b],
-                                    epoch, i)
+            if self.streamed:
+                carry, total = self._host_fed_epoch(carry, total, order, epoch)
+            else:
+                for i in range(self.steps_per_epoch):
+                    carry, total = step(self._hp, carry, total, x, y,
+                                        order[i * b:(i + 1) * b], epoch, i)
             dev = self._dev_check(carry).astype(np.float32)
             if carry[3] is not None:
                 carry = self._watch_fn()(carry, np.int32(epoch), dev)
             rows.append(np.concatenate([np.asarray(total), dev, ran], axis=-1) * ran)
         return carry, np.stack(rows, axis=-2)
+
+    def _host_fed_epoch(self, carry, total, order: np.ndarray, epoch: int):
+        """One epoch of the host-fed loop: the minibatches of `order` read from the streamed
+        train split, each put on the device while the step before runs; at most two steps
+        are in flight (the loop waits on the one before last), so a reader faster than the
+        device does not pile minibatches up in memory."""
+        step, rates = self._batch_step_fn(), self.feed_rates
+        started, compiled, before = time.perf_counter(), compile_seconds(), None
+        batches = epoch_batches(self.train_data.split, order, self.batch, self.placement, rates)
+        for i, (x, y) in enumerate(batches):
+            if len(x) == 0:  # skip_bad left out every example of this minibatch
+                continue
+            carry, after = step(self._hp, carry, total, x, y, epoch, i)
+            if before is not None:
+                before.block_until_ready()
+            total = before = after
+        # compiling is neither reading nor stepping
+        rates.seconds += time.perf_counter() - started - (compile_seconds() - compiled)
+        return carry, total
 
     def records(self, sums: np.ndarray, first: int, seconds: float,
                 ended: float | None = None, member: int = 0) -> list[dict]:
@@ -422,7 +487,17 @@ class Trainer:
 
 def evaluate(model: Model, variables, x, y, batch: int) -> dict:
     """Loss (without L2) and accuracy in inference mode over a split (host or device arrays)."""
-    loss_sum, n, hits, counted = split_sums(model, variables, x, y, batch).tolist()
+    return _figures(split_sums(model, variables, x, y, batch))
+
+
+def evaluate_split(model: Model, variables, split, batch: int) -> dict:
+    """`evaluate` over a split as runtime/data.py's Splits hold it: in memory (a Dataset)
+    or streamed from disk (read in order, batch by batch)."""
+    return _figures(batches_sums(model, variables, split_batches(split, batch)))
+
+
+def _figures(sums: np.ndarray) -> dict:
+    loss_sum, n, hits, counted = sums.tolist()
     out = {"loss": loss_sum / max(n, 1)}
     if counted:
         out["accuracy"] = hits / counted
@@ -433,11 +508,23 @@ def split_sums(model: Model, variables, x, y, batch: int) -> np.ndarray:
     """[loss_sum, n, hits, counted] over a split, in batches of exactly `batch` examples (the
     last padded and weighted 0): the final figures of every split and the step loop's dev
     check share one compiled program (the scan loop checks dev inside its own program)."""
+    return batches_sums(model, variables, padded_batches(x, y, batch))
+
+
+def batches_sums(model: Model, variables, batches) -> np.ndarray:
+    """[loss_sum, n, hits, counted] summed over padded (x, y, weights) batches of one size."""
     run = _batch_sums(model)
     total = np.zeros(4, np.float32)
-    for xb, yb, weights in padded_batches(x, y, batch):
+    for xb, yb, weights in batches:
         total = run(variables, xb, yb, weights, total)
     return np.asarray(total, np.float64)
+
+
+def split_batches(split, batch: int):
+    """padded_batches of a split in memory (x, y arrays), or of one streamed from disk."""
+    if is_streamed(split):
+        return padded_stream_batches(getattr(split, "split", split), batch)
+    return padded_batches(split.x, split.y, batch)
 
 
 def padded_batches(x, y, batch: int):

@@ -1,0 +1,496 @@
+"""Training on splits streamed from disk (`stream auto|on|off`, runtime/host_feed.py): the
+host-fed step loop must end with exactly the parameters of the in-memory step loop (the same
+orders, keys, augmentation and accumulation), and everything around it (dev checks, early
+stopping, final figures, resume, a population, the progress line, run.json) must work over
+streamed splits.
+
+`ArraySplit` is a test double of runtime/stream.py's StreamedSplit: the same `batches()`
+contract over arrays in memory, so any difference from the in-memory run is the training
+side's. The tests at the end read real files through runtime/stream.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from conftest import (
+    Crash,
+    CrashAfter,
+    assert_trees_close,
+    moons_mlp,
+    params_of,
+    run_cli,
+    write_spec,
+)
+from netc.compiler.check import check_source
+from netc.dsl.diagnostics import SpecError
+from netc.runtime.data import Splits
+from netc.runtime.host_feed import HostData, is_streamed, local_order
+from netc.runtime.population import train_population
+from netc.runtime.progress import Reporter
+from netc.runtime.run import RunFailed, load_data, to_device, train_run
+from netc.runtime.train import Trainer
+
+
+class ArraySplit:
+    """StreamedSplit's interface over arrays in memory; `bad` positions are left out of
+    their batches and counted in `skipped`, as skip_bad does with unreadable files."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, bad=()):
+        self._x, self.y = x, y
+        self.input_shape = x.shape[1:]
+        self.bad = set(bad)
+        self.skipped, self.skipped_names = 0, []
+        self.requests: list[np.ndarray] = []  # the orders asked for, to check them
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def batches(self, order, batch):
+        self.requests.append(np.asarray(order).copy())
+        for start in range(0, len(order), batch):
+            rows = np.asarray([r for r in order[start:start + batch] if r not in self.bad],
+                              np.int64)
+            left_out = [f"row {r}" for r in order[start:start + batch] if r in self.bad]
+            self.skipped += len(left_out)
+            self.skipped_names += left_out
+            yield self._x[rows], self.y[rows]
+
+    def read(self, positions):
+        return self._x[positions]
+
+
+def streamed(splits: Splits, bad=None) -> Splits:
+    """The same splits, each as an ArraySplit (`bad`: {split: positions left out})."""
+    bad = bad or {}
+
+    def wrap(name, part):
+        return None if part is None else ArraySplit(part.x, part.y, bad.get(name, ()))
+    return replace(splits, train=wrap("train", splits.train), dev=wrap("dev", splits.dev),
+                   test=wrap("test", splits.test),
+                   train_dev=wrap("train_dev", splits.train_dev))
+
+
+@pytest.fixture
+def stream_double(monkeypatch):
+    """load_streamed gives every split as an ArraySplit of the in-memory one; the dict
+    collects the Splits it returned (and `bad` sets which positions fail to read)."""
+    seen = {"bad": None}
+
+    def load_streamed(net, base_dir, loss, *, stream, skip_bad, memory_bytes=None):
+        splits, stats = load_data(net, base_dir, loss)
+        seen["splits"] = streamed(splits, seen["bad"])
+        return seen["splits"], stats
+    monkeypatch.setattr("netc.runtime.stream.load_streamed", load_streamed)
+    return seen
+
+
+DENSE = moons_mlp("fc 16 -> relu -> dropout keep=0.7 -> fc 8 -> relu -> sigmoid 1",
+                  name="dense", n=150, optimizer="adam lr=0.01", batch=16, epochs=4, seed=5,
+                  split="0.6 0.2 0.2")
+
+CONV = """net conv
+input 8x8x1
+conv f=3 s=1 p=same c=8 -> bn -> relu -> maxpool f=2 -> dropout keep=0.8
+-> flatten -> fc 16 -> relu -> softmax 10
+train {
+  data digits
+  split 0.2 0.1 0.7
+  optimizer adam lr=0.003
+  batch 32
+  epochs 3
+  seed 3
+  augment flip crop=1 color=0.1
+  accumulate 2
+}
+"""
+
+
+def net_of(text: str, folder: Path, extra: str = ""):
+    spec = write_spec(folder, text.replace("train {", "train {\n" + extra) if extra else text)
+    return check_source(spec.read_text(), str(spec))
+
+
+@pytest.mark.parametrize("text", [DENSE, CONV], ids=["dense_dropout", "bn_conv_augment"])
+def test_host_fed_loop_ends_with_the_parameters_of_the_in_memory_step_loop(text, tmp_path):
+    net = net_of(text, tmp_path)
+    splits, _ = load_data(net, tmp_path, "cross_entropy" if "softmax" in text else
+                          "binary_cross_entropy")
+    memory = Trainer(net, to_device(splits.train), to_device(splits.dev), loop="step")
+    carry_a, sums_a = memory.run_epochs(memory.init_state(), 0, net.train.epochs)
+    disk = streamed(splits)
+    host = Trainer(net, HostData(disk.train), HostData(disk.dev))
+    assert host.streamed and host.loop == "step"
+    carry_b, sums_b = host.run_epochs(host.init_state(), 0, net.train.epochs)
+    assert_trees_close(jax.device_get(carry_a[:3]), jax.device_get(carry_b[:3]))  # bitwise
+    np.testing.assert_array_equal(sums_a, sums_b)  # train and dev figures of every epoch
+    # the Trainer's own orders, one per epoch: numpy's permutation of (seed, epoch)
+    m = len(splits.train)
+    expected = [np.random.default_rng([net.train.seed, e]).permutation(m)
+                for e in range(net.train.epochs)]
+    assert len(disk.train.requests) == net.train.epochs
+    for asked, order in zip(disk.train.requests, expected):
+        np.testing.assert_array_equal(asked, order)
+    # dev read in order, whole, at each epoch's check
+    for asked in disk.dev.requests:
+        np.testing.assert_array_equal(asked, np.arange(len(splits.dev)))
+    assert host.feed_rates.examples == m * net.train.epochs
+
+
+def test_streamed_run_matches_the_in_memory_run(stream_double, tmp_path):
+    net = net_of(CONV, tmp_path, "  stream off\n")
+    memory = train_run(net, tmp_path / "memory", base_dir=tmp_path, loop="step")
+    disk = train_run(replace(net, train=replace(net.train, stream="on")), tmp_path / "disk",
+                     base_dir=tmp_path)
+    assert_trees_close(params_of(tmp_path / "memory"), params_of(tmp_path / "disk"))
+    assert disk.final == memory.final  # every split's figures, read batch by batch
+    assert [r["loss"] for r in disk.history] == [r["loss"] for r in memory.history]
+    info = json.loads((tmp_path / "disk" / "run.json").read_text())
+    assert info["streamed"] == {"train": True, "dev": True, "test": True}
+    assert info["timing"]["loop"] == "step"
+    feed = info["timing"]["feed"]
+    assert feed["examples"] == 3 * info["examples"]["train"]  # 3 epochs read
+    assert feed["data_rate"] > 0 and feed["step_rate"] > 0
+    assert "skipped" not in info
+    plain = json.loads((tmp_path / "memory" / "run.json").read_text())
+    assert plain["streamed"] == {"train": False, "dev": False, "test": False}
+
+
+def test_resuming_a_streamed_run_is_bit_exact(stream_double, tmp_path):
+    net = net_of(DENSE, tmp_path, "  stream on\n")
+    train_run(net, tmp_path / "whole", base_dir=tmp_path)
+    with pytest.raises(Crash):
+        train_run(net, tmp_path / "cut", base_dir=tmp_path, checkpoint_every=1,
+                  reporter=CrashAfter(2))
+    resumed = train_run(net, tmp_path / "cut", base_dir=tmp_path, resume=True,
+                        checkpoint_every=1)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
+    assert_trees_close(params_of(tmp_path / "whole"), params_of(tmp_path / "cut"))
+
+
+def test_early_stopping_over_a_streamed_dev_split(stream_double, tmp_path):
+    stop = "  early_stop patience=2 on=dev_loss\n"
+    text = DENSE.replace("epochs 4", "epochs 40").replace("adam lr=0.01", "adam lr=0.05")
+    net = net_of(text, tmp_path, stop + "  stream off\n")
+    memory = train_run(net, tmp_path / "memory", base_dir=tmp_path, loop="step")
+    disk = train_run(replace(net, train=replace(net.train, stream="on")), tmp_path / "disk",
+                     base_dir=tmp_path)
+    a, b = (json.loads((tmp_path / d / "run.json").read_text()) for d in ("memory", "disk"))
+    assert a["stopped_epoch"] is not None and a["stopped_epoch"] < 40  # it did stop early
+    assert (b["best_epoch"], b["stopped_epoch"]) == (a["best_epoch"], a["stopped_epoch"])
+    assert disk.epochs_done == memory.epochs_done
+    assert_trees_close(params_of(tmp_path / "memory"), params_of(tmp_path / "disk"))
+
+
+def test_skip_bad_counts_are_in_run_json_and_a_warning(stream_double, tmp_path):
+    stream_double["bad"] = {"train": {0, 5}, "dev": {1}}
+    net = net_of(DENSE, tmp_path, "  stream on\n  skip_bad true\n")
+    lines = []
+
+    class Listen(CrashAfter):
+        def warn(self, message):
+            lines.append(message)
+
+        def epochs(self, records):
+            pass
+    result = train_run(net, tmp_path / "run", base_dir=tmp_path, reporter=Listen(0))
+    splits = stream_double["splits"]
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    # each bad example once, though every epoch (and the final figures) met it again
+    assert info["skipped"] == {"train": 2, "dev": 1, "test": 0}
+    assert splits.train.skipped == 2 * (4 + 1) and splits.dev.skipped == 4 + 1
+    said = "\n".join(lines)
+    assert "warning: skip_bad left out 3 unreadable examples (train 2, dev 1): row " in said
+    assert " and 0 more" not in said
+    # the final train figures count the examples that were read, not the bad ones
+    assert np.isfinite(result.final["train"]["loss"])
+
+
+def test_a_population_trains_over_streamed_splits(stream_double, tmp_path):
+    nets = []
+    for k, lr in enumerate((0.01, 0.003)):
+        (tmp_path / f"m{k}").mkdir()
+        nets.append(net_of(DENSE.replace("adam lr=0.01", f"adam lr={lr}"), tmp_path / f"m{k}",
+                           "  stream off\n"))
+    memory = train_population(nets, [tmp_path / "a0", tmp_path / "a1"], base_dir=tmp_path,
+                              loop="step")
+    on = [replace(n, train=replace(n.train, stream="on")) for n in nets]
+    disk = train_population(on, [tmp_path / "b0", tmp_path / "b1"], base_dir=tmp_path)
+    for a, b in zip(memory, disk):
+        assert a.final == b.final
+        assert_trees_close(params_of(a.out_dir), params_of(b.out_dir))
+    assert is_streamed(stream_double["splits"].train)
+
+
+def test_scan_loop_over_a_streamed_split_is_a_clear_error(stream_double, tmp_path):
+    net = net_of(DENSE, tmp_path, "  stream on\n")
+    with pytest.raises(RunFailed, match="--loop scan needs the train split in memory"):
+        train_run(net, tmp_path / "run", base_dir=tmp_path, loop="scan")
+
+
+def test_progress_line_shows_the_data_rate_beside_the_step_rate(stream_double, tmp_path):
+    net = net_of(DENSE, tmp_path, "  stream on\n")
+    out = io.StringIO()
+    train_run(net, tmp_path / "run", base_dir=tmp_path, reporter=Reporter("plain", out))
+    text = out.getvalue()
+    assert "examples streamed from disk" in text
+    last = [line for line in text.splitlines() if line.startswith("epoch 4/4")]
+    assert last and "ex/s (data " in last[0] and " ex/s, steps " in last[0], text
+    quiet = io.StringIO()
+    train_run(net, tmp_path / "quiet", base_dir=tmp_path, reporter=Reporter("quiet", quiet))
+    assert quiet.getvalue() == ""
+
+
+# ---- the settings ----------------------------------------------------------------------
+
+
+def test_stream_and_skip_bad_settings_and_their_errors(tmp_path):
+    net = net_of(DENSE, tmp_path)
+    assert (net.train.stream, net.train.skip_bad) == ("auto", False)
+    net = net_of(DENSE, tmp_path, "  stream off\n  skip_bad true\n")
+    assert (net.train.stream, net.train.skip_bad) == ("off", True)
+    for line, message in (("stream yes", "stream yes: expects one of: auto, on, off"),
+                          ("skip_bad 1", "expects true or false"),
+                          ("streem on", "unknown train setting 'streem'")):
+        with pytest.raises(SpecError, match=message):
+            net_of(DENSE, tmp_path, f"  {line}\n")
+
+
+def test_set_stream_on_the_command_line(tmp_path):
+    spec = write_spec(tmp_path, DENSE)
+    code, out, err = run_cli("train", spec, "--out", tmp_path / "run", "--set", "stream=on")
+    assert code == 0, err
+    assert "stream on" in (tmp_path / "run" / "spec.net").read_text()
+    # moons is built in: it cannot stream, so it is read in memory with a note
+    assert "note: stream on: this data source cannot be streamed" in err
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["streamed"] == {"train": False, "dev": False, "test": False}
+    code, out, err = run_cli("train", spec, "--out", tmp_path / "bad", "--set", "stream=maybe")
+    assert code != 0 and "stream maybe: expects one of: auto, on, off" in err
+    assert "Traceback" not in err
+
+
+# ---- real files, read by runtime/stream.py ---------------------------------------------
+
+IMAGES = """net pets
+input 6x5x3
+conv f=3 s=1 p=same c=4 -> bn -> relu -> maxpool f=2 -> flatten -> dropout keep=0.8
+-> softmax 3
+train {
+  data "DATA"
+  split 0.6 0.2 0.2
+  optimizer adam lr=0.01
+  batch 8
+  epochs 3
+  seed 1
+  augment flip crop=1
+}
+"""
+
+
+def pets_npz(folder: Path, m: int = 60) -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (m, 6, 5, 3)).astype(np.uint8)
+    y = (np.arange(m) % 3).astype(np.int64)
+    np.savez(folder / "pets.npz", x=x, y=y)  # uncompressed: streamable
+    return folder / "pets.npz"
+
+
+def image_folder(root: Path, per_class: int = 8) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog", "eel"):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)).save(
+                root / name / f"{i:02d}.png")
+    return root
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_npz_streamed_through_grain_trains_like_in_memory(tmp_path, workers):
+    pets_npz(tmp_path)
+    spec = write_spec(tmp_path, IMAGES.replace('"DATA"', f'"pets.npz" workers={workers}'))
+    for name, mode in (("memory", "off"), ("disk", "on")):
+        code, _, err = run_cli("train", spec, "--out", tmp_path / name, "--set",
+                               f"stream={mode}", "--quiet")
+        assert code == 0, err
+    assert_trees_close(params_of(tmp_path / "memory"), params_of(tmp_path / "disk"))
+    a, b = (json.loads((tmp_path / d / "run.json").read_text()) for d in ("memory", "disk"))
+    assert b["streamed"] == {"train": True, "dev": True, "test": True}
+    assert a["final"] == b["final"]
+
+
+def test_standard_normalization_streamed_is_within_float32_rounding(tmp_path):
+    pets_npz(tmp_path)
+    text = IMAGES.replace('"DATA"', '"pets.npz" workers=0').replace(
+        "  seed 1", "  seed 1\n  normalize standard")
+    spec = write_spec(tmp_path, text)
+    for name, mode in (("memory", "off"), ("disk", "on")):
+        assert run_cli("train", spec, "--out", tmp_path / name, "--set", f"stream={mode}",
+                       "--quiet")[0] == 0
+    # the statistics are merged batch by batch in float64: equal to float32 rounding
+    assert_trees_close(params_of(tmp_path / "memory"), params_of(tmp_path / "disk"),
+                       atol=1e-4)
+
+
+def test_an_unreadable_image_stops_the_run_naming_it(tmp_path):
+    root = image_folder(tmp_path / "pets")
+    (root / "dog" / "03.png").write_bytes(b"not a png")
+    spec = write_spec(tmp_path, IMAGES.replace('"DATA"', '"pets" workers=0'))
+    code, _, err = run_cli("train", spec, "--out", tmp_path / "run", "--set", "stream=on")
+    assert code != 0
+    line = [x for x in err.strip().splitlines() if x.startswith("netc: error")]
+    assert line and "pets/dog/03.png" in line[0], err
+    assert "Traceback" not in err
+
+
+def test_skip_bad_trains_without_the_unreadable_image(tmp_path):
+    root = image_folder(tmp_path / "pets")
+    (root / "dog" / "03.png").write_bytes(b"not a png")
+    spec = write_spec(tmp_path, IMAGES.replace('"DATA"', '"pets" workers=0'))
+    code, _, err = run_cli("train", spec, "--out", tmp_path / "run", "--set", "stream=on",
+                           "--set", "skip_bad=true", "--quiet")
+    assert code == 0, err
+    assert "warning: skip_bad left out 1 unreadable example (train 1): pets/dog/03.png\n" in err
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert sum(info["skipped"].values()) == 1
+    assert set(info["final"]) == {"train", "dev", "test"}
+
+
+# ---- many processes (runtime/distributed.py) --------------------------------------------
+
+
+def test_each_process_reads_its_rows_of_every_full_minibatch():
+    order = np.random.default_rng(0).permutation(11)
+    mine = local_order(order, 4, slice(2, 4))  # the second of two processes, batch 4
+    np.testing.assert_array_equal(mine, [order[2], order[3], order[6], order[7]])
+    shares = [local_order(order, 4, slice(0, 2)), mine]
+    whole = np.stack([s.reshape(-1, 2) for s in shares], axis=1).reshape(-1)
+    np.testing.assert_array_equal(whole, order[:8])  # together: the full minibatches
+
+
+TWO_CPUS = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+            "NETC_CACHE_DIR": "off"}
+
+
+def free_port() -> int:
+    """A free port with the next one free too (the processes' supervisors meet there)."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        try:
+            with socket.socket() as b:
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free pair of ports")
+
+
+@pytest.mark.slow
+def test_two_processes_stream_their_shares_and_train_as_one_process(tmp_path):
+    pets_npz(tmp_path, m=70)  # 42 train examples: 5 minibatches of 8 and one of 2
+    spec = write_spec(tmp_path, IMAGES.replace('"DATA"', '"pets.npz" workers=0'))
+    port = free_port()
+    procs = []
+    for i in (1, 0):
+        argv = [sys.executable, "-m", "netc", "train", str(spec), "--out", str(tmp_path / "run"),
+                "--set", "stream=on", "--coordinator", f"127.0.0.1:{port}",
+                "--num-processes", "2", "--process-id", str(i), "--timeout", "60"]
+        procs.append(subprocess.Popen(argv, env=TWO_CPUS, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True,
+                                      start_new_session=True))
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert "mesh data=4 over 4 cpu devices" in outs[1], outs
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["streamed"]["train"] is True
+    single = subprocess.run([sys.executable, "-m", "netc", "train", str(spec), "--out",
+                             str(tmp_path / "single"), "--set", "stream=off", "--quiet"],
+                            env={**TWO_CPUS, "XLA_FLAGS": ""}, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert single.returncode == 0, single.stderr
+    # gradients summed over 4 devices by collectives: equal to float32 reassociation
+    assert_trees_close(params_of(tmp_path / "run"), params_of(tmp_path / "single"), atol=1e-5)
+
+
+def test_multi_task_figures_over_streamed_splits(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 5)).astype(np.float32)
+    y = (rng.uniform(size=(80, 3)) < 0.5).astype(np.float32)
+    y[rng.uniform(size=y.shape) < 0.3] = np.nan  # unknown labels
+    np.savez(tmp_path / "tasks.npz", x=x, y=y)
+    spec = write_spec(tmp_path, """net tasks
+input 5
+fc 8 -> tanh -> sigmoid 3
+train {
+  data "tasks.npz" workers=0
+  split 0.6 0.2 0.2
+  optimizer adam lr=0.01
+  batch 16
+  epochs 3
+}
+""")
+    for name, mode in (("memory", "off"), ("disk", "on")):
+        assert run_cli("train", spec, "--out", tmp_path / name, "--set", f"stream={mode}",
+                       "--quiet")[0] == 0
+    a, b = (json.loads((tmp_path / d / "run.json").read_text())["final"]
+            for d in ("memory", "disk"))
+    assert "task_accuracy" in b["dev"] and b["dev"]["task_known"] == a["dev"]["task_known"]
+    assert a == b
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_grain_workers_stops_after_the_epoch_then_resumes_exactly(tmp_path):
+    """A terminal's Ctrl-C reaches every process of the group: the reader's worker
+    processes must not die of it (nor print a traceback); training stops at the epoch's
+    end, saves, and --resume ends with the parameters of an uninterrupted run."""
+    epochs = 5
+    pets_npz(tmp_path, m=600)
+    text = IMAGES.replace('"DATA"', '"pets.npz" workers=1').replace("epochs 3",
+                                                                    f"epochs {epochs}")
+    spec = write_spec(tmp_path, text)
+    out, log = tmp_path / "run", tmp_path / "train.log"
+    argv = [sys.executable, "-m", "netc", "train", str(spec), "--out", str(out),
+            "--set", "stream=on", "--checkpoint-every", "1"]
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not list((out / "checkpoints").glob("ckpt-*")) and proc.poll() is None:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.02)
+        time.sleep(1.0)  # into epoch 2: its worker starting or reading
+        os.killpg(proc.pid, signal.SIGINT)  # the whole group, as a terminal does
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    said = log.read_text()
+    assert code == 130, said
+    assert "Traceback" not in said and "KeyboardInterrupt" not in said
+    done = json.loads((out / "run.json").read_text())["epochs_done"]
+    assert 1 <= done < epochs and f"interrupted after epoch {done}" in said
+    resumed = subprocess.run(argv + ["--resume", "--quiet"], capture_output=True, text=True,
+                             timeout=300, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    code, _, err = run_cli("train", spec, "--out", tmp_path / "whole", "--set", "stream=off",
+                           "--quiet")
+    assert code == 0, err
+    assert_trees_close(params_of(out), params_of(tmp_path / "whole"))
