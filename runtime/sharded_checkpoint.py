@@ -247,6 +247,7 @@ def _restore_tree(step: Path, target: dict, meta: dict, partial: bool = False) -
         args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
     else:
         args = ocp.checkpoint_utils.construct_restore_args(target)
+    _quiet_closed_loop()
     try:
         with ocp.PyTreeCheckpointer() as reader:
             tree = reader.restore(step.absolute() / "carry", args=ocp.args.PyTreeRestore(
@@ -259,6 +260,23 @@ def _restore_tree(step: Path, target: dict, meta: dict, partial: bool = False) -
             from None
     _verify(step, tree, meta)
     return tree
+
+
+def _quiet_closed_loop() -> None:
+    """When a restore fails, TensorStore's reads still in flight call back into the event
+    loop Orbax has closed; Python then prints 'RuntimeError: Event loop is closed' with a
+    traceback (through sys.unraisablehook), after the warning that already says what
+    happened. Leave those out; anything else goes to the hook as before."""
+    previous = sys.unraisablehook
+    if getattr(previous, "netc_quiet_closed_loop", False):
+        return
+
+    def hook(unraisable):
+        value = unraisable.exc_value
+        if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
+            previous(unraisable)
+    hook.netc_quiet_closed_loop = True
+    sys.unraisablehook = hook
 
 
 def _check_fits(step: Path, meta: dict, target: dict) -> None:
