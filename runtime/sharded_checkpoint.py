@@ -9,10 +9,11 @@ shards it holds, restored onto whatever mesh the resuming run has.
 A save is Orbax's: asynchronous (the arrays are copied off the device before save()
 returns, the files written on a thread), into a temporary folder renamed into place once
 every process is done, so a crash leaves a `ckpt_N.orbax-checkpoint-tmp-*` folder that is
-skipped (with a warning) and removed. The checksum of each array is computed on the devices
-by one XLA program (a position-weighted sum of its bits, mod 2**32: exact integer arithmetic,
-so the same on any mesh), kept in `meta` and checked after a restore: a damaged newest
-checkpoint is reported and resume falls back to the previous one.
+skipped (with a warning) and removed. Orbax checks no array bytes (a flipped bit reads back
+silently), so `meta` keeps a checksum of each array, checked after a restore: a
+position-weighted sum of its bits mod 2**32, which each process computes on the host over
+the shards it holds (exact integer sums: the same on any mesh, and no XLA program to
+compile). A damaged newest checkpoint is reported and resume falls back to the previous one.
 
 A restore builds its target from the resuming run's fresh carry (its shapes, dtypes and
 shardings): a checkpoint written on 4 devices, replicated or with --shard-params, resumes on
@@ -24,14 +25,14 @@ compiler/transfer_check.py reads `meta` without JAX for `init from=` an unfinish
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
+import threading
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
 from . import checkpoint as legacy
 from .checkpoint import CheckpointError
@@ -41,6 +42,25 @@ PREFIX = "ckpt"
 STEP_NAME = re.compile(rf"^{PREFIX}_(\d{{6,}})$")
 UNFINISHED_NAME = re.compile(rf"^{PREFIX}_(\d{{6,}})\.orbax-checkpoint-tmp")
 KEEP = 2
+
+
+def _orbax():
+    """orbax.checkpoint, imported when first needed (0.3 s: not in `netc eval` of a
+    finished run, nor before training starts)."""
+    import orbax.checkpoint as ocp
+
+    return ocp
+
+
+class _OrbaxNotes(logging.Filter):
+    """Orbax logs through absl: its notes and warnings (a save that waited for the previous
+    one, a metadata file netc does not use) are not for netc's users; errors still pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or "orbax" not in record.pathname
+
+
+logging.getLogger("absl").addFilter(_OrbaxNotes())
 
 
 class CheckpointMismatch(Exception):
@@ -117,39 +137,66 @@ def named_leaves(tree: dict) -> dict:
     return out
 
 
-def _words(a):
-    """An array's bits as uint32 (float64/int64: two words per number)."""
-    a = jnp.asarray(a)
-    if a.dtype == jnp.bool_:
-        a = a.astype(jnp.uint8)
-    size = a.dtype.itemsize
-    if size >= 4:
-        return jax.lax.bitcast_convert_type(a, jnp.uint32)
-    small = jnp.uint16 if size == 2 else jnp.uint8
-    return jax.lax.bitcast_convert_type(a, small).astype(jnp.uint32)
+# word weights: even * position + odd, always odd, so that no bit flip multiplies out to 0
+_WEIGHT, _OFFSET = np.uint32(2 * 2654435761 % 2**32), np.uint32(0x9E3779B9)
 
 
-def _checksum(a):
-    """sum(bits * f(position)) mod 2**32: every bit flip and most moves change it, and it
-    does not depend on how the array is sharded (integer sums are exact)."""
-    w = _words(a)
-    position = jnp.zeros(w.shape, jnp.uint32)
+def _words(block: np.ndarray) -> np.ndarray:
+    """A block's bits as uint32 words, shape + (words per number,): float64 and int64 have
+    two, the others one (16- and 8-bit numbers widened)."""
+    block = np.ascontiguousarray(block)
+    if block.dtype == np.bool_:
+        block = block.view(np.uint8)
+    size = block.dtype.itemsize
+    if size == 8:
+        return block.view(np.uint32).reshape(*block.shape, 2)
+    if size == 4:
+        return block.view(np.uint32)[..., None]
+    return block.view(np.uint16 if size == 2 else np.uint8).astype(np.uint32)[..., None]
+
+
+def _block_sum(block: np.ndarray, start, shape) -> int:
+    """sum(word * f(its position in the whole array)) mod 2**32 over one block of an array
+    of `shape` that starts at index `start`: the blocks' sums add up to the whole array's,
+    however it is split (integer sums wrap exactly), and every bit flip changes it."""
+    words = _words(block)
+    position = np.zeros(block.shape, np.uint32)
     stride = 1
-    for axis in reversed(range(w.ndim)):
-        position = position + jax.lax.broadcasted_iota(jnp.uint32, w.shape, axis) * \
-            jnp.uint32(stride % 2**32)
-        stride *= w.shape[axis]
-    weight = position * jnp.uint32(2654435761) + jnp.uint32(0x9E3779B9)
-    return jnp.sum(w * weight, dtype=jnp.uint32)
+    for axis in reversed(range(block.ndim)):
+        index = np.arange(block.shape[axis], dtype=np.uint32) + np.uint32(start[axis])
+        position = position + (index * np.uint32(stride % 2**32)).reshape(
+            [-1 if k == axis else 1 for k in range(block.ndim)])
+        stride *= shape[axis]
+    per = words.shape[-1]
+    position = position[..., None] * np.uint32(per) + np.arange(per, dtype=np.uint32)
+    return int(np.sum(words * (position * _WEIGHT + _OFFSET), dtype=np.uint32))
 
 
-_checksums = jax.jit(lambda leaves: {k: _checksum(v) for k, v in leaves.items()})
+def _array_sum(a) -> int:
+    """This process's part of an array's checksum: its shards that no other device's copy
+    stands for (replica 0), fetched to the host; a numpy array whole."""
+    if not isinstance(a, jax.Array):
+        a = np.asarray(a)
+        return _block_sum(a, (0,) * a.ndim, a.shape)
+    total = 0
+    for shard in a.addressable_shards:
+        if shard.replica_id == 0:
+            start = [part.start or 0 for part in shard.index]
+            total += _block_sum(np.asarray(shard.data), start, a.shape)
+    return total % 2**32
 
 
 def checksums(tree: dict) -> dict[str, int]:
-    """{name: checksum} of every array of a saved tree, computed where the arrays are."""
-    sums = _checksums(named_leaves(tree))  # scalars: every device holds the whole value
-    return {k: int(np.asarray(v.addressable_data(0))) for k, v in sums.items()}
+    """{name: checksum} of every array of a saved tree, the same on any mesh: each process
+    sums the shards it holds, and a distributed run adds up the processes' sums."""
+    names = named_leaves(tree)
+    sums = np.asarray([_array_sum(a) for a in names.values()], np.uint32)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        gathered = multihost_utils.process_allgather(sums)  # (processes, arrays)
+        sums = np.asarray(gathered).astype(np.int64).sum(axis=0)
+    return {name: int(v) % 2**32 for name, v in zip(names, sums)}
 
 
 def _describe(tree: dict) -> dict[str, list]:
@@ -170,6 +217,9 @@ class CheckpointWriter:
         self.folder = Path(folder).absolute()
         self.keep = keep
         self._manager = None
+        # Orbax takes 0.3 s to import: on a thread, while the first epochs run
+        self._loading = threading.Thread(target=_orbax, daemon=True)
+        self._loading.start()
 
     def __enter__(self) -> CheckpointWriter:
         return self
@@ -180,6 +230,8 @@ class CheckpointWriter:
 
     def _open(self):
         if self._manager is None:
+            self._loading.join()
+            ocp = _orbax()
             options = ocp.CheckpointManagerOptions(
                 max_to_keep=self.keep, step_prefix=PREFIX, step_format_fixed_length=6,
                 cleanup_tmp_directories=True, create=True)
@@ -191,7 +243,7 @@ class CheckpointWriter:
         """Start saving the carry after `epoch` epochs; returns once the arrays are off the
         devices. Checkpoints of this epoch or later (a run started again, or ones skipped
         as damaged) are removed first."""
-        manager = self._open()
+        manager, ocp = self._open(), _orbax()
         for step in manager.all_steps():
             if step >= epoch:
                 manager.delete(step)
@@ -243,6 +295,7 @@ def _verify(step: Path, tree: dict, meta: dict) -> None:
 def _restore_tree(step: Path, target: dict, meta: dict, partial: bool = False) -> dict:
     """Orbax's restore of `target`'s arrays (ShapeDtypeStructs with shardings, or numpy
     placeholders), checked against the checksums. Raises CheckpointError."""
+    ocp = _orbax()
     if partial:
         args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
     else:
