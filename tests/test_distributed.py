@@ -89,25 +89,34 @@ def test_two_processes_train_one_model_as_one_process_does(tmp_path):
 @pytest.mark.slow
 def test_both_processes_write_a_checkpoint_that_resumes_on_one(tmp_path):
     """With --shard-params each process holds half of every split array: both write their
-    shards into the run's checkpoint (Orbax: one OCDBT folder per process), and one process
-    on one device resumes from it to the parameters of an uninterrupted 1-process run."""
+    shards into the run's checkpoint (Orbax: one OCDBT folder per process); both resume
+    from it (each reading its shards) for another epoch, then one process on one device
+    resumes to the parameters of an uninterrupted 1-process run."""
     spec = write_spec(tmp_path, MLP.format(epochs=3))
-    port = free_port()
-    procs = [start(spec, tmp_path / "run", port, i, tmp_path / f"p{i}.log",
-                   extra=("--shard-params", "--checkpoint-every", "1")) for i in (1, 0)]
-    for p in procs:
-        p.communicate(timeout=300)
-    logs = [(tmp_path / f"p{i}.log").read_text() for i in (1, 0)]
-    assert [p.returncode for p in procs] == [0, 0], logs
+
+    def both(*extra):
+        port = free_port()
+        procs = [start(spec, tmp_path / "run", port, i, tmp_path / f"p{i}.log",
+                       extra=("--shard-params", "--checkpoint-every", "1", *extra))
+                 for i in (1, 0)]
+        for p in procs:
+            p.communicate(timeout=300)
+        logs = [(tmp_path / f"p{i}.log").read_text() for i in (1, 0)]
+        assert [p.returncode for p in procs] == [0, 0], logs
+        return logs
+
+    both()
     steps = sorted((tmp_path / "run" / "checkpoints").iterdir())
     assert [p.name for p in steps] == ["ckpt_000002", "ckpt_000003"]
     assert sorted(p.name for p in (steps[-1] / "carry").glob("ocdbt.process_*")) == [
         "ocdbt.process_0", "ocdbt.process_1"]
+    logs = both("--resume", "--set", "epochs=4")
+    assert "resuming after epoch 3" in logs[1] and "warning" not in "".join(logs), logs
     one = {**ENV, "XLA_FLAGS": ""}
     resumed = run_python("-m", "netc", "train", spec, "--out", tmp_path / "run", "--resume",
                          "--set", "epochs=5", env=one)
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming after epoch 3" in resumed.stderr and "warning" not in resumed.stderr
+    assert "resuming after epoch 4" in resumed.stderr and "warning" not in resumed.stderr
     single = run_python("-m", "netc", "train", spec, "--out", tmp_path / "single", "--quiet",
                         "--set", "epochs=5", env=one)
     assert single.returncode == 0, single.stderr
