@@ -48,7 +48,11 @@ def _orbax():
     """orbax.checkpoint, imported when first needed (0.3 s: not in `netc eval` of a
     finished run, nor before training starts)."""
     import orbax.checkpoint as ocp
+    from absl import logging as absl_logging
 
+    logger = absl_logging.get_absl_logger()  # records name their caller: Orbax's file
+    if not any(isinstance(f, _OrbaxNotes) for f in logger.filters):
+        logger.addFilter(_OrbaxNotes())
     return ocp
 
 
@@ -58,9 +62,6 @@ class _OrbaxNotes(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.ERROR or "orbax" not in record.pathname
-
-
-logging.getLogger("absl").addFilter(_OrbaxNotes())
 
 
 class CheckpointMismatch(Exception):
