@@ -301,7 +301,7 @@ def _restore_tree(step: Path, target: dict, meta: dict, partial: bool = False) -
         args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
     else:
         args = ocp.checkpoint_utils.construct_restore_args(target)
-    _quiet_closed_loop()
+    _quiet_failed_reads()
     try:
         with ocp.PyTreeCheckpointer() as reader:
             tree = reader.restore(step.absolute() / "carry", args=ocp.args.PyTreeRestore(
@@ -316,21 +316,35 @@ def _restore_tree(step: Path, target: dict, meta: dict, partial: bool = False) -
     return tree
 
 
-def _quiet_closed_loop() -> None:
-    """When a restore fails, TensorStore's reads still in flight call back into the event
-    loop Orbax has closed; Python then prints 'RuntimeError: Event loop is closed' with a
-    traceback (through sys.unraisablehook), after the warning that already says what
-    happened. Leave those out; anything else goes to the hook as before."""
+def _quiet_failed_reads() -> None:
+    """When a restore fails, the reads still in flight end on their own: TensorStore's call
+    back into the event loop Orbax has closed (Python prints 'RuntimeError: Event loop is
+    closed' through sys.unraisablehook), and Orbax's other read tasks fail with nobody to
+    take their errors (asyncio logs 'Task (or Future) exception was never retrieved' when
+    it collects them). Both come with tracebacks after the warning that already says what happened:
+    leave them out; anything else goes on as before."""
     previous = sys.unraisablehook
-    if getattr(previous, "netc_quiet_closed_loop", False):
+    if getattr(previous, "netc_quiet", False):
         return
 
     def hook(unraisable):
         value = unraisable.exc_value
         if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
             previous(unraisable)
-    hook.netc_quiet_closed_loop = True
+    hook.netc_quiet = True
     sys.unraisablehook = hook
+    logging.getLogger("asyncio").addFilter(_UnretrievedReads())
+
+
+class _UnretrievedReads(logging.Filter):
+    """asyncio's report of an Orbax task or TensorStore future whose error nobody took (see
+    above)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith(("Task exception was never retrieved",
+                                         "Future exception was never retrieved"))
+                    and ("orbax" in message or "tensorstore" in message))
 
 
 def _check_fits(step: Path, meta: dict, target: dict) -> None:
