@@ -2,11 +2,14 @@
 net start from a trained run's variables, and every reason they cannot. No JAX, no numpy.
 
 A run folder (runtime/run.py) keeps its final variables in model.safetensors, or, while it
-is unfinished, in checkpoints/ckpt-NNNNNN.safetensors. Only a file's header is read here: 8
+is unfinished, in its Orbax checkpoints, checkpoints/ckpt_NNNNNN/ (earlier versions wrote
+checkpoints/ckpt-NNNNNN.safetensors). Only headers are read here: a safetensors file's (8
 bytes of little-endian length, then a JSON object {tensor name: {dtype, shape,
-data_offsets}} with the `__metadata__` runtime/checkpoint.py writes. Tensors are named
-`params/LAYER/ARRAY` and `state/LAYER/ARRAY`, LAYER being the names `netc check` prints.
-runtime/transfer.py loads the arrays themselves (and verifies their checksum) at train time.
+data_offsets}} with the `__metadata__` runtime/checkpoint.py writes), or a checkpoint's
+`meta/metadata` JSON ({"arrays": {name: [dtype, shape]}, "epoch": ...}: runtime/
+sharded_checkpoint.py). Tensors are named `params/LAYER/ARRAY` and `state/LAYER/ARRAY`,
+LAYER being the names `netc check` prints. runtime/transfer.py loads the arrays themselves
+(and verifies their checksums) at train time.
 
 Matching: a layer of this net with variables starts from the run's layer of the same name;
 `layers=` keeps only the layers it names (a NAME is a layer, or a block prefix: `layer1`
@@ -36,7 +39,9 @@ from .ir import Net, Node
 MODEL_FILE = "model.safetensors"
 CHECKPOINTS = "checkpoints"
 FORMAT = "netc-checkpoint-1"  # runtime/checkpoint.py's FORMAT (a test keeps them equal)
-CHECKPOINT_NAME = re.compile(r"^ckpt-(\d{6,})\.safetensors$")  # runtime/checkpoint.py's _CKPT
+CHECKPOINT_NAME = re.compile(r"^ckpt-(\d{6,})\.safetensors$")  # runtime/checkpoint.py's
+STEP_NAME = re.compile(r"^ckpt_(\d{6,})$")  # runtime/sharded_checkpoint.py's
+STEP_FORMAT = "netc-orbax-1"  # runtime/sharded_checkpoint.py's FORMAT
 MAX_HEADER = 100 * 2**20  # a header larger than this is not one netc wrote
 GROUPS = ("params", "state")
 _ITEM_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
@@ -133,6 +138,33 @@ def read_header(path: Path) -> tuple[dict[str, tuple[str, tuple[int, ...]]], dic
     return tensors, meta
 
 
+def read_step_meta(step: Path) -> tuple[dict[str, tuple[str, tuple[int, ...]]], int | None]:
+    """({tensor name: (dtype, shape)}, epoch) of an Orbax checkpoint folder netc wrote, from
+    its meta/metadata JSON. Raises RunFileError (or OSError when it cannot be opened)."""
+    raw = (Path(step) / "meta" / "metadata").read_bytes()
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise RunFileError("is corrupt (its meta/metadata is not JSON)") from None
+    if not isinstance(meta, dict) or meta.get("format") != STEP_FORMAT:
+        raise RunFileError("was not written by netc train")
+    tensors = {}
+    arrays = meta.get("arrays")
+    for name, entry in (arrays.items() if isinstance(arrays, dict) else ()):
+        try:
+            dtype, shape = entry
+            ok = isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise RunFileError(f"is corrupt (array {name})")
+        tensors[name] = (str(dtype), tuple(shape))
+    if not isinstance(arrays, dict) or not tensors:
+        raise RunFileError("is corrupt (its meta/metadata lists no arrays)")
+    epoch = meta.get("epoch")
+    return tensors, epoch if isinstance(epoch, int) else None
+
+
 def _epoch_of(meta: dict) -> int | None:
     try:
         epoch = json.loads(meta.get("meta", "{}")).get("epoch")
@@ -155,17 +187,25 @@ def variables_file(run_dir: Path) -> tuple[Path, dict, int | None, list[str]]:
             raise RunFileError(f"{MODEL_FILE} {exc}") from None
         return model, tensors, None, []
     folder = run_dir / CHECKPOINTS
-    found = sorted((int(m.group(1)), p) for p in (folder.iterdir() if folder.is_dir() else ())
-                   if (m := CHECKPOINT_NAME.match(p.name)))
+    found = []  # (epoch, Orbax first at the same epoch, path)
+    for path in folder.iterdir() if folder.is_dir() else ():
+        if m := STEP_NAME.match(path.name):
+            found.append((int(m.group(1)), 1, path))
+        elif m := CHECKPOINT_NAME.match(path.name):
+            found.append((int(m.group(1)), 0, path))
     skipped = []
-    for _, path in reversed(found):
+    for _, _, path in sorted(found, reverse=True):
         try:
-            tensors, meta = read_header(path)
+            if path.is_dir():
+                tensors, epoch = read_step_meta(path)
+            else:
+                tensors, meta = read_header(path)
+                epoch = _epoch_of(meta)
         except (OSError, RunFileError) as exc:
             skipped.append(f"skipped {CHECKPOINTS}/{path.name}: "
                            + (str(exc) if isinstance(exc, RunFileError) else "unreadable"))
             continue
-        return path, tensors, _epoch_of(meta), skipped
+        return path, tensors, epoch, skipped
     if skipped:
         raise RunFileError(f"has no {MODEL_FILE}, and no checkpoint of it is readable ("
                            + "; ".join(skipped) + ")")

@@ -1,9 +1,11 @@
-"""Checkpoints and saved runs: safetensors files (never pickle), written atomically.
+"""Saved models and atomic files: safetensors (never pickle), written atomically.
 
-A checkpoint holds params, state and the optimiser state of an epoch boundary, with its
-epoch and a SHA-256 of the tensor bytes in the metadata, so a truncated or corrupted file is
-detected and resume falls back to the previous one. Files are written to a temporary name,
-fsynced and renamed: a crash at any moment leaves every earlier file intact.
+A saved model (model.safetensors) holds the variables with a SHA-256 of the tensor bytes in
+its metadata, so a truncated or corrupted file is detected. Files are written to a temporary
+name, fsynced and renamed: a crash at any moment leaves every earlier file intact.
+Training checkpoints are Orbax's (runtime/sharded_checkpoint.py); the safetensors
+checkpoints of earlier versions (ckpt-NNNNNN.safetensors, the same format as a saved model
+with the optimiser's leaves added) are still read here.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 FORMAT = "netc-checkpoint-1"
-_CKPT = re.compile(r"^ckpt-(\d{6,})\.safetensors$")
+CHECKPOINT_NAME = re.compile(r"^ckpt-(\d{6,})\.safetensors$")  # earlier versions'
 
 
 class CheckpointError(Exception):
@@ -124,47 +126,16 @@ def load_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     return tensors, json.loads(metadata.get("meta", "{}"))
 
 
-# ---- training checkpoints ------------------------------------------------------------
+# ---- checkpoints of earlier versions --------------------------------------------------
 
 
-def checkpoint_path(folder: Path, epoch: int) -> Path:
-    return Path(folder) / f"ckpt-{epoch:06d}.safetensors"
-
-
-def save_checkpoint(folder: Path, epoch: int, variables: dict, opt_leaves: list, meta: dict,
-                    keep: int = 2) -> Path:
-    """Write the checkpoint of a completed epoch (1-based count of epochs done); keep the
-    newest `keep` files."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = flatten_variables(variables)
-    for i, leaf in enumerate(opt_leaves):
-        tensors[f"opt/{i:05d}"] = np.asarray(leaf)
-    path = checkpoint_path(folder, epoch)
-    save_tensors(path, tensors, {**meta, "epoch": epoch, "opt_leaves": len(opt_leaves)})
-    for old in list_checkpoints(folder)[:-keep]:
-        old.unlink(missing_ok=True)
-    return path
-
-
-def list_checkpoints(folder: Path) -> list[Path]:
-    """Checkpoint files, oldest first."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT.match(p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def load_latest_checkpoint(folder: Path, warn=print):
-    """(epoch, variables, opt_leaves, meta) of the newest readable checkpoint, or None.
-    Unreadable newer files are reported through `warn` and skipped."""
-    for path in reversed(list_checkpoints(folder)):
-        try:
-            tensors, meta = load_tensors(path)
-        except CheckpointError as exc:
-            warn(f"warning: skipping checkpoint {exc}; falling back to an older one")
-            continue
+def read_checkpoint(path: Path) -> tuple[int, dict, list, dict]:
+    """(epoch, variables, opt_leaves, meta) of a ckpt-NNNNNN.safetensors checkpoint, as netc
+    wrote them before its checkpoints were Orbax's (runtime/sharded_checkpoint.py); still
+    read so that such a run resumes. Raises CheckpointError."""
+    tensors, meta = load_tensors(path)
+    try:
         opt = [tensors[f"opt/{i:05d}"] for i in range(meta["opt_leaves"])]
         return meta["epoch"], unflatten_variables(tensors), opt, meta
-    return None
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{Path(path).name}: incomplete ({exc})") from None

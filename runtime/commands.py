@@ -125,20 +125,18 @@ def cluster_of(args):
 
 
 def private_run_folder(out: Path, resume: bool) -> Path:
-    """Where a distributed run's process other than 0 writes (nothing of it is kept): a
-    temporary folder holding, to resume from, a copy of the run's checkpoints and metrics
-    (the run folder must then be on a disk every process sees)."""
+    """Where a distributed run's process other than 0 writes its outputs (nothing of it is
+    kept): a temporary folder holding, to resume from, a copy of the run's metrics. Its
+    checkpoints it saves with every process into the run folder, which must be on a disk
+    every process sees."""
     import shutil
     import tempfile
 
     private = Path(tempfile.mkdtemp(prefix="netc-process-"))
     if resume and out.exists():
-        for name in ("checkpoints", "metrics.jsonl", "spec.net", "run.json"):
-            source = out / name
-            if source.is_dir():
-                shutil.copytree(source, private / name)
-            elif source.exists():
-                shutil.copy2(source, private / name)
+        for name in ("metrics.jsonl", "spec.net", "run.json"):
+            if (out / name).exists():
+                shutil.copy2(out / name, private / name)
     return private
 
 
@@ -252,6 +250,7 @@ def cmd_train(args) -> int:
     if cluster is None:
         configure_jax(platform=args.platform)
     placement = devices_for(args)
+    checkpoints = out / "checkpoints"  # every process writes its shards of a checkpoint
     if not writer:  # the other processes of a distributed run: a private folder
         out = private_run_folder(out, args.resume)
     reporter = Reporter("quiet" if args.quiet or args.json or not writer else "auto")
@@ -259,7 +258,8 @@ def cmd_train(args) -> int:
         result = train_run(net, out, base_dir=Path(args.file).resolve().parent,
                            resume=args.resume, loop=args.loop,
                            checkpoint_every=args.checkpoint_every, reporter=reporter,
-                           placement=placement, compute_dtype=args.dtype)
+                           placement=placement, compute_dtype=args.dtype,
+                           checkpoint_dir=checkpoints)
     except DataError as exc:
         raise RunError(f"data: {exc}") from None
     except RunFailed as exc:

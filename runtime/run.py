@@ -5,7 +5,8 @@
                                and accuracy over each whole split, train_dev included),
                                which splits were streamed from disk and what skip_bad left out
     DIR/metrics.jsonl          one object per epoch: epoch, lr, loss, accuracy, dev_*, seconds
-    DIR/checkpoints/ckpt-*.safetensors   params, state, optimiser state (the newest two)
+    DIR/checkpoints/ckpt_NNNNNN/ params, state, optimiser state (Orbax; the newest two:
+                               runtime/sharded_checkpoint.py)
     DIR/model.safetensors      the final variables and the normalisation statistics
     DIR/learning_curve.png     cost against epochs, as the course plots it
 """
@@ -25,6 +26,7 @@ from netc.compiler.losses import LOSSES
 from netc.compiler.model import compile_net
 
 from . import checkpoint as ckpt
+from . import sharded_checkpoint as sharded
 from .data import DataError, Splits, load_source, make_splits, prepare
 from .devices import Placement
 from .host_feed import HostData, is_streamed
@@ -125,19 +127,22 @@ class MetricsLog:
 def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
               loop: str = "auto", checkpoint_every: int | None = None,
               checkpoint_seconds: float = 30.0, reporter=None,
-              placement: Placement | None = None, compute_dtype: str | None = None) -> RunResult:
+              placement: Placement | None = None, compute_dtype: str | None = None,
+              checkpoint_dir: Path | None = None) -> RunResult:
     """Train `net` into `out_dir`. Raises DataError, RunFailed, and SpecError when its
     `init from=` run cannot be used. A fresh start takes the variables `init from=` names
-    (Trainer.init_state(start=...)); a resumed run continues from its own checkpoint."""
+    (Trainer.init_state(start=...)); a resumed run continues from its own checkpoint.
+    Checkpoints go to `checkpoint_dir` (OUT/checkpoints by default: the processes of a
+    distributed run other than 0 train into a private folder and save into the run's)."""
     from .plots import learning_curve, preload
 
     started, started_unix, compiled_before = now(), time.time(), compile_seconds()
     matplotlib_loading = None  # imported on a thread after the first chunk (not while tracing)
     out_dir = Path(out_dir)
-    ckpt_dir = out_dir / "checkpoints"
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else out_dir / "checkpoints"
     # `init from=`: checked and read before anything runs; a run resumed from its own
     # checkpoint does not need it (SpecError at the init from= line)
-    transfer, start = (None, None) if resume and ckpt.list_checkpoints(ckpt_dir) else \
+    transfer, start = (None, None) if resume and sharded.list_checkpoints(ckpt_dir) else \
         start_variables(net, base_dir)
     model = compile_net(net, compute_dtype=compute_dtype)
     splits, stats = load_data(net, base_dir, model.loss_name, streaming=True)
@@ -154,11 +159,9 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     carry = None
     done, history = 0, []
     if resume:
-        found = ckpt.load_latest_checkpoint(ckpt_dir, warn=say)
+        found = _restore(trainer, ckpt_dir, say)
         if found is not None:  # resumed from its own checkpoint, `init from=` or not
-            done, variables, opt_leaves, _ = found
-            carry = trainer.place(_restore(trainer, trainer.init_state(), variables,
-                                           opt_leaves))
+            done, carry = found
             history = log.truncate(done)
     if carry is None:  # a fresh start
         if transfer is None and net.train.init_from is not None:  # no usable checkpoint
@@ -192,7 +195,7 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     loop_seconds, first_epoch = 0.0, done
     stopped = trainer.watch_report(carry)[0].get("stopped", False)  # a resumed stopped run
     stop_reason = "patience" if stopped else None
-    with StopRequested() as stop:
+    with StopRequested() as stop, sharded.CheckpointWriter(ckpt_dir) as writer:
         while done < cfg.epochs and not stopped:
             count = min(trainer.chunk, cfg.epochs - done)
             t0, c0 = now(), compile_seconds()
@@ -212,8 +215,9 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
                 good = [r for r in records if r["epoch"] < bad]
                 log.append(good)
                 history += good
-                kept = ckpt.list_checkpoints(ckpt_dir)
-                where = (f"the last good checkpoint is {kept[-1]}" if kept
+                writer.wait()
+                kept = sharded.list_checkpoints(ckpt_dir)
+                where = (f"the last good checkpoint is {kept[-1][1]}" if kept
                          else "no checkpoint was written yet")
                 raise RunFailed(f"the loss became {records[bad - done - 1]['loss']} at epoch "
                                 f"{bad}; stopped ({where}). Try a smaller learning rate, "
@@ -229,7 +233,7 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
             due = (checkpoint_every is not None or now() - last_save >= checkpoint_seconds
                    or done == cfg.epochs or stop.requested or stopped)
             if due:
-                _save(trainer, carry, ckpt_dir, done, meta)
+                _save(writer, carry, done, meta)
                 last_save = now()
             if stop.requested and done < cfg.epochs:
                 interrupted = True
@@ -312,39 +316,41 @@ def _read_init_from(out_dir: Path) -> dict | None:
         return None
 
 
-def _save(trainer: Trainer, carry, ckpt_dir: Path, done: int, meta: dict) -> None:
-    params, state, opt, watch = carry  # the optimiser's and early stopping's leaves go last
-    ckpt.save_checkpoint(ckpt_dir, done, {"params": params, "state": state},
-                         jax.tree.leaves((opt, watch)), meta)
+def _save(writer: sharded.CheckpointWriter, carry, done: int, meta: dict) -> None:
+    """Start the checkpoint of `done` epochs (Orbax writes it while training goes on)."""
+    writer.save(done, carry, meta)
 
 
-def _restore(trainer: Trainer, fresh, variables: dict, opt_leaves: list):
-    params0, state0, opt0, watch0 = fresh
+def _restore(trainer: Trainer, ckpt_dir: Path, warn):
+    """(epochs done, carry) of the newest readable checkpoint, placed on this run's devices
+    (any device count wrote it), or None."""
     try:
-        params = jax.tree.map(lambda ref, a: jnp.asarray(a, ref.dtype).reshape(ref.shape),
-                              params0, variables["params"])
-        state = jax.tree.map(lambda ref, a: jnp.asarray(a, ref.dtype).reshape(ref.shape),
-                             state0, variables["state"])
-        ref_leaves, treedef = jax.tree.flatten((opt0, watch0))
-        if len(ref_leaves) != len(opt_leaves):
-            raise ValueError("optimiser state differs")
-        opt, watch = jax.tree.unflatten(treedef, [jnp.asarray(a, r.dtype).reshape(r.shape)
-                                                  for r, a in zip(ref_leaves, opt_leaves)])
-    except (ValueError, TypeError, KeyError) as exc:
+        return sharded.restore_latest(ckpt_dir, trainer.init_state(), warn=warn)
+    except sharded.CheckpointMismatch as exc:
         raise RunFailed(f"the checkpoint does not fit this spec ({exc}); train into a new "
                         "--out folder or without --resume") from None
-    return params, state, opt, watch
 
 
 # ---- saved models ----------------------------------------------------------------------
 
 
 def save_model(path: Path, variables: dict, stats: dict, epochs: int) -> None:
-    tensors = ckpt.flatten_variables(jax.device_get(variables))
+    """model.safetensors: whole arrays (every process of a distributed run calls it: the
+    shards of --shard-params arrays that other processes hold are gathered)."""
+    tensors = ckpt.flatten_variables(jax.tree.map(_whole, variables))
     for key in ("mean", "std"):
         if stats.get(key) is not None:
             tensors[f"norm/{key}"] = np.asarray(stats[key], np.float32)
     ckpt.save_tensors(path, tensors, {"epochs": epochs})
+
+
+def _whole(a) -> np.ndarray:
+    """An array on the host, gathered from every process when some of it lives elsewhere."""
+    if isinstance(a, jax.Array) and not a.is_fully_addressable and not a.is_fully_replicated:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+    return np.asarray(jax.device_get(a))
 
 
 def write_run_json(out_dir: Path, net: Net, model, splits: Splits, done: int, final,
@@ -374,10 +380,10 @@ def load_run(run_dir) -> tuple:
     if weights.exists():
         tensors, _ = ckpt.load_tensors(weights)
     else:  # an interrupted run: its newest checkpoint
-        found = ckpt.load_latest_checkpoint(run_dir / "checkpoints")
+        found = sharded.latest_variables(run_dir / "checkpoints")
         if found is None:
             raise FileNotFoundError(f"{run_dir} holds no trained variables yet")
-        tensors = ckpt.flatten_variables(found[1])
+        tensors = ckpt.flatten_variables(found[0])
     variables = ckpt.unflatten_variables(tensors)
     variables = jax.tree.map(jnp.asarray, variables)
     norm = {k: tensors.get(f"norm/{k}") for k in ("mean", "std")}

@@ -174,11 +174,6 @@ class Trainer:
                                              out_shardings=shardings)
         return self._compiled["init"](self._hp, start, self._init_bits)
 
-    def place(self, carry):
-        """A carry read from a checkpoint, on this run's devices (any device count wrote
-        it: the checkpoint holds whole arrays)."""
-        return carry if self.placement is None else self.placement.put(carry)
-
     # ---- one epoch, traced ---------------------------------------------------------
     def orders(self, first: int, count: int, rows: int | None = None) -> np.ndarray:
         """Example orders of epochs first .. first+count-1 as a (rows, m) int32 array (rows

@@ -1,8 +1,8 @@
 """`init from="RUN_DIR"` at train time: the start variables Trainer.init_state(start=...) takes.
 
 compiler/transfer_check.py decides which layers are taken (from the file's header alone,
-as `netc check` does); this module reads that file in full, with runtime/checkpoint.py's
-checksum, and returns the arrays as
+as `netc check` does); this module reads that file (or Orbax checkpoint) in full, with its
+checksums (runtime/checkpoint.py, runtime/sharded_checkpoint.py), and returns the arrays as
 `{"params": {layer: {array: ndarray}}, "state": {layer: {array: ndarray}}}`.
 Every problem is a SpecError at the `init from=` line, so `netc train` reports it like
 `netc check` does, before anything is compiled or trained.
@@ -21,6 +21,7 @@ from netc.compiler.transfer_check import Transfer, resolve_init_from
 from netc.dsl.diagnostics import SpecError, error
 
 from . import checkpoint as ckpt
+from . import sharded_checkpoint as sharded
 
 
 def load_start(transfer: Transfer, net: Net) -> dict:
@@ -36,7 +37,10 @@ def load_start(transfer: Transfer, net: Net) -> dict:
                         list(net.warnings))
 
     try:
-        tensors, _ = ckpt.load_tensors(transfer.file)
+        if transfer.file.is_dir():  # an unfinished run's Orbax checkpoint
+            tensors = ckpt.flatten_variables(sharded.load_variables(transfer.file)[0])
+        else:
+            tensors, _ = ckpt.load_tensors(transfer.file)
     except ckpt.CheckpointError as exc:
         fail(str(exc).split(": ", 1)[-1])
     shapes = leaf_shapes(net)

@@ -1,6 +1,7 @@
 """Many processes (runtime/distributed.py): two processes on this machine, each with 2 CPU
 devices, train one model together through a localhost coordinator and gloo collectives, and
-end with the 1-process result; a process that is killed, or never joins, is named."""
+end with the 1-process result; both write their shards of a checkpoint, which one process
+resumes from; a process that is killed, or never joins, is named."""
 
 from __future__ import annotations
 
@@ -47,10 +48,10 @@ def free_port() -> int:
 
 
 def start(spec: Path, out: Path, port: int, process: int, log: Path, processes: int = 2,
-          timeout: float = 60) -> subprocess.Popen:
+          timeout: float = 60, extra: tuple = ()) -> subprocess.Popen:
     argv = [sys.executable, "-m", "netc", "train", str(spec), "--out", str(out),
             "--coordinator", f"127.0.0.1:{port}", "--num-processes", str(processes),
-            "--process-id", str(process), "--timeout", str(timeout)]
+            "--process-id", str(process), "--timeout", str(timeout), *extra]
     return subprocess.Popen(argv, env=ENV, stdout=subprocess.PIPE, stderr=open(log, "w"),
                             text=True, start_new_session=True)
 
@@ -81,6 +82,43 @@ def test_two_processes_train_one_model_as_one_process_does(tmp_path):
     assert info["mesh"]["devices"] == ["cpu:0", "cpu:1", "cpu:2048", "cpu:2049"]
     single = run_python("-m", "netc", "train", spec, "--out", tmp_path / "single", "--quiet",
                         env={**ENV, "XLA_FLAGS": ""})
+    assert single.returncode == 0, single.stderr
+    assert max_gap(tmp_path / "run", tmp_path / "single") < 1e-5
+
+
+@pytest.mark.slow
+def test_both_processes_write_a_checkpoint_that_resumes_on_one(tmp_path):
+    """With --shard-params each process holds half of every split array: both write their
+    shards into the run's checkpoint (Orbax: one OCDBT folder per process); both resume
+    from it (each reading its shards) for another epoch, then one process on one device
+    resumes to the parameters of an uninterrupted 1-process run."""
+    spec = write_spec(tmp_path, MLP.format(epochs=3))
+
+    def both(*extra):
+        port = free_port()
+        procs = [start(spec, tmp_path / "run", port, i, tmp_path / f"p{i}.log",
+                       extra=("--shard-params", "--checkpoint-every", "1", *extra))
+                 for i in (1, 0)]
+        for p in procs:
+            p.communicate(timeout=300)
+        logs = [(tmp_path / f"p{i}.log").read_text() for i in (1, 0)]
+        assert [p.returncode for p in procs] == [0, 0], logs
+        return logs
+
+    both()
+    steps = sorted((tmp_path / "run" / "checkpoints").iterdir())
+    assert [p.name for p in steps] == ["ckpt_000002", "ckpt_000003"]
+    assert sorted(p.name for p in (steps[-1] / "carry").glob("ocdbt.process_*")) == [
+        "ocdbt.process_0", "ocdbt.process_1"]
+    logs = both("--resume", "--set", "epochs=4")
+    assert "resuming after epoch 3" in logs[1] and "warning" not in "".join(logs), logs
+    one = {**ENV, "XLA_FLAGS": ""}
+    resumed = run_python("-m", "netc", "train", spec, "--out", tmp_path / "run", "--resume",
+                         "--set", "epochs=5", env=one)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after epoch 4" in resumed.stderr and "warning" not in resumed.stderr
+    single = run_python("-m", "netc", "train", spec, "--out", tmp_path / "single", "--quiet",
+                        "--set", "epochs=5", env=one)
     assert single.returncode == 0, single.stderr
     assert max_gap(tmp_path / "run", tmp_path / "single") < 1e-5
 

@@ -20,8 +20,8 @@ from conftest import (
     write_spec,
 )
 from netc.dsl.diagnostics import SpecError
-from netc.runtime import checkpoint as ckpt
 from netc.runtime.run import train_run
+from netc.runtime.sharded_checkpoint import latest_variables
 
 # A wide net on 30 noisy moons: its dev loss is lowest early (epoch 5) and then rises.
 SPEC = """input 2
@@ -82,7 +82,7 @@ def test_no_epoch_runs_after_patience_inside_a_fused_chunk(tmp_path):
     run = train_run(net(), tmp_path / "run", base_dir=tmp_path, loop="scan")
     stopped = run_json(run.out_dir)["stopped_epoch"]
     assert stopped < 40
-    epochs, variables, _, _ = ckpt.load_latest_checkpoint(run.out_dir / "checkpoints")
+    variables, epochs = latest_variables(run.out_dir / "checkpoints")
     assert epochs == stopped
     reference = params_of(plain(tmp_path, stopped, "scan"))
     assert_trees_close(variables["params"], reference, atol=1e-6)

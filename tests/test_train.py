@@ -30,6 +30,7 @@ from conftest import (
 from netc.compiler.check import check_source
 from netc.runtime.checkpoint import load_tensors
 from netc.runtime.run import train_run
+from netc.runtime.sharded_checkpoint import list_checkpoints, load_arrays
 
 # --------------------------------------------------------------------------------- helpers
 
@@ -194,8 +195,8 @@ def test_minibatches_with_partial_last_batch_match_reference(lr_data, tmp_path):
     np.testing.assert_allclose(got["bias"].reshape(()), params["b"], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose([r["loss"] for r in metrics_of(run)], losses, rtol=1e-5)
     # the optimiser's step count in the last checkpoint: epochs * ceil(m / batch)
-    newest = sorted((run / "checkpoints").glob("ckpt-*.safetensors"))[-1]
-    tensors, meta = load_tensors(newest)
+    _, newest = list_checkpoints(run / "checkpoints")[-1]
+    tensors, meta = load_arrays(newest)
     assert meta["epoch"] == epochs
     counts = [int(v.reshape(-1)[0]) for k, v in tensors.items()
               if k.startswith("opt/") and v.size == 1 and np.issubdtype(v.dtype, np.integer)]
@@ -374,7 +375,7 @@ def test_run_folder_layout(flower_run):
     for name in ("spec.net", "run.json", "metrics.jsonl", "model.safetensors",
                  "learning_curve.png"):
         assert (flower_run / name).is_file(), name
-    assert list((flower_run / "checkpoints").glob("ckpt-*.safetensors"))
+    assert list((flower_run / "checkpoints").glob("ckpt_*/carry"))
     assert "net planar_flower" in (flower_run / "spec.net").read_text()
     records = metrics_of(flower_run)
     assert [r["epoch"] for r in records] == list(range(1, 3001))

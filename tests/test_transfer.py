@@ -327,7 +327,7 @@ def test_a_corrupt_model_file_stops_train_before_it_runs(base, tmp_path):
 
 
 def test_an_unfinished_run_starts_from_its_newest_checkpoint(base, tmp_path):
-    from netc.runtime.checkpoint import load_latest_checkpoint
+    from netc.runtime.sharded_checkpoint import latest_variables
     from netc.runtime.transfer import start_variables
 
     run = tmp_path / "runs" / "base"
@@ -341,8 +341,9 @@ def test_an_unfinished_run_starts_from_its_newest_checkpoint(base, tmp_path):
     code, out, _ = run_cli("check", path, "--json")
     assert [w["code"] for w in json.loads(out)["warnings"]] == ["W420"]
     transfer, start = start_variables(check_source(path.read_text(), str(path)), tmp_path)
-    assert transfer.epoch == 3 and transfer.file.name == "ckpt-000003.safetensors"
-    _, variables, _, _ = load_latest_checkpoint(run / "checkpoints")
+    assert transfer.epoch == 3 and transfer.file.name == "ckpt_000003"
+    variables, epoch = latest_variables(run / "checkpoints")
+    assert epoch == 3
     for layer, arrays in start["params"].items():
         for name, array in arrays.items():
             assert np.array_equal(array, variables["params"][layer][name])
@@ -546,10 +547,18 @@ def test_set_keeps_both_init_lines_and_edits_init_from():
 
 def test_the_header_reader_agrees_with_the_checkpoint_module(base):
     from netc.compiler import transfer_check
-    from netc.runtime import checkpoint
+    from netc.runtime import checkpoint, sharded_checkpoint
 
     assert transfer_check.FORMAT == checkpoint.FORMAT
-    assert transfer_check.CHECKPOINT_NAME.pattern == checkpoint._CKPT.pattern
+    assert transfer_check.CHECKPOINT_NAME.pattern == checkpoint.CHECKPOINT_NAME.pattern
+    assert transfer_check.STEP_NAME.pattern == sharded_checkpoint.STEP_NAME.pattern
+    assert transfer_check.STEP_FORMAT == sharded_checkpoint.FORMAT
     tensors, _ = checkpoint.load_tensors(base / "model.safetensors")
     header, _ = transfer_check.read_header(base / "model.safetensors")
     assert header == {k: ("F32", a.shape) for k, a in tensors.items()}
+    step = sharded_checkpoint.list_checkpoints(base / "checkpoints")[-1][1]
+    arrays, epoch = transfer_check.read_step_meta(step)
+    variables, loaded_epoch = sharded_checkpoint.load_variables(step)
+    assert epoch == loaded_epoch
+    assert {k: v for k, v in arrays.items() if not k.startswith("opt/")} == {
+        k: ("float32", a.shape) for k, a in checkpoint.flatten_variables(variables).items()}
