@@ -40,6 +40,7 @@ from netc.runtime.host_feed import HostData, is_streamed, local_order
 from netc.runtime.population import train_population
 from netc.runtime.progress import Reporter
 from netc.runtime.run import RunFailed, load_data, to_device, train_run
+from netc.runtime.sharded_checkpoint import list_checkpoints
 from netc.runtime.train import Trainer
 
 
@@ -472,7 +473,7 @@ def test_ctrl_c_with_grain_workers_stops_after_the_epoch_then_resumes_exactly(tm
                                 start_new_session=True)
     try:
         deadline = time.monotonic() + 180
-        while not list((out / "checkpoints").glob("ckpt-*")) and proc.poll() is None:
+        while not list_checkpoints(out / "checkpoints") and proc.poll() is None:
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.02)
         time.sleep(1.0)  # into epoch 2: its worker starting or reading
