@@ -128,12 +128,15 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
               loop: str = "auto", checkpoint_every: int | None = None,
               checkpoint_seconds: float = 30.0, reporter=None,
               placement: Placement | None = None, compute_dtype: str | None = None,
-              checkpoint_dir: Path | None = None) -> RunResult:
+              checkpoint_dir: Path | None = None,
+              report_every: int | None = None) -> RunResult:
     """Train `net` into `out_dir`. Raises DataError, RunFailed, and SpecError when its
     `init from=` run cannot be used. A fresh start takes the variables `init from=` names
     (Trainer.init_state(start=...)); a resumed run continues from its own checkpoint.
     Checkpoints go to `checkpoint_dir` (OUT/checkpoints by default: the processes of a
-    distributed run other than 0 train into a private folder and save into the run's)."""
+    distributed run other than 0 train into a private folder and save into the run's).
+    `checkpoint_every` E saves every E epochs; `report_every` E only hands the reporter
+    every E epochs' records (a tuning trial's pruning monitor) without saving them."""
     from .plots import learning_curve, preload
 
     started, started_unix, compiled_before = now(), time.time(), compile_seconds()
@@ -148,7 +151,8 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     splits, stats = load_data(net, base_dir, model.loss_name, streaming=True)
     train, dev = to_device(splits.train, placement), to_device(splits.dev, placement)
     try:
-        trainer = Trainer(net, train, dev, loop=loop, chunk_epochs=checkpoint_every,
+        trainer = Trainer(net, train, dev, loop=loop,
+                          chunk_epochs=checkpoint_every or report_every,
                           placement=placement, compute_dtype=compute_dtype)
     except ValueError as exc:  # a batch that does not split over the devices
         raise RunFailed(str(exc)) from None

@@ -198,7 +198,7 @@ def _run_one(plan: TrialPlan, net_text: str, name: str, base_dir: Path, monitor,
     if monitor is not None:
         every = max(1, net.train.epochs // PRUNE_REPORTS)
     try:
-        result = train_run(net, plan.run_dir, base_dir=base_dir, checkpoint_every=every,
+        result = train_run(net, plan.run_dir, base_dir=base_dir, report_every=every,
                            reporter=TrialReporter(plan.number, monitor))
     except TrialPruned as exc:
         return TrialOutcome(plan.number, "pruned", epochs_done=exc.epoch,
