@@ -12,9 +12,8 @@ import numpy as np
 
 from .data import DataError, apply_normalization
 from .data_inputs import load_inputs
-from .run import load_data, to_device
-from .task_metrics import is_multitask, task_figures
-from .train import evaluate
+from .split_pass import run_info, run_splits, split_pass
+from .task_metrics import is_multitask, output_task_figures
 
 
 def _classes(model, out: np.ndarray) -> np.ndarray:
@@ -71,45 +70,48 @@ def class_report(truth: np.ndarray, pred: np.ndarray, k: int, names=None) -> dic
 
 
 def evaluate_run(run_dir: Path, model, variables, which: str | None) -> dict:
+    """`netc eval`'s report: each split's loss, accuracy, per-class figures and confusion
+    matrix (or per-task accuracy), from one pass of the net over the split, in memory or
+    streamed from disk as the spec's `stream` setting says (runtime/split_pass.py)."""
     net = model.net
     base = Path(run_dir)
-    info_path = base / "run.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    data_dir = Path(info.get("data_dir") or base)  # relative data paths: the spec's folder
-    splits, _ = load_data(net, base_dir=data_dir, loss=model.loss_name)
+    info = run_info(base)
+    splits, stats = run_splits(model, variables, base, info)
     parts = dict(splits.parts())
     if which is None:
         which = "test" if "test" in parts else "dev" if "dev" in parts else "train"
     names = list(parts) if which == "all" else [which]
-    m = len(splits.train.x)
+    m = len(splits.train)
     batch = min(net.train.batch or m, m)  # the run's evaluation shape (Trainer.batch)
     classes = class_names_of(base, splits.class_names)
     multitask = is_multitask(model)
     report = {"run": str(run_dir), "net": net.name, "class_names": classes, "splits": {}}
     if multitask:
         report["task_names"] = task_names(model, classes)
+    plotted = tuple(model.input_shape) == (2,) and model.loss_name != "mse" and not multitask
     for name in names:
         if name not in parts:
             raise DataError(f"the run has no {name} split (it has: {', '.join(parts)})")
-        data = to_device(parts[name])
-        metrics = evaluate(model, variables, data.x, data.y, batch)
+        seen = split_pass(model, variables, parts[name], batch, stats, keep_x=plotted)
+        metrics = dict(seen.figures)
         if multitask:  # each output a task of its own: no single class to confuse
-            metrics.update(task_figures(model, variables, parts[name].x, parts[name].y, batch))
+            metrics.update(output_task_figures(model, seen.outputs, seen.y))
         elif model.loss_name != "mse":
-            out = np.asarray(model.predict(variables, data.x))
             k = model.output_shape[-1] if model.loss_name == "cross_entropy" else 2
-            truth, known = _labels(model, np.asarray(parts[name].y))
-            metrics.update(class_report(truth[known], _classes(model, out)[known], k, classes))
-        metrics["examples"] = data.m
+            truth, known = _labels(model, seen.y)
+            metrics.update(class_report(truth[known], _classes(model, seen.outputs)[known], k,
+                                        classes))
+        metrics["examples"] = len(seen.y)
+        if seen.skipped:
+            metrics["skipped"] = len(seen.skipped)
         report["splits"][name] = metrics
-        x = np.asarray(parts[name].x)
-        if x.ndim == 2 and x.shape[1] == 2 and model.loss_name != "mse" and not multitask:
+        if plotted:
             from .plots import decision_boundary
 
             path = base / ("decision_boundary.png" if name == names[0]
                            else f"decision_boundary_{name}.png")
             decision_boundary(lambda g: _classes(model, np.asarray(model.predict(variables, g))),
-                              x, np.asarray(parts[name].y), path,
+                              seen.x, seen.y, path,
                               title=f"{net.name}: decision boundary ({name})")
             metrics["plot"] = str(path)
     return report
