@@ -300,3 +300,36 @@ def test_an_unreadable_image_met_during_predict_is_one_line_naming_it(pets, a_ba
     line = one_error_line(err)
     assert "pets/dog/05.png" in line and line.startswith("netc: error: input: "), line
     assert not (tmp_path / "p.csv").exists()
+
+
+# ---- a split's own file ----------------------------------------------------------------------
+
+
+def test_a_streamed_test_file_in_the_courses_h5_layout_evaluates_as_in_memory(tmp_path):
+    import h5py
+
+    rng = np.random.default_rng(1)
+    for name, prefix, m in (("train.h5", "train_set", 40), ("test.h5", "test_set", 12)):
+        with h5py.File(tmp_path / name, "w") as f:  # only the course's names, no x and y
+            f[f"{prefix}_x"] = rng.integers(0, 256, (m, 4, 4, 3)).astype(np.uint8)
+            f[f"{prefix}_y"] = (np.arange(m) % 2).reshape(1, m)
+            f["list_classes"] = np.asarray([b"non-cat", b"cat"])
+    spec = write_spec(tmp_path, """net cats
+input 4x4x3
+flatten -> sigmoid 1
+train {
+  data "train.h5" test="test.h5"
+  split 1 0 0
+  optimizer adam lr=0.01
+  batch 8
+  epochs 2
+  stream off
+}
+""")
+    code, _, err = run_cli("train", spec, "--out", tmp_path / "memory", "--quiet")
+    assert code == 0, err
+    disk = streamed_copy(tmp_path / "memory", tmp_path / "disk")
+    model, variables = load_run(disk)
+    splits, _ = run_splits(model, variables, disk)
+    assert is_streamed(splits.test) and len(splits.test) == 12
+    assert eval_json(disk, "--split", "all") == eval_json(tmp_path / "memory", "--split", "all")
