@@ -126,8 +126,9 @@ def print_report(report: dict) -> None:
     console = Console(highlight=False)
     for name, m in report["splits"].items():
         acc = f"  accuracy {m['accuracy']:.4f}" if "accuracy" in m else ""
-        console.print(f"[bold]{report['net']}[/bold] {name} ({m['examples']} examples): "
-                      f"loss {m['loss']:.4f}{acc}")
+        skipped = f", {m['skipped']} unreadable left out" if m.get("skipped") else ""
+        console.print(f"[bold]{report['net']}[/bold] {name} ({m['examples']} examples"
+                      f"{skipped}): loss {m['loss']:.4f}{acc}")
         if "per_class" in m:
             label = [_class_label(row) for row in m["per_class"]]
             table = Table("class", "precision", "recall", "F1", "support")

@@ -63,13 +63,15 @@ def image_folder(root: Path, per_class: int = 12) -> Path:
     return root
 
 
-def streamed_copy(run: Path, to: Path) -> Path:
-    """The run with its spec's `stream off` turned on: the same model, its data streamed."""
+def streamed_copy(run: Path, to: Path, old: str = "stream off", new: str = "stream on"
+                  ) -> Path:
+    """The run with its spec's `stream off` turned on (or `old` made `new`): the same
+    model, its data streamed."""
     shutil.copytree(run, to)
     spec = to / "spec.net"
     text = spec.read_text()
-    assert "stream off" in text
-    spec.write_text(text.replace("stream off", "stream on"))
+    assert old in text
+    spec.write_text(text.replace(old, new))
     return to
 
 
@@ -265,10 +267,13 @@ def test_predict_with_stream_on_in_the_spec_writes_the_same_csv(pets, tmp_path):
 def a_bad_image(pets):
     """dog/05.png of the pets folder unreadable for one test, then restored."""
     path = pets[0].parent / "pets" / "dog" / "05.png"
-    saved = path.read_bytes()
+    GOOD_BYTES[path] = path.read_bytes()
     path.write_bytes(b"not a png")
     yield path
-    path.write_bytes(saved)
+    path.write_bytes(GOOD_BYTES.pop(path))
+
+
+GOOD_BYTES: dict[Path, bytes] = {}  # the bad image's own bytes, while a test spoils it
 
 
 @pytest.mark.parametrize("args", [["--split", "all"], ["--errors", "3", "--split", "all"]],
@@ -284,12 +289,20 @@ def test_an_unreadable_image_met_during_eval_is_one_line_naming_it(pets, a_bad_i
 
 
 def bad_split(run: Path) -> str:
+    """The split of a streamed run that holds dog/05.png."""
     model, variables = load_run(run)
     splits, _ = run_splits(model, variables, run)
     for name, part in splits.parts():
         if any(part.source.files[r].endswith("dog/05.png") for r in part.rows):
             return name
     raise AssertionError("dog/05.png is in no split")
+
+
+def bad_position(run: Path, name: str) -> int:
+    """dog/05.png's position in the split `name` of a streamed run."""
+    model, variables = load_run(run)
+    part = dict(run_splits(model, variables, run)[0].parts())[name]
+    return [part.source.files[r].endswith("dog/05.png") for r in part.rows].index(True)
 
 
 def test_an_unreadable_image_met_during_predict_is_one_line_naming_it(pets, a_bad_image,
@@ -333,3 +346,27 @@ train {
     splits, _ = run_splits(model, variables, disk)
     assert is_streamed(splits.test) and len(splits.test) == 12
     assert eval_json(disk, "--split", "all") == eval_json(tmp_path / "memory", "--split", "all")
+
+
+def test_skip_bad_leaves_the_unreadable_image_out_of_eval_and_errors(pets, a_bad_image,
+                                                                     tmp_path):
+    memory, disk = pets
+    name = bad_split(disk)
+    lenient = streamed_copy(disk, tmp_path / "lenient", "stream on",
+                            "stream on\n  skip_bad true")
+    report = eval_json(lenient, "--split", name)["splits"][name]
+    m = json.loads((memory / "run.json").read_text())["examples"][name]
+    assert report["skipped"] == 1 and report["examples"] == m - 1
+    assert np.asarray(report["confusion"]).sum() == m - 1
+    code, _, err = run_cli("eval", lenient, "--errors", 1000, "--split", name, "--out",
+                           tmp_path / "lenient")
+    assert code == 0, err
+    kept = (tmp_path / "lenient" / "errors.csv").read_text().splitlines()
+    # the same wrong examples as the whole split's, in the same order, less the bad one
+    a_bad_image.write_bytes(GOOD_BYTES[a_bad_image])
+    code, _, err = run_cli("eval", memory, "--errors", 1000, "--split", name, "--out",
+                           tmp_path / "whole")
+    assert code == 0, err
+    every = (tmp_path / "whole" / "errors.csv").read_text().splitlines()
+    position = bad_position(disk, name)
+    assert kept == [row for row in every if row.split(",")[1] != str(position)]
