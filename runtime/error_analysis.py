@@ -39,7 +39,8 @@ TAG_SEPARATORS = (";", "|", ",")
 
 @dataclass
 class Analysis:
-    """What --errors found: the report (as --json prints it) and what the table needs."""
+    """What --errors found: the report (as --json prints it) and what the table needs: `x`
+    holds the examples of `rows` only, in their order (the rest were never read back)."""
 
     report: dict
     x: np.ndarray

@@ -69,7 +69,7 @@ def train_stats(train) -> dict[str, np.ndarray]:
         from .stream import streamed_stats
 
         return streamed_stats(train)
-    x = np.asarray(train.x).reshape(len(train.x), *np.shape(train.x)[1:])
+    x = np.asarray(train.x)
     mean = x.mean(axis=0, dtype=np.float64)
     std = x.std(axis=0, dtype=np.float64)
     std[std == 0] = 1.0

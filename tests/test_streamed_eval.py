@@ -370,3 +370,16 @@ def test_skip_bad_leaves_the_unreadable_image_out_of_eval_and_errors(pets, a_bad
     every = (tmp_path / "whole" / "errors.csv").read_text().splitlines()
     position = bad_position(disk, name)
     assert kept == [row for row in every if row.split(",")[1] != str(position)]
+
+
+def test_a_run_without_saved_statistics_gets_those_training_computed(pets):
+    memory, disk = pets
+    model, variables = load_run(memory)
+    saved = {k: np.asarray(variables["normalization"][k]).reshape(6, 5, 3)
+             for k in ("mean", "std")}
+    _, in_memory = run_splits(model, {}, memory)  # as an interrupted run: no norm/ tensors
+    splits, streamed = run_splits(load_run(disk)[0], {}, disk)
+    assert is_streamed(splits.train)
+    for key in ("mean", "std"):
+        np.testing.assert_array_equal(in_memory[key], saved[key])  # prepare's own arithmetic
+        np.testing.assert_allclose(streamed[key], saved[key], rtol=1e-5)  # merged in float64
