@@ -20,14 +20,16 @@ from .data_files import (
     IMAGE_EXTENSIONS,
     LIBRARY_ERRORS,
     load_file,
+    npy_folder_files,
     parse_mode,
     parse_size,
     read_h5_dataset,
     read_image,
     uint8_to_unit,
 )
+from .stream_sources import ArraySource, ImageFolderSource, StreamSource, open_streamed
 
-__all__ = ["INPUT_KINDS", "load_inputs"]
+__all__ = ["INPUT_KINDS", "InputImagesSource", "load_inputs", "open_inputs"]
 
 INPUT_KINDS = (".npz (array x), .npy, .csv, .h5/.hdf5, an image, or a folder of images "
                "(one subfolder per class, or the images themselves)")
@@ -56,12 +58,17 @@ def _images(files: list[pathlib.Path], source: str, options: dict) -> np.ndarray
     return np.stack(batch)
 
 
+def _image_files(path: pathlib.Path) -> list[pathlib.Path]:
+    """The images a folder holds itself (not in subfolders), sorted by name."""
+    return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+                  and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
 def _read(path: pathlib.Path, source: str, options: dict, layout: dict | None) -> np.ndarray:
     suffix = path.suffix.lower()
     images = {key: options[key] for key in ("mode", "size") if key in options}
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
-                       and p.suffix.lower() in IMAGE_EXTENSIONS)
+        files = _image_files(path)
         if files:  # the images themselves
             return _images(files, source, images)
         classes = any(p.is_dir() for p in path.iterdir())  # one subfolder per class
@@ -109,3 +116,42 @@ def load_inputs(path: pathlib.Path, source: str, options: dict | None = None,
         raise
     except LIBRARY_ERRORS as error:
         raise DataError(f"cannot read inputs '{source}': {first_line(error)}") from None
+
+
+class InputImagesSource(ImageFolderSource):
+    """A folder's own images (no class subfolders) as a streamed source: ``SOURCE/FILE``
+    in messages, as :func:`load_inputs` names them."""
+
+    def name(self, i: int) -> str:
+        return f"{self.source}/{pathlib.Path(self.files[int(i)]).name}"
+
+
+def open_inputs(path: pathlib.Path, source: str, options: dict | None = None
+                ) -> StreamSource | None:
+    """The inputs in ``path`` as a source read batch by batch (runtime/stream_sources.py),
+    giving the examples :func:`load_inputs` would: a folder of images (its own, or its
+    class subfolders'), a folder of ``.npy`` files (its ``x``) or one ``.npy`` file
+    (memory-mapped). None for the other kinds of input, which are read whole."""
+    options = dict(options or {})
+    images = {key: options[key] for key in ("mode", "size") if key in options}
+    if not path.exists():
+        raise DataError(f"input '{source}' not found")
+    try:
+        if path.is_dir() and npy_folder_files(path):
+            return open_streamed(path, source, {})["x"]
+        if path.is_dir():
+            files = _image_files(path)
+            if files:
+                mode = parse_mode(images.get("mode", "RGB"))
+                size = parse_size(images["size"]) if "size" in images else None
+                return InputImagesSource(files, source, mode, size)
+            if any(p.is_dir() for p in path.iterdir()):
+                return open_streamed(path, source, images)["x"]
+            return None
+        if path.suffix.lower() == ".npy":
+            return ArraySource(path, source)
+    except DataError:
+        raise
+    except LIBRARY_ERRORS as error:
+        raise DataError(f"cannot read inputs '{source}': {first_line(error)}") from None
+    return None

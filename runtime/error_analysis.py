@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import atomic_write, atomic_write_text
-from .data import DataError
+from .data import DataError, apply_normalization
 from .diagnose import read_final
 from .errors import EXIT_OK, RunError, UsageError
 
@@ -39,7 +39,8 @@ TAG_SEPARATORS = (";", "|", ",")
 
 @dataclass
 class Analysis:
-    """What --errors found: the report (as --json prints it) and what the table needs."""
+    """What --errors found: the report (as --json prints it) and what the table needs: `x`
+    holds the examples of `rows` only, in their order (the rest were never read back)."""
 
     report: dict
     x: np.ndarray
@@ -52,13 +53,16 @@ class Analysis:
 @dataclass
 class Predictions:
     """One split's predictions: the true and predicted class and the probability of the
-    predicted class per example; `known` is False where the label is unknown (NaN)."""
+    predicted class per example; `known` is False where the label is unknown (NaN);
+    `index` is each example's position in the split (all of them in order, unless
+    `skip_bad` left some out)."""
 
     split: str
     truth: np.ndarray
     predicted: np.ndarray
     probability: np.ndarray
     known: np.ndarray
+    index: np.ndarray
 
     @property
     def wrong(self) -> np.ndarray:
@@ -78,17 +82,10 @@ def require_classifier(model) -> None:
                        f"{width} sigmoid outputs (multi-label)")
 
 
-def outputs(model, variables, x: np.ndarray, batch: int = 1024) -> np.ndarray:
-    """The net's probabilities for x, in inference mode."""
-    import jax.numpy as jnp
-
-    parts = [np.asarray(model.predict(variables, jnp.asarray(x[i:i + batch])))
-             for i in range(0, len(x), batch)]
-    return np.concatenate(parts) if parts else np.zeros((0, *model.output_shape), np.float32)
-
-
-def predictions(model, out: np.ndarray, y: np.ndarray, split: str) -> Predictions:
-    """True and predicted classes and the probability of the prediction, from outputs."""
+def predictions(model, out: np.ndarray, y: np.ndarray, split: str,
+                index: np.ndarray | None = None) -> Predictions:
+    """True and predicted classes and the probability of the prediction, from outputs
+    (of the split's examples at `index`; default: all of them, in order)."""
     out = np.asarray(out, np.float64)
     y = np.asarray(y)
     if model.loss_name == "cross_entropy":
@@ -103,7 +100,8 @@ def predictions(model, out: np.ndarray, y: np.ndarray, split: str) -> Prediction
         label = y.reshape(len(y), -1)[:, 0].astype(np.float64)
         known = ~np.isnan(label)
         truth = (np.nan_to_num(label) > 0.5).astype(np.int64)
-    return Predictions(split, truth, predicted, probability, known)
+    index = np.arange(len(y)) if index is None else np.asarray(index, np.int64)
+    return Predictions(split, truth, predicted, probability, known, index)
 
 
 def choose_split(parts: dict, asked: str | None) -> tuple[str, str]:
@@ -131,7 +129,7 @@ def csv_text(pred: Predictions, rows: np.ndarray, names=None) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     for i in rows:
-        writer.writerow([pred.split, int(i), class_name(names, int(pred.truth[i])),
+        writer.writerow([pred.split, int(pred.index[i]), class_name(names, int(pred.truth[i])),
                          class_name(names, int(pred.predicted[i])),
                          f"{pred.probability[i]:.6f}", ""])
     return buffer.getvalue()
@@ -157,7 +155,8 @@ def _pixels(image: np.ndarray) -> tuple[np.ndarray, dict]:
 def error_grid(images: np.ndarray, pred: Predictions, rows: np.ndarray, path: Path,
                title: str, names=None) -> None:
     """errors.png: each wrong example with its true class, the prediction and its
-    probability, the most confident first (row by row)."""
+    probability, the most confident first (row by row); `images[j]` is the example of
+    `rows[j]` (the first MAX_SHOWN are drawn)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -172,11 +171,11 @@ def error_grid(images: np.ndarray, pred: Predictions, rows: np.ndarray, path: Pa
         if k >= len(shown):
             continue
         i = int(shown[k])
-        pixels, style = _pixels(images[i])
+        pixels, style = _pixels(images[k])
         ax.imshow(pixels, interpolation="nearest", **style)
         true = class_name(names, int(pred.truth[i]))[:12]
         guess = class_name(names, int(pred.predicted[i]))[:12]
-        ax.set_title(f"#{i} true {true}\npred {guess} ({pred.probability[i]:.2f})",
+        ax.set_title(f"#{int(pred.index[i])} true {true}\npred {guess} ({pred.probability[i]:.2f})",
                      fontsize=8, color="#b00020", pad=3)
     more = f" (the first {len(shown)} shown)" if len(rows) > len(shown) else ""
     fig.suptitle(title + more, fontsize=10)
@@ -186,6 +185,7 @@ def error_grid(images: np.ndarray, pred: Predictions, rows: np.ndarray, path: Pa
 
 def print_table(features: np.ndarray, pred: Predictions, rows: np.ndarray, title: str,
                 names=None, shown_features: int = 6) -> None:
+    """The wrong examples as a table; `features[j]` is the example of `rows[j]`."""
     from rich.console import Console
     from rich.table import Table
 
@@ -195,8 +195,8 @@ def print_table(features: np.ndarray, pred: Predictions, rows: np.ndarray, title
     table = Table("rank", "index", "true", "predicted", "probability", *cols,
                   *(["..."] if width > shown_features else []), title=title)
     for rank, i in enumerate(rows, 1):
-        values = [f"{v:.4g}" for v in flat[i, :shown_features]]
-        table.add_row(str(rank), str(int(i)), class_name(names, int(pred.truth[i])),
+        values = [f"{v:.4g}" for v in flat[rank - 1, :shown_features]]
+        table.add_row(str(rank), str(int(pred.index[i])), class_name(names, int(pred.truth[i])),
                       class_name(names, int(pred.predicted[i])),
                       f"{pred.probability[i]:.4f}", *values,
                       *(["..."] if width > shown_features else []))
@@ -209,20 +209,22 @@ def print_table(features: np.ndarray, pred: Predictions, rows: np.ndarray, title
 def analyse(run_dir: Path, model, variables, k: int, split: str | None = None,
             out_dir: Path | None = None) -> Analysis:
     """Find the K most confidently wrong examples of a split; write errors.csv (and
-    errors.png for images) into out_dir (default: the run folder). Returns a report."""
-    from .run import load_data
+    errors.png for images) into out_dir (default: the run folder). Returns a report. The
+    split is predicted in one pass, batch by batch, in memory or streamed from disk as the
+    spec's `stream` setting says (runtime/split_pass.py); only the K examples are read
+    back, for the picture or the table."""
+    from .split_pass import raw_examples, run_info, run_splits, split_pass
 
     require_classifier(model)
     run_dir = Path(run_dir)
-    info_path = run_dir / "run.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    data_dir = Path(info.get("data_dir") or run_dir)
-    splits, stats = load_data(model.net, base_dir=data_dir, loss=model.loss_name)
+    info = run_info(run_dir)
+    splits, stats = run_splits(model, variables, run_dir, info)
     parts = dict(splits.parts())
     name, note = choose_split(parts, split)
     data = parts[name]
-    pred = predictions(model, outputs(model, variables, np.asarray(data.x)),
-                       np.asarray(data.y), name)
+    m = len(splits.train)
+    seen = split_pass(model, variables, data, min(model.net.train.batch or m, m), stats)
+    pred = predictions(model, seen.outputs, seen.y, name, seen.positions)
     wrong = pred.wrong
     rows = wrong[:k]
     names = info.get("class_names") or (list(splits.class_names) if splits.class_names
@@ -232,20 +234,22 @@ def analyse(run_dir: Path, model, variables, k: int, split: str | None = None,
     report = {"run": str(run_dir), "net": model.net.name, "split": name,
               "examples": len(data), "errors": len(wrong), "shown": len(rows),
               "csv": str(out_dir / "errors.csv"), "image": None, "note": note.strip(" ()"),
-              "rows": [{"split": name, "index": int(i), "true": int(pred.truth[i]),
+              "rows": [{"split": name, "index": int(pred.index[i]), "true": int(pred.truth[i]),
                         "predicted": int(pred.predicted[i]),
                         "probability": float(pred.probability[i])} for i in rows]}
     atomic_write_text(out_dir / "errors.csv", csv_text(pred, rows, names))
     which = (f"all {len(rows)}" if len(rows) == len(wrong)
              else f"the {len(rows)} most confident of {len(wrong)}")
     title = f"{model.net.name}: {which} wrong {name} examples (of {len(data)})"
+    shown = rows[:MAX_SHOWN] if len(model.input_shape) == 3 else rows
+    examples = raw_examples(data, pred.index[shown])  # only these are read back
     if len(model.input_shape) == 3 and len(rows):
-        images = np.asarray(data.x, np.float64)
-        if stats.get("mean") is not None:  # show the pixels, not their standardised values
-            images = images * np.asarray(stats["std"]) + np.asarray(stats["mean"])
-        error_grid(images, pred, rows, out_dir / "errors.png", title, names)
+        error_grid(examples.astype(np.float64), pred, rows, out_dir / "errors.png", title,
+                   names)
         report["image"] = str(out_dir / "errors.png")
-    return Analysis(report, np.asarray(data.x), pred, rows, title, names)
+    elif stats is not None and len(rows):  # the table shows the features the net sees
+        examples = apply_normalization(examples, stats)
+    return Analysis(report, examples, pred, rows, title, names)
 
 
 def cmd_errors(args, model, variables) -> int:

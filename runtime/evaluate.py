@@ -11,10 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from .data import DataError, apply_normalization
-from .data_inputs import load_inputs
-from .run import load_data, to_device
-from .task_metrics import is_multitask, task_figures
-from .train import evaluate
+from .data_inputs import load_inputs, open_inputs
+from .host_feed import ctrl_c_to_this_process_only
+from .split_pass import run_info, run_splits, split_pass
+from .stream import should_stream
+from .task_metrics import is_multitask, output_task_figures
 
 
 def _classes(model, out: np.ndarray) -> np.ndarray:
@@ -71,45 +72,48 @@ def class_report(truth: np.ndarray, pred: np.ndarray, k: int, names=None) -> dic
 
 
 def evaluate_run(run_dir: Path, model, variables, which: str | None) -> dict:
+    """`netc eval`'s report: each split's loss, accuracy, per-class figures and confusion
+    matrix (or per-task accuracy), from one pass of the net over the split, in memory or
+    streamed from disk as the spec's `stream` setting says (runtime/split_pass.py)."""
     net = model.net
     base = Path(run_dir)
-    info_path = base / "run.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    data_dir = Path(info.get("data_dir") or base)  # relative data paths: the spec's folder
-    splits, _ = load_data(net, base_dir=data_dir, loss=model.loss_name)
+    info = run_info(base)
+    splits, stats = run_splits(model, variables, base, info)
     parts = dict(splits.parts())
     if which is None:
         which = "test" if "test" in parts else "dev" if "dev" in parts else "train"
     names = list(parts) if which == "all" else [which]
-    m = len(splits.train.x)
+    m = len(splits.train)
     batch = min(net.train.batch or m, m)  # the run's evaluation shape (Trainer.batch)
     classes = class_names_of(base, splits.class_names)
     multitask = is_multitask(model)
     report = {"run": str(run_dir), "net": net.name, "class_names": classes, "splits": {}}
     if multitask:
         report["task_names"] = task_names(model, classes)
+    plotted = tuple(model.input_shape) == (2,) and model.loss_name != "mse" and not multitask
     for name in names:
         if name not in parts:
             raise DataError(f"the run has no {name} split (it has: {', '.join(parts)})")
-        data = to_device(parts[name])
-        metrics = evaluate(model, variables, data.x, data.y, batch)
+        seen = split_pass(model, variables, parts[name], batch, stats, keep_x=plotted)
+        metrics = dict(seen.figures)
         if multitask:  # each output a task of its own: no single class to confuse
-            metrics.update(task_figures(model, variables, parts[name].x, parts[name].y, batch))
+            metrics.update(output_task_figures(model, seen.outputs, seen.y))
         elif model.loss_name != "mse":
-            out = np.asarray(model.predict(variables, data.x))
             k = model.output_shape[-1] if model.loss_name == "cross_entropy" else 2
-            truth, known = _labels(model, np.asarray(parts[name].y))
-            metrics.update(class_report(truth[known], _classes(model, out)[known], k, classes))
-        metrics["examples"] = data.m
+            truth, known = _labels(model, seen.y)
+            metrics.update(class_report(truth[known], _classes(model, seen.outputs)[known], k,
+                                        classes))
+        metrics["examples"] = len(seen.y)
+        if seen.skipped:
+            metrics["skipped"] = len(seen.skipped)
         report["splits"][name] = metrics
-        x = np.asarray(parts[name].x)
-        if x.ndim == 2 and x.shape[1] == 2 and model.loss_name != "mse" and not multitask:
+        if plotted:
             from .plots import decision_boundary
 
             path = base / ("decision_boundary.png" if name == names[0]
                            else f"decision_boundary_{name}.png")
             decision_boundary(lambda g: _classes(model, np.asarray(model.predict(variables, g))),
-                              x, np.asarray(parts[name].y), path,
+                              seen.x, seen.y, path,
                               title=f"{net.name}: decision boundary ({name})")
             metrics["plot"] = str(path)
     return report
@@ -122,8 +126,9 @@ def print_report(report: dict) -> None:
     console = Console(highlight=False)
     for name, m in report["splits"].items():
         acc = f"  accuracy {m['accuracy']:.4f}" if "accuracy" in m else ""
-        console.print(f"[bold]{report['net']}[/bold] {name} ({m['examples']} examples): "
-                      f"loss {m['loss']:.4f}{acc}")
+        skipped = f", {m['skipped']} unreadable left out" if m.get("skipped") else ""
+        console.print(f"[bold]{report['net']}[/bold] {name} ({m['examples']} examples"
+                      f"{skipped}): loss {m['loss']:.4f}{acc}")
         if "per_class" in m:
             label = [_class_label(row) for row in m["per_class"]]
             table = Table("class", "precision", "recall", "F1", "support")
@@ -175,9 +180,12 @@ def input_options(model, run_dir: Path | None = None) -> tuple[dict, dict | None
 
 
 def predict_file(model, variables, path: Path, out: Path, class_names=None,
-                 run_dir: Path | None = None) -> int:
+                 run_dir: Path | None = None, stream: str | None = None) -> int:
     """Predict for the inputs in `path` (read by the data layer as the run in `run_dir` read
-    its data: :func:`input_options`); write probabilities (and classes) to `out`.
+    its data: :func:`input_options`); write probabilities (and classes) to `out`. A folder
+    of images or of .npy files, or a .npy file, streams (read batch by batch, never whole)
+    as `stream` (default: the spec's `stream` setting, auto|on|off) decides for a split of
+    its size; other inputs are read whole.
 
     .npz: `outputs`, `classes` for a classifier ((m, N) 0/1 for a multi-task sigmoid N), and
     where the run has class names, `names` (each prediction's class name) or, for a
@@ -186,23 +194,25 @@ def predict_file(model, variables, path: Path, out: Path, class_names=None,
     where the run names them), then for a classifier its `class` (a multi-task net's
     `class_0`...) and, with class names, its `name`."""
     options, layout = input_options(model, run_dir)
-    x = load_inputs(path, str(path), options, layout).astype(np.float32)
-    shape = model.input_shape
-    if x.shape[1:] != shape:
-        if int(np.prod(x.shape[1:])) != int(np.prod(shape)):
-            raise DataError(f"inputs are {'x'.join(map(str, x.shape[1:]))} per example but the "
-                            f"net expects {'x'.join(map(str, shape))}")
-        x = x.reshape((len(x), *shape))
+    shape = tuple(model.input_shape)
     norm = variables.get("normalization")
-    if norm:
-        x = apply_normalization(x, {k: None if v is None else np.asarray(v)
-                                    for k, v in norm.items()})
-    outputs = np.concatenate([np.asarray(model.predict(variables, jnp.asarray(x[i:i + 1024])))
-                              for i in range(0, len(x), 1024)]) if len(x) \
-        else np.zeros((0, *model.output_shape), np.float32)
+    stats = {k: None if v is None else np.asarray(v, np.float32) for k, v in norm.items()} \
+        if norm else None
+    source = open_inputs(path, str(path), options)
+    streaming = source is not None and should_stream(
+        model.net.train.stream if stream is None else stream, len(source), shape)
+    if streaming:
+        batches = streamed_inputs(source, shape, stats)
+    else:
+        x = load_inputs(path, str(path), options, layout).astype(np.float32)
+        x = apply_normalization(as_input(x, shape), stats)
+        batches = (x[i:i + PREDICT_BATCH] for i in range(0, len(x), PREDICT_BATCH))
+    parts = [np.asarray(model.predict(variables, jnp.asarray(xb))) for xb in batches]
+    outputs = np.concatenate(parts) if parts else np.zeros((0, *model.output_shape),
+                                                           np.float32)
     result = {"outputs": outputs}
     names = _prediction_names(model, class_names)
-    if model.loss_name != "mse" and len(x):
+    if model.loss_name != "mse" and len(outputs):
         result["classes"] = _classes(model, outputs)
         if names is not None and is_multitask(model):
             result["task_names"] = np.asarray(names, dtype=str)
@@ -217,7 +227,36 @@ def predict_file(model, variables, path: Path, out: Path, class_names=None,
             with open(tmp, "wb") as fh:
                 np.savez(fh, **result)
         atomic_write(out, write)
-    return len(x)
+    return len(outputs)
+
+
+PREDICT_BATCH = 1024  # inputs predicted at once
+
+
+def as_input(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Inputs shaped as the net's input, or a DataError when their size differs."""
+    if x.shape[1:] != shape:
+        if int(np.prod(x.shape[1:])) != int(np.prod(shape)):
+            raise DataError(f"inputs are {'x'.join(map(str, x.shape[1:]))} per example but the "
+                            f"net expects {'x'.join(map(str, shape))}")
+        x = x.reshape((len(x), *shape))
+    return x
+
+
+def streamed_inputs(source, shape: tuple[int, ...], stats: dict | None):
+    """The inputs of a streamed source (runtime/data_inputs.py's open_inputs) in batches of
+    PREDICT_BATCH, in order, shaped and normalized as :func:`predict_file` treats inputs
+    read whole: only a few batches are in memory at once."""
+    from .stream import BatchReader, default_workers, read_batches
+
+    as_input(np.zeros((0, *source.example_shape), np.float32), shape)  # the size must fit
+    mean = std = None
+    if stats is not None and stats.get("mean") is not None:
+        mean, std = (np.asarray(stats[k], np.float32).reshape(shape) for k in ("mean", "std"))
+    reader = BatchReader(source, np.arange(len(source)), shape, "input", mean=mean, std=std)
+    for x, _, _ in ctrl_c_to_this_process_only(
+            read_batches(reader, np.arange(len(source)), PREDICT_BATCH, default_workers())):
+        yield x
 
 
 def _prediction_names(model, class_names) -> list[str] | None:

@@ -135,19 +135,17 @@ def normalization_of(variables: dict) -> dict | None:
 
 
 def sample_batch(run_dir: Path, model, n: int, norm: dict | None) -> tuple[np.ndarray, str]:
-    """n raw inputs: the first examples of the run's data (normalisation undone) when it can
-    be read, else random normal inputs (mean + std * z when the run normalises)."""
+    """n raw inputs: the first examples of the run's train split as the data holds them
+    (only those are read when it streams: runtime/split_pass.py) when it can be read, else
+    random normal inputs (mean + std * z when the run normalises)."""
     try:
-        from .run import load_data
+        from .split_pass import raw_examples, run_splits
 
-        saved = json.loads((run_dir / "run.json").read_text())
-        splits, stats = load_data(model.net, Path(saved.get("data_dir") or run_dir),
-                                  model.loss_name)
-        x = np.asarray(splits.train.x[:n], np.float32)
-        if len(x) == n:
-            if stats.get("mean") is not None:
-                x = x * np.asarray(stats["std"], np.float32) + np.asarray(stats["mean"],
-                                                                        np.float32)
+        if not (run_dir / "run.json").exists():
+            raise FileNotFoundError(run_dir / "run.json")
+        splits, _ = run_splits(model, None, run_dir, normalized=False)
+        if len(splits.train) >= n:
+            x = raw_examples(splits.train, np.arange(n))
             return np.ascontiguousarray(x, np.float32), "the run's data"
     except Exception:  # no data line, a file that moved, a source that needs a download...
         pass

@@ -237,7 +237,8 @@ class ArrayRecordSource(StreamSource):
 # --------------------------------------------------------------------------------------------
 
 
-def _image_folder(path: pathlib.Path, source: str, options: dict) -> dict:
+def _image_folder(path: pathlib.Path, source: str, options: dict,
+                  part: str | None = None) -> dict:
     check_options(f"image folder '{source}'", options, ("mode", "size"))
     mode = parse_mode(options.get("mode", "RGB"))
     size = parse_size(options["size"]) if "size" in options else None
@@ -246,7 +247,8 @@ def _image_folder(path: pathlib.Path, source: str, options: dict) -> dict:
             "class_names": np.asarray(names, dtype=str)}
 
 
-def _npy_folder(path: pathlib.Path, source: str, options: dict) -> dict:
+def _npy_folder(path: pathlib.Path, source: str, options: dict,
+                part: str | None = None) -> dict:
     check_options(f"array folder '{source}'", options, ())
     files = npy_folder_files(path)
     arrays = {key: ArraySource(file, source) if key.startswith("x") else
@@ -255,11 +257,12 @@ def _npy_folder(path: pathlib.Path, source: str, options: dict) -> dict:
     if "class_names" in files:
         arrays["class_names"] = names_of(np.load(files["class_names"], allow_pickle=False),
                                          "class_names", source)
-    check_pairs(arrays, source, sorted(files))
+    check_pairs(arrays, source, sorted(files), part)
     return arrays
 
 
-def _npz(path: pathlib.Path, source: str, options: dict) -> dict:
+def _npz(path: pathlib.Path, source: str, options: dict,
+         part: str | None = None) -> dict:
     check_options(f"data file '{source}'", options, ())
     arrays = {}
     with zipfile.ZipFile(path) as archive, open(path, "rb") as raw:
@@ -283,11 +286,12 @@ def _npz(path: pathlib.Path, source: str, options: dict) -> dict:
             start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + \
                 int.from_bytes(local[28:30], "little")
             arrays[key] = ArraySource(path, source, offset=start, member=key)
-    check_pairs(arrays, source, sorted(members))
+    check_pairs(arrays, source, sorted(members), part)
     return arrays
 
 
-def _h5(path: pathlib.Path, source: str, options: dict) -> dict:
+def _h5(path: pathlib.Path, source: str, options: dict,
+        part: str | None = None) -> dict:
     import h5py
 
     check_options(f"data file '{source}'", options, ())
@@ -311,14 +315,15 @@ def _h5(path: pathlib.Path, source: str, options: dict) -> dict:
             if key in handle:
                 arrays["class_names"] = names_of(handle[key][()], key, source)
                 break
-    check_pairs(arrays, source, found)
+    check_pairs(arrays, source, found, part)
     for name, key in keys.items():
         if name.startswith("x"):
             arrays[name] = H5Source(path, source, key)
     return arrays
 
 
-def _array_record(path: pathlib.Path, source: str, options: dict) -> dict:
+def _array_record(path: pathlib.Path, source: str, options: dict,
+                  part: str | None = None) -> dict:
     from grain.sources import ArrayRecordDataSource
 
     check_options(f"ArrayRecord data '{source}'", options, ("mode", "size"))
@@ -362,7 +367,7 @@ def open_streamed(path: pathlib.Path, source: str, options: dict,
     else:
         return None
     try:
-        arrays = opener(path, source, options)
+        arrays = opener(path, source, options, part)
     except DataError:
         raise
     except (*LIBRARY_ERRORS, zipfile.BadZipFile) as error:

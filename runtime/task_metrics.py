@@ -55,6 +55,18 @@ def task_figures(model, variables, x, y, batch: int) -> dict:
     return _as_figures(*task_sums(model, variables, x, y, batch))
 
 
+def output_task_figures(model, outputs: np.ndarray, y: np.ndarray) -> dict:
+    """:func:`task_figures` from the net's outputs (probabilities) and the labels of a split
+    already predicted (runtime/split_pass.py's one pass): the same rule, summed exactly."""
+    if not is_multitask(model) or len(outputs) == 0:
+        return {}
+    task_hits = LOSSES[model.loss_name].task_hits
+    hits, known = task_hits(jnp.asarray(outputs).reshape(len(outputs), -1),
+                            jnp.asarray(y, jnp.float32).reshape(len(y), -1))
+    return _as_figures(np.asarray(hits, np.float64).sum(axis=0),
+                       np.asarray(known, np.float64).sum(axis=0))
+
+
 def _as_figures(hits: np.ndarray, known: np.ndarray) -> dict:
     return {"task_accuracy": [float(h / k) if k else None for h, k in zip(hits, known)],
             "task_known": [int(k) for k in known]}
@@ -85,4 +97,5 @@ def _batch_task_sums(model):
     return jax.jit(run, donate_argnums=(4,))
 
 
-__all__ = ["add_task_figures", "is_multitask", "task_figures", "task_sums"]
+__all__ = ["add_task_figures", "is_multitask", "output_task_figures", "task_figures",
+           "task_sums"]
