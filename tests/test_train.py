@@ -362,7 +362,12 @@ def test_predict_flower_shapes(flower_run, tmp_path):
     code, _, _ = run_cli("predict", flower_run, tmp_path / "pts.npz", "--out",
                          tmp_path / "p.csv")
     assert code == 0
-    assert np.loadtxt(tmp_path / "p.csv", delimiter=",").shape == (25,)
+    csv_text = (tmp_path / "p.csv").read_text().splitlines()
+    assert csv_text[0] == "output,class"
+    rows = np.loadtxt(csv_text[1:], delimiter=",")
+    with np.load(tmp_path / "p.npz") as pred:
+        np.testing.assert_allclose(rows[:, 0], pred["outputs"][:, 0], rtol=1e-6)
+        np.testing.assert_array_equal(rows[:, 1], pred["classes"])
 
 
 # ------------------------------------------------------------------------ the run folder
