@@ -99,10 +99,13 @@ class MetricsLog:
 def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
               loop: str = "auto", checkpoint_every: int | None = None,
               checkpoint_seconds: float = 30.0, reporter=None,
-              placement: Placement | None = None, compute_dtype: str | None = None) -> RunResult:
+              placement: Placement | None = None, compute_dtype: str | None = None,
+              curve=None) -> RunResult:
     """Train `net` into `out_dir`. Raises DataError, RunFailed, and SpecError when its
     `init from=` run cannot be used. A fresh start takes the variables `init from=` names
-    (Trainer.init_state(start=...)); a resumed run continues from its own checkpoint."""
+    (Trainer.init_state(start=...)); a resumed run continues from its own checkpoint.
+    `curve`, a plots.CurveProcess started early (the command line's), draws the learning
+    curve; without it matplotlib is imported on a thread once training runs."""
     from .plots import learning_curve, preload
 
     started, started_unix, compiled_before = now(), time.time(), compile_seconds()
@@ -167,7 +170,7 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
             count = min(trainer.chunk, cfg.epochs - done)
             t0, c0 = now(), compile_seconds()
             new_carry, sums = trainer.run_epochs(carry, done, count)
-            if matplotlib_loading is None:
+            if matplotlib_loading is None and curve is None:
                 matplotlib_loading = preload()
             # compiling is not training
             seconds = max(now() - t0 - (compile_seconds() - c0), 0.0)
@@ -223,7 +226,10 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     write_run_json(out_dir, net, model, splits, done, final, info)
     if matplotlib_loading is not None:
         matplotlib_loading.join()
-    learning_curve(history, out_dir / "learning_curve.png", title=net.name)
+    if curve is not None:
+        curve.draw(history, out_dir / "learning_curve.png", title=net.name)
+    else:
+        learning_curve(history, out_dir / "learning_curve.png", title=net.name)
     if reporter and cfg.early_stop is not None:
         best, on = info["best_epoch"], cfg.early_stop.on.replace("_", " ")
         ended = (f"stopped after epoch {done} ({stop_reason})" if stopped
