@@ -14,12 +14,20 @@ from functools import cached_property
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from .ir import Net
 from .layers import KINDS, Context, Target
 from .losses import LOSSES, default_loss
-from .lower import init_variables, lower_leaf, lower_sequence, weight_names
+from .lower import (
+    assemble_variables,
+    drawn_count,
+    init_variables,
+    lower_leaf,
+    lower_sequence,
+    weight_names,
+)
 
 
 class Model:
@@ -66,7 +74,19 @@ class Model:
         """Fresh variables {"params": {...}, "state": {...}} (a pytree of arrays);
         `random_scale` replaces the spec's `init random scale=` (it may be traced);
         `normal_bits` (compiler/lower.py's normal_bits) the key's draw, made on the host."""
+        if (random_scale is None and normal_bits is None and not isinstance(key, jax.core.Tracer)
+                and self.dtype in (jnp.float32, jnp.float64)):
+            # a call outside a trace: only the draw in XLA, the variables assembled in numpy
+            total = drawn_count(self.net)
+            normal = np.asarray(self._draw(key, total)) if total else None
+            return jax.device_put(assemble_variables(self.net, normal, self.dtype))
         return self._init(key, random_scale=random_scale, normal_bits=normal_bits)
+
+    @cached_property
+    def _draw(self):
+        """jit: init_variables' standard normal draw, alone (Model.init outside a trace)."""
+        return jax.jit(lambda key, total: jax.random.normal(key, (total,), self.dtype),
+                       static_argnums=1)
 
     def forward(self, variables, x, *, train: bool = False, rng=None):
         """(pre-activation output, updated state). The last softmax/sigmoid is not applied."""
