@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 
 # the helper process's program: Ctrl-C is the parent's to handle (the run stops at an epoch
-# boundary and still draws its curve), so the helper ignores it
-_HELPER = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+# boundary and still draws its curve), so the helper ignores it; it runs at a lower priority,
+# on the cores that the parent's XLA compiles leave idle
+_HELPER = ("import os, signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+           "hasattr(os, 'nice') and os.nice(10); "
            "from netc.runtime.plots import serve_learning_curve; serve_learning_curve()")
 
 
