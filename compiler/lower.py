@@ -207,11 +207,36 @@ def normal_bits(seed, count: int, dtype) -> np.ndarray | None:
     zero = np.zeros(1, np.uint32)
     # key(seed) = (0, seed); split(., 3)[0] = threefry of the counter (0, 0)
     key = threefry2x32(zero, np.full(1, seed, np.uint32), zero, zero)
+    return _bits_of_key(key[0], key[1], count, dtype)
+
+
+def _bits_of_key(k1, k2, count: int, dtype) -> np.ndarray:
+    """jax.random.bits of threefry key (k1, k2) for `count` numbers of `dtype`'s width."""
     lo = np.arange(count, dtype=np.uint32)
-    hi, low = threefry2x32(key[0], key[1], np.zeros(count, np.uint32), lo)
-    if dtype == np.float32:
+    hi, low = threefry2x32(k1, k2, np.zeros(count, np.uint32), lo)
+    if np.dtype(dtype) == np.float32:
         return hi ^ low
     return (hi.astype(np.uint64) << np.uint64(32)) | low.astype(np.uint64)
+
+
+def draw_normals(key, count: int, dtype) -> np.ndarray:
+    """init_variables' draw, `jax.random.normal(key, (count,), dtype)`, made outside a trace
+    for a concrete key: threefry's bits on the host where normal_bits would apply (threefry
+    compiled was most of a small net's init), else in a program of its own."""
+    dtype = np.dtype(dtype)
+    data = jax.random.key_data(key)
+    impl = (str(jax.random.key_impl(key)) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+            else jax.config.jax_default_prng_impl)
+    if (dtype in _UINT and 0 < count <= HOST_DRAW_LIMIT and data.shape == (2,)
+            and impl == "threefry2x32" and jax.config.jax_threefry_partitionable):
+        k1, k2 = np.asarray(data, np.uint32)
+        return np.asarray(_normals_from_bits(_bits_of_key(k1, k2, count, dtype), dtype))
+    return np.asarray(_normals_from_key(key, count, dtype))
+
+
+_normals_from_bits = jax.jit(lambda bits, dtype: _normal_of_bits(bits, dtype), static_argnums=1)
+_normals_from_key = jax.jit(lambda key, count, dtype: jax.random.normal(key, (count,), dtype),
+                            static_argnums=(1, 2))
 
 
 def threefry2x32(k1, k2, x1, x2) -> tuple[np.ndarray, np.ndarray]:

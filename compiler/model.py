@@ -14,7 +14,6 @@ from functools import cached_property
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from .ir import Net
@@ -22,6 +21,7 @@ from .layers import KINDS, Context, Target
 from .losses import LOSSES, default_loss
 from .lower import (
     assemble_variables,
+    draw_normals,
     drawn_count,
     init_variables,
     lower_leaf,
@@ -78,15 +78,9 @@ class Model:
                 and self.dtype in (jnp.float32, jnp.float64)):
             # a call outside a trace: only the draw in XLA, the variables assembled in numpy
             total = drawn_count(self.net)
-            normal = np.asarray(self._draw(key, total)) if total else None
+            normal = draw_normals(key, total, self.dtype) if total else None
             return jax.device_put(assemble_variables(self.net, normal, self.dtype))
         return self._init(key, random_scale=random_scale, normal_bits=normal_bits)
-
-    @cached_property
-    def _draw(self):
-        """jit: init_variables' standard normal draw, alone (Model.init outside a trace)."""
-        return jax.jit(lambda key, total: jax.random.normal(key, (total,), self.dtype),
-                       static_argnums=1)
 
     def forward(self, variables, x, *, train: bool = False, rng=None):
         """(pre-activation output, updated state). The last softmax/sigmoid is not applied."""

@@ -73,3 +73,13 @@ def test_float64_and_a_zoo_net():
         assembled = model64.init(key)
         assert assembled["params"]["conv_1"]["kernel"].dtype == jnp.float64
         leaves_equal(assembled, jax.jit(model64.init)(key))
+
+
+@pytest.mark.parametrize("make_key", [lambda: jax.random.PRNGKey(4),
+                                      lambda: jax.random.key(4, impl="rbg"),
+                                      lambda: jax.random.key(2**31 + 5)])
+def test_every_kind_of_key(make_key):
+    """Raw uint32 keys and threefry keys take the host bits; other generators draw in a
+    program; either way the arrays of the traced init."""
+    model = compile_net(check_source(SPEC % "he"))
+    leaves_equal(model.init(make_key()), jax.jit(model.init)(make_key()))
