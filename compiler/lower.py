@@ -99,29 +99,13 @@ def init_variables(net: Net, key, dtype=jnp.float32, random_scale=None,
     1.6 s to compile against 0.3 s for a single draw. `normal_bits`, the draw's random bits
     from the host (normal_bits(), the same bits threefry gives in the program), leaves the
     key unused and threefry out of the program: its compile was most of a small net's
-    init (benchmarks/FINDINGS.md)."""
-    default = net.train.init
-    params, state = {}, {}
-    drawn = []  # (layer, parameter, shape, scale)
-    for leaf in net.leaves():
-        kind = KINDS[leaf.kind]
-        if leaf.params:
-            p = {}
-            for pname, shape in leaf.params.items():
-                role = kind.params[pname]
-                if role == WEIGHT:
-                    choice = leaf.attrs.get("init") or default.name
-                    options = default.options if choice == default.name else {}
-                    if choice == default.name == "random" and random_scale is not None:
-                        options = {**options, "scale": random_scale}
-                    drawn.append((leaf.name, pname, shape, init_scale(choice, options, shape)))
-                    p[pname] = None  # drawn below
-                else:
-                    p[pname] = (jnp.ones if role == ONES else jnp.zeros)(shape, dtype)
-            params[leaf.name] = p
-        if leaf.state:
-            state[leaf.name] = {s: (jnp.ones if kind.state[s] == ONES else jnp.zeros)(
-                shape, jnp.float32) for s, shape in leaf.state.items()}
+    init (benchmarks/FINDINGS.md). assemble_variables builds the same variables outside a
+    trace."""
+    fixed, drawn = init_layout(net, random_scale)
+    variables = {"params": {}, "state": {}}
+    for group, layer, name, shape, one in fixed:
+        variables[group].setdefault(layer, {})[name] = (jnp.ones if one else jnp.zeros)(
+            shape, dtype if group == "params" else jnp.float32)
     total = sum(math.prod(shape) for _, _, shape, _ in drawn)
     if not total:
         normal = None
@@ -133,9 +117,67 @@ def init_variables(net: Net, key, dtype=jnp.float32, random_scale=None,
     for layer, pname, shape, scale in drawn:
         size = math.prod(shape)
         draw = normal[offset:offset + size].reshape(shape)
-        params[layer][pname] = draw * jnp.asarray(scale, dtype)
+        variables["params"].setdefault(layer, {})[pname] = draw * jnp.asarray(scale, dtype)
         offset += size
-    return {"params": params, "state": state}
+    return _in_layer_order(net, variables)
+
+
+def assemble_variables(net: Net, normal: np.ndarray | None, dtype) -> dict:
+    """init_variables' variables as numpy arrays, from its standard normal draw made by
+    `jax.random.normal(key, (drawn_count(net),), dtype)` (float32 or float64): the same
+    arithmetic (slices, and one correctly rounded product by each weight's scale), so the
+    same values. A program that returns each weight as a slice of the draw compiles one loop
+    per output, ~12-25 ms each on CPU: ResNet-50's 267 variables took ~1.7 s of CPU to
+    compile against ~0.2 s for the draw alone (benchmarks/FINDINGS.md)."""
+    dtype = np.dtype(dtype)
+    fixed, drawn = init_layout(net, None)
+    variables = {"params": {}, "state": {}}
+    for group, layer, name, shape, one in fixed:
+        variables[group].setdefault(layer, {})[name] = (np.ones if one else np.zeros)(
+            shape, dtype if group == "params" else np.float32)
+    offset = 0
+    for layer, pname, shape, scale in drawn:
+        size = math.prod(shape)
+        draw = normal[offset:offset + size].reshape(shape)
+        variables["params"].setdefault(layer, {})[pname] = draw * np.asarray(scale, dtype)
+        offset += size
+    return _in_layer_order(net, variables)
+
+
+def init_layout(net: Net, random_scale=None) -> tuple[list, list]:
+    """What init_variables makes: (fixed, drawn), fixed = [(group, layer, name, shape, one)]
+    for the parameters and state that start at zeros or ones (one: True for ones), drawn =
+    [(layer, parameter, shape, scale)] for the weights, in the order of the draw."""
+    default = net.train.init
+    fixed, drawn = [], []
+    for leaf in net.leaves():
+        kind = KINDS[leaf.kind]
+        for pname, shape in leaf.params.items():
+            role = kind.params[pname]
+            if role == WEIGHT:
+                choice = leaf.attrs.get("init") or default.name
+                options = default.options if choice == default.name else {}
+                if choice == default.name == "random" and random_scale is not None:
+                    options = {**options, "scale": random_scale}
+                drawn.append((leaf.name, pname, shape, init_scale(choice, options, shape)))
+            else:
+                fixed.append(("params", leaf.name, pname, shape, role == ONES))
+        for sname, shape in (leaf.state or {}).items():
+            fixed.append(("state", leaf.name, sname, shape, kind.state[sname] == ONES))
+    return fixed, drawn
+
+
+def _in_layer_order(net: Net, variables: dict) -> dict:
+    """{"params", "state"} with layers and their entries in the net's own order."""
+    out = {"params": {}, "state": {}}
+    for leaf in net.leaves():
+        if leaf.params:
+            made = variables["params"][leaf.name]
+            out["params"][leaf.name] = {p: made[p] for p in leaf.params}
+        if leaf.state:
+            made = variables["state"][leaf.name]
+            out["state"][leaf.name] = {s: made[s] for s in leaf.state}
+    return out
 
 
 def drawn_count(net: Net) -> int:
@@ -165,11 +207,36 @@ def normal_bits(seed, count: int, dtype) -> np.ndarray | None:
     zero = np.zeros(1, np.uint32)
     # key(seed) = (0, seed); split(., 3)[0] = threefry of the counter (0, 0)
     key = threefry2x32(zero, np.full(1, seed, np.uint32), zero, zero)
+    return _bits_of_key(key[0], key[1], count, dtype)
+
+
+def _bits_of_key(k1, k2, count: int, dtype) -> np.ndarray:
+    """jax.random.bits of threefry key (k1, k2) for `count` numbers of `dtype`'s width."""
     lo = np.arange(count, dtype=np.uint32)
-    hi, low = threefry2x32(key[0], key[1], np.zeros(count, np.uint32), lo)
-    if dtype == np.float32:
+    hi, low = threefry2x32(k1, k2, np.zeros(count, np.uint32), lo)
+    if np.dtype(dtype) == np.float32:
         return hi ^ low
     return (hi.astype(np.uint64) << np.uint64(32)) | low.astype(np.uint64)
+
+
+def draw_normals(key, count: int, dtype) -> np.ndarray:
+    """init_variables' draw, `jax.random.normal(key, (count,), dtype)`, made outside a trace
+    for a concrete key: threefry's bits on the host where normal_bits would apply (threefry
+    compiled was most of a small net's init), else in a program of its own."""
+    dtype = np.dtype(dtype)
+    data = jax.random.key_data(key)
+    impl = (str(jax.random.key_impl(key)) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+            else jax.config.jax_default_prng_impl)
+    if (dtype in _UINT and 0 < count <= HOST_DRAW_LIMIT and data.shape == (2,)
+            and impl == "threefry2x32" and jax.config.jax_threefry_partitionable):
+        k1, k2 = np.asarray(data, np.uint32)
+        return np.asarray(_normals_from_bits(_bits_of_key(k1, k2, count, dtype), dtype))
+    return np.asarray(_normals_from_key(key, count, dtype))
+
+
+_normals_from_bits = jax.jit(lambda bits, dtype: _normal_of_bits(bits, dtype), static_argnums=1)
+_normals_from_key = jax.jit(lambda key, count, dtype: jax.random.normal(key, (count,), dtype),
+                            static_argnums=(1, 2))
 
 
 def threefry2x32(k1, k2, x1, x2) -> tuple[np.ndarray, np.ndarray]:

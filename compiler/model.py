@@ -19,7 +19,15 @@ import optax
 from .ir import Net
 from .layers import KINDS, Context, Target
 from .losses import LOSSES, default_loss
-from .lower import init_variables, lower_leaf, lower_sequence, weight_names
+from .lower import (
+    assemble_variables,
+    draw_normals,
+    drawn_count,
+    init_variables,
+    lower_leaf,
+    lower_sequence,
+    weight_names,
+)
 
 
 class Model:
@@ -66,6 +74,12 @@ class Model:
         """Fresh variables {"params": {...}, "state": {...}} (a pytree of arrays);
         `random_scale` replaces the spec's `init random scale=` (it may be traced);
         `normal_bits` (compiler/lower.py's normal_bits) the key's draw, made on the host."""
+        if (random_scale is None and normal_bits is None and not isinstance(key, jax.core.Tracer)
+                and self.dtype in (jnp.float32, jnp.float64)):
+            # a call outside a trace: only the draw in XLA, the variables assembled in numpy
+            total = drawn_count(self.net)
+            normal = draw_normals(key, total, self.dtype) if total else None
+            return jax.device_put(assemble_variables(self.net, normal, self.dtype))
         return self._init(key, random_scale=random_scale, normal_bits=normal_bits)
 
     def forward(self, variables, x, *, train: bool = False, rng=None):

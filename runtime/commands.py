@@ -243,6 +243,19 @@ def cmd_train(args) -> int:
         raise UsageError(f"{out} already holds files; pass --resume to continue that run or "
                          "choose another --out")
 
+    from .plots import CurveProcess
+
+    # the learning curve's helper imports matplotlib on another core while JAX loads here
+    curve = CurveProcess() if writer else None
+    try:
+        return _train(args, net, out, cluster, writer, curve)
+    finally:
+        if curve is not None:
+            curve.close()  # a run that failed: the helper ends without drawing
+
+
+def _train(args, net, out: Path, cluster, writer: bool, curve) -> int:
+    """cmd_train once the spec is checked and the run folder chosen."""
     from .data import DataError
     from .progress import Reporter
     from .run import RunFailed, train_run
@@ -259,7 +272,7 @@ def cmd_train(args) -> int:
                            resume=args.resume, loop=args.loop,
                            checkpoint_every=args.checkpoint_every, reporter=reporter,
                            placement=placement, compute_dtype=args.dtype,
-                           checkpoint_dir=checkpoints)
+                           checkpoint_dir=checkpoints, curve=curve)
     except DataError as exc:
         raise RunError(f"data: {exc}") from None
     except RunFailed as exc:

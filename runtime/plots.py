@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import numpy as np
+
+# the helper process's program: Ctrl-C is the parent's to handle (the run stops at an epoch
+# boundary and still draws its curve), so the helper ignores it; it runs at a lower priority,
+# on the cores that the parent's XLA compiles leave idle
+_HELPER = ("import os, signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+           "hasattr(os, 'nice') and os.nice(10); "
+           "from netc.runtime.plots import serve_learning_curve; serve_learning_curve()")
 
 
 def _matplotlib():
@@ -21,6 +31,59 @@ def preload() -> threading.Thread:
     thread = threading.Thread(target=_matplotlib, name="netc-preload-matplotlib", daemon=True)
     thread.start()
     return thread
+
+
+class CurveProcess:
+    """The learning curve drawn by a helper process that imports matplotlib (~0.5 s of
+    Python) on another core as soon as it starts, while this process imports JAX, compiles
+    and trains. Imported on a thread here instead, matplotlib held this interpreter's lock
+    for a third of a moons run's training (benchmarks/FINDINGS.md, 2026-11-29). Without a
+    usable helper (it could not start, or failed), `draw` draws in this process."""
+
+    def __init__(self):
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _HELPER], stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        except OSError:
+            self.process = None
+
+    def draw(self, history: list[dict], path: Path, title: str = "") -> None:
+        """learning_curve(history, path, title), by the helper when it can."""
+        process, self.process = self.process, None
+        if process is not None and history:
+            used = [{k: r[k] for k in ("epoch", "loss", "dev_loss", "lr") if k in r}
+                    for r in history]
+            request = json.dumps({"history": used, "path": str(path), "title": title})
+            try:
+                process.communicate(request.encode(), timeout=120)
+            except (OSError, subprocess.TimeoutExpired):
+                process.kill()
+                process.communicate()
+            if process.returncode == 0 and Path(path).exists():
+                return
+        elif process is not None:
+            self.close(process)
+        learning_curve(history, path, title)
+
+    def close(self, process=None) -> None:
+        """End the helper without drawing (the run failed); it exits at the end of its
+        input too, so a parent that dies leaves no helper behind."""
+        process = process or self.process
+        self.process = None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def serve_learning_curve() -> None:
+    """The helper process of CurveProcess: import matplotlib, then draw the curve its
+    parent sends on stdin as {"history", "path", "title"} (nothing: exit)."""
+    _matplotlib()
+    request = sys.stdin.read()
+    if request:
+        job = json.loads(request)
+        learning_curve(job["history"], Path(job["path"]), title=job["title"])
 
 
 def _figure(size):
