@@ -2,13 +2,14 @@
 """Streamed training against in-memory training, through the real `netc train` (issue #15).
 
     python benchmarks/stream_training.py throughput [--n 10000] [--epochs 2] [--repeats 2]
-                                                    [--runs off:0,on:0,on:1]
+                                                    [--runs off:0,off:0:step,on:0,on:1]
     python benchmarks/stream_training.py memory [--n 30000] [--runs on:0,on:1,off:0]
 
 Both write N random RGB PNGs in 10 class folders (benchmarks/stream_memory.py's
 `write_pngs`; kept and reused when the folder already holds N) and run `netc train` on them
 in a subprocess, once per RUN (`stream:workers`, e.g. `on:1` is `stream on` with the data
-line's `workers=1`), the runs interleaved over the repeats.
+line's `workers=1`; `off:0:step` adds `--loop step`), the runs interleaved over the
+repeats.
 
 throughput: a LeNet-5 of 32x32x3 inputs (examples/lenet5.net with RGB input; Adam, batch
 128, `split 1 0 0`, `normalize none`) for EPOCHS epochs on 32x32 PNGs. Its figure is
@@ -75,25 +76,29 @@ train {
 """
 
 
-def parse_runs(text: str) -> list[tuple[str, int]]:
-    return [(mode, int(workers)) for mode, workers in
-            (item.split(":") for item in text.split(","))]
+def parse_runs(text: str) -> list[tuple[str, int, str]]:
+    """`stream:workers[:loop]` items: `off:0:step` is `stream off` with `--loop step`."""
+    runs = []
+    for item in text.split(","):
+        mode, workers, *loop = item.split(":")
+        runs.append((mode, int(workers), loop[0] if loop else "auto"))
+    return runs
 
 
-def train(spec_text: str, folder: pathlib.Path, mode: str, workers: int, epochs: int,
-          work: pathlib.Path) -> dict:
+def train(spec_text: str, folder: pathlib.Path, mode: str, workers: int, loop: str,
+          epochs: int, work: pathlib.Path) -> dict:
     """One `netc train` of the spec on FOLDER in a subprocess: run.json's figures, the peak
     RSS of the training process (/usr/bin/time -v) and of its workers (psutil samples)."""
     import psutil
 
-    name = f"{mode}_w{workers}"
+    name = f"{mode}_w{workers}_{loop}"
     spec = work / f"{name}.net"
     spec.write_text(spec_text.replace("FOLDER", str(folder)).replace("WORKERS", str(workers))
                     .replace("EPOCHS", str(epochs)))
     out = work / name
     shutil.rmtree(out, ignore_errors=True)
     argv = [sys.executable, "-m", "netc", "train", str(spec), "--out", str(out), "--quiet",
-            "--set", f"stream={mode}"]
+            "--set", f"stream={mode}", "--loop", loop]
     timed = shutil.which("time") or "/usr/bin/time"
     log = work / f"{name}.time"
     started = time.perf_counter()
@@ -151,7 +156,8 @@ def main(argv=None) -> int:
     size = 32 if throughput else 64
     epochs = args.epochs or (2 if throughput else 1)
     repeats = args.repeats or (2 if throughput else 1)
-    runs = parse_runs(args.runs or ("off:0,on:0,on:1" if throughput else "on:0,on:1,off:0"))
+    default = "off:0,off:0:step,on:0,on:1" if throughput else "on:0,on:1,off:0"
+    runs = parse_runs(args.runs or default)
     tmp = pathlib.Path(tempfile.gettempdir())
     folder = args.folder or tmp / (f"netc_pngs_{n}" + ("" if size == 64 else f"_{size}"))
     made = write_pngs(folder, n, size)
@@ -159,13 +165,15 @@ def main(argv=None) -> int:
     work = pathlib.Path(tempfile.mkdtemp(prefix="netc_stream_training_"))
     results = []
     for repeat in range(repeats):
-        for mode, workers in runs:
-            r = train(LENET if throughput else CONVNET, folder, mode, workers, epochs, work)
+        for mode, workers, loop in runs:
+            r = train(LENET if throughput else CONVNET, folder, mode, workers, loop, epochs,
+                      work)
             r["repeat"] = repeat
             results.append(r)
             rates = (f" (data {r['data_rate']:,.0f}/s, steps {r['step_rate']:,.0f}/s)"
                      if "data_rate" in r else "")
-            print(f"stream {mode} workers={workers}: {r['examples_per_s']:,.0f} examples/s"
+            print(f"stream {mode} workers={workers} ({r['loop']} loop): "
+                  f"{r['examples_per_s']:,.0f} examples/s"
                   f"{rates}; peak RSS {r['peak_rss_mb']:,.0f} MB, largest worker "
                   f"{r['sampled_worker_rss_mb']:,.0f} MB, all together "
                   f"{r['sampled_tree_rss_mb']:,.0f} MB; {r['wall_seconds']:.0f} s in all",
