@@ -43,8 +43,9 @@ train {
 """
 
 
-def write_pngs(folder: pathlib.Path, n: int) -> float:
-    """N random 64x64 RGB PNGs in 10 class folders; seconds taken (0 when already there)."""
+def write_pngs(folder: pathlib.Path, n: int, size: int = 64) -> float:
+    """N random SIZExSIZE RGB PNGs in 10 class folders; seconds taken (0 when already
+    there)."""
     from PIL import Image
 
     if len(list(folder.glob("*/*.png"))) == n:
@@ -55,8 +56,8 @@ def write_pngs(folder: pathlib.Path, n: int) -> float:
         (folder / f"class{c}").mkdir(parents=True, exist_ok=True)
     for i in range(n):
         # smooth images (a noisy gradient) compress like photos, unlike pure noise
-        base = np.linspace(0, 255, 64, dtype=np.float32)[None, :, None] * rng.random(3)
-        pixels = np.clip(base + rng.normal(0, 12, (64, 64, 3)), 0, 255).astype(np.uint8)
+        base = np.linspace(0, 255, size, dtype=np.float32)[None, :, None] * rng.random(3)
+        pixels = np.clip(base + rng.normal(0, 12, (size, size, 3)), 0, 255).astype(np.uint8)
         Image.fromarray(pixels).save(folder / f"class{i % 10}" / f"{i:06d}.png")
     return time.perf_counter() - start
 

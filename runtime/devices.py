@@ -7,9 +7,11 @@ several (data parallelism: each minibatch is split along `data`, XLA sums the gr
 
 Parameters and optimiser state are replicated; with `shard_params` (FSDP-style) each array
 is split along its first dimension that the device count divides (replicated when none
-does). The data of a run is replicated on every device; a program gathers its minibatch
-there and splits it. A minibatch that does not split evenly (an epoch's last, partial one)
-runs replicated: every device computes all of it, so the result is a single device's.
+does). In one process the data of a run is replicated on every device; a program gathers
+its minibatch there and splits it. Over several processes each process feeds only its rows
+of every minibatch from the host (runtime/host_feed.py). A minibatch that does not split
+evenly (an epoch's last, partial one) runs replicated: every device computes all of it, so
+the result is a single device's.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@
 
 Every process runs the same command. JAX connects them (`jax.distributed.initialize`), the
 mesh spans every process's devices, and XLA's collectives (gloo on CPU, NCCL on GPU) sum
-the gradients; each process holds the data and the same seeded shuffle, and each device
-computes its rows of every minibatch. Process 0 alone writes the run folder and prints.
+the gradients; each process holds the data (or streams it) and the same seeded shuffle,
+puts only its rows of every minibatch on its devices (runtime/host_feed.py), and each
+device computes its rows. Process 0 alone writes the run folder and prints.
 
 A dead or missing peer must not hang a process, nor kill it without a word (JAX ends a
 process from inside XLA when a peer stops sending heartbeats). So `netc train` runs the

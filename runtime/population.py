@@ -101,6 +101,7 @@ def train_population(nets: list[Net], out_dirs: list[Path], *, base_dir: Path,
             carry, done, seconds = _chunk(trainer, carry, done, count, logs, histories,
                                           failed, started)
             loop_seconds += seconds
+    trainer.close_readers()  # an interrupted or stopped run's reader processes
     interrupted = stop.requested and done < epochs
     steps = done * trainer.steps_per_epoch
     timing = {"started": round(started_unix, 4), "seconds": round(now() - started, 4),

@@ -48,7 +48,9 @@ class Reporter:
             sharded = ", parameters sharded" if placement.shard_params else ""
             mesh = (f", mesh data={placement.count} over {placement.count} "
                     f"{placement.describe()['platform']} devices{sharded}")
-        streamed = " streamed from disk" if self.feed is not None else ""
+        # fed from the host but held in memory: several processes, each feeding its rows
+        on_disk = not hasattr(getattr(trainer.train_data, "split", None), "x")
+        streamed = " streamed from disk" if self.feed is not None and on_disk else ""
         print(f"training {net.name}: {self.examples} examples{streamed}, batch {trainer.batch}, "
               f"{self.total} epochs, {trainer.loop} loop{mesh}{where}", file=self.stream)
         if self.mode == "rich":

@@ -30,7 +30,7 @@ from . import checkpoint as ckpt
 from . import sharded_checkpoint as sharded
 from .data import DataError, Splits, load_source, make_splits, prepare
 from .devices import Placement
-from .host_feed import HostData, is_streamed
+from .host_feed import ArrayBatches, HostData, is_streamed
 from .task_metrics import add_task_figures
 from .train import (
     Data,
@@ -88,11 +88,15 @@ def load_data(net: Net, base_dir: Path, loss: str, *,
 
 def to_device(split, placement: Placement | None = None) -> Data | HostData | None:
     """A split's arrays on the device, or replicated on every device of `placement`; a
-    split streamed from disk stays there (the Trainer feeds its minibatches from the host)."""
+    split streamed from disk stays there (the Trainer feeds its minibatches from the host),
+    and so does one in memory when `placement` spans several processes: each process then
+    puts only its rows of every minibatch on its devices (host_feed.ArrayBatches)."""
     if split is None:
         return None
     if is_streamed(split):
         return HostData(split)
+    if placement is not None and jax.process_count() > 1:
+        return HostData(ArrayBatches(split.x, split.y))
     # device_put runs no XLA program (jnp.asarray compiles a small one per array)
     where = placement.replicated() if placement is not None else None
     return Data(jax.device_put(split.x, where), jax.device_put(split.y, where))
@@ -252,6 +256,7 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
             if stop.requested and done < cfg.epochs:
                 interrupted = True
                 break
+    trainer.close_readers()  # an interrupted or stopped run's reader processes
 
     variables = trainer.variables(carry, best=True)[0]  # early stopping: the best epoch's
     if cfg.early_stop is not None:

@@ -176,14 +176,15 @@ class StreamedSplit:
                            mean=stats["mean"], std=stats["std"],
                            skip_bad=self.skip_bad if skip_bad is None else skip_bad)
 
-    def batches(self, order: np.ndarray, batch: int, *,
+    def batches(self, order: np.ndarray, batch, *,
                 shard: tuple[int, int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(x, y)`` minibatches of the positions ``order[0:batch]``, ``order[batch:2*batch]``
         ... (the last one may be partial; with ``skip_bad`` one may lack its unreadable
         examples, or be empty), read ahead by Grain in this order. ``order`` may
         be several epochs' orders, ``(epochs, m)`` (the trainer's ``orders()``): their
         minibatches come epoch after epoch from one set of worker processes (starting them
-        takes a second or two). With ``shard``
+        takes a second or two). ``batch`` may also be the sizes of each epoch's minibatches
+        in turn (:class:`BatchPositions`). With ``shard``
         ``(index, count)`` (:func:`process_shard`: this JAX process of all of them) each
         minibatch is only this process's part of it, ``np.array_split(positions,
         count)[index]``: every host reads only its rows."""
@@ -222,19 +223,30 @@ class ShardSlice:
 
 class BatchPositions:
     """The minibatches of one or more epochs' orders as a random-access source for Grain:
-    item ``k`` is the positions of epoch ``k // per_epoch``'s minibatch ``k % per_epoch``
-    (``batch`` positions, the epoch's last one partial; minibatches never span epochs)."""
+    item ``k`` is the positions of epoch ``k // per_epoch``'s minibatch ``k % per_epoch``.
+    ``batch`` cuts each epoch's order: an int (``batch`` positions each, the epoch's last one
+    partial), or the sizes of its minibatches in turn (they add up to an epoch's length);
+    minibatches never span epochs."""
 
-    def __init__(self, orders: np.ndarray, batch: int):
-        self.orders, self.batch = orders, int(batch)
-        self.per_epoch = -(-orders.shape[1] // self.batch)
+    def __init__(self, orders: np.ndarray, batch):
+        self.orders = orders
+        m = orders.shape[1]
+        if np.ndim(batch) == 0:
+            full, rest = divmod(m, int(batch))
+            sizes = [int(batch)] * full + ([rest] if rest else [])
+        else:
+            sizes = [int(s) for s in batch]
+        if sum(sizes) != m or any(s <= 0 for s in sizes):
+            raise ValueError(f"minibatch sizes {sizes} do not cut an order of {m}")
+        self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.per_epoch = len(sizes)
 
     def __len__(self) -> int:
         return len(self.orders) * self.per_epoch
 
     def __getitem__(self, k: int) -> np.ndarray:
         epoch, i = divmod(int(k), self.per_epoch)
-        return np.asarray(self.orders[epoch, i * self.batch : (i + 1) * self.batch])
+        return np.asarray(self.orders[epoch, self.starts[i] : self.starts[i + 1]])
 
 
 def ignore_interrupts(index: int, count: int) -> None:
@@ -243,11 +255,12 @@ def ignore_interrupts(index: int, count: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def read_batches(reader: BatchReader, order: np.ndarray, batch: int, workers: int, *,
+def read_batches(reader: BatchReader, order: np.ndarray, batch, workers: int, *,
                  shard: tuple[int, int] | None = None,
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
     """``reader``'s minibatches of the positions in ``order`` (one epoch's, or a 2-D array of
-    several epochs' orders, :class:`BatchPositions`), each cut to ``shard``'s part (see
+    several epochs' orders, cut by ``batch``: :class:`BatchPositions`), each cut to
+    ``shard``'s part (see
     :meth:`StreamedSplit.batches`), decoded by ``workers`` Grain worker processes (0: in
     this process, a thread reading ahead)."""
     import grain

@@ -32,12 +32,14 @@ from netc.compiler.model import Model, compile_net
 
 from .devices import Placement, check_batch
 from .host_feed import (
+    ArrayBatches,
     FeedRates,
     HostData,
     check_processes,
-    epoch_batches,
+    dev_reader,
     is_streamed,
     padded_stream_batches,
+    train_reader,
 )
 from .optim import build_optimizer, epoch_rate, hyperparameters
 
@@ -100,6 +102,9 @@ class Trainer:
         self._hp = placement.put_replicated(hp) if placement else jax.device_put(hp)
         self.streamed = isinstance(train, HostData)
         if self.streamed and loop == "scan":
+            if isinstance(train.split, ArrayBatches):
+                raise ValueError("--loop scan runs in one process; over several, each "
+                                 "feeds its rows of every minibatch (--loop step)")
             raise ValueError("--loop scan needs the train split in memory; this one is "
                              "streamed from disk (stream off, or --loop step)")
         self.loop = "step" if self.streamed else choose_loop(net, loop, self.model.platform)
@@ -109,6 +114,7 @@ class Trainer:
         self._compiled = {}
         self._prefetched = {}  # the next chunk's orders, drawn while the device runs
         self._dev_host = None
+        self.readers = {}  # host-fed splits' EpochReaders, read epoch after epoch
 
     def optimizer(self, hp: dict):
         """The optax transformation for hyperparameters `hp` (traced inside the programs)."""
@@ -302,20 +308,29 @@ class Trainer:
                                                    donate_argnums=(1,))
         return self._compiled["batch_step"]
 
-    def _dev_check(self, carry) -> np.ndarray:
+    def _dev_check(self, carry, epoch: int) -> np.ndarray:
         """The step loop's dev figures after an epoch (the evaluation program of the run):
-        (4,), or (members, 4)."""
+        (4,), or (members, 4). A host-fed dev split is read once per check, by one reader
+        for the run (host_feed.dev_reader), and every member evaluated on each batch."""
         shape = (4,) if self.members is None else (self.members, 4)
         if self.dev_data is None:
             return np.zeros(shape)
-        if isinstance(self.dev_data, HostData):  # read from disk at every check
-            dev = self.dev_data.split
+        if isinstance(self.dev_data, HostData):  # read from the host at every check
+            if "dev" not in self.readers:
+                self.readers["dev"] = dev_reader(self.dev_data.split, self.batch,
+                                                 self.cfg.epochs)
+            batches = self.readers["dev"].epoch(epoch)
         else:
             if self._dev_host is None:
                 self._dev_host = (np.asarray(self.dev_data.x), np.asarray(self.dev_data.y))
-            dev = Data(*self._dev_host)
-        return np.stack([batches_sums(self.model, variables, split_batches(dev, self.batch))
-                         for variables in self.variables(carry)]).reshape(shape)
+            batches = split_batches(Data(*self._dev_host), self.batch)
+        return members_sums(self.model, self.variables(carry), batches).reshape(shape)
+
+    def close_readers(self) -> None:
+        """Stops the readers of host-fed splits (their worker processes) before the run's
+        last epoch ends them: after an interrupted or stopped run."""
+        for reader in self.readers.values():
+            reader.close()
 
     def variables(self, carry, *, best: bool = False) -> list[dict]:
         """{"params", "state"} of each member (one for a single run): the current ones, or
@@ -420,29 +435,34 @@ class Trainer:
                 if not ran.any():
                     rows.append(np.zeros((*members, 9), np.float32))
                     continue
-            order = self.orders(epoch, 1)[0] if self.shuffle else np.arange(self.train_data.m)
             total = np.zeros((*members, 4), np.float32)
             if self.streamed:
-                carry, total = self._host_fed_epoch(carry, total, order, epoch)
+                carry, total = self._host_fed_epoch(carry, total, epoch)
             else:
+                order = self.orders(epoch, 1)[0] if self.shuffle else \
+                    np.arange(self.train_data.m)
                 for i in range(self.steps_per_epoch):
                     carry, total = step(self._hp, carry, total, x, y,
                                         order[i * b:(i + 1) * b], epoch, i)
-            dev = self._dev_check(carry).astype(np.float32)
+            dev = self._dev_check(carry, epoch).astype(np.float32)
             if carry[3] is not None:
                 carry = self._watch_fn()(carry, np.int32(epoch), dev)
             rows.append(np.concatenate([np.asarray(total), dev, ran], axis=-1) * ran)
         return carry, np.stack(rows, axis=-2)
 
-    def _host_fed_epoch(self, carry, total, order: np.ndarray, epoch: int):
-        """One epoch of the host-fed loop: the minibatches of `order` read from the streamed
-        train split, each put on the device while the step before runs; at most two steps
-        are in flight (the loop waits on the one before last), so a reader faster than the
-        device does not pile minibatches up in memory."""
+    def _host_fed_epoch(self, carry, total, epoch: int):
+        """One epoch of the host-fed loop: the minibatches of the epoch's order read from
+        the host-fed train split (one reader for a window of epochs: host_feed.train_reader),
+        each put on the device while the step before runs; at most two steps are in flight
+        (the loop waits on the one before last), so a reader faster than the device does
+        not pile minibatches up in memory."""
         step, rates = self._batch_step_fn(), self.feed_rates
         started, compiled, before = time.perf_counter(), compile_seconds(), None
-        batches = epoch_batches(self.train_data.split, order, self.batch, self.placement, rates)
-        for i, (x, y) in enumerate(batches):
+        if "train" not in self.readers:
+            self.readers["train"] = train_reader(self.train_data.split, self.batch,
+                                                 self._host_orders, self.cfg.epochs,
+                                                 self.placement, rates)
+        for i, (x, y) in enumerate(self.readers["train"].epoch(epoch)):
             if len(x) == 0:  # skip_bad left out every example of this minibatch
                 continue
             carry, after = step(self._hp, carry, total, x, y, epoch, i)
@@ -452,6 +472,14 @@ class Trainer:
         # compiling is neither reading nor stepping
         rates.seconds += time.perf_counter() - started - (compile_seconds() - compiled)
         return carry, total
+
+    def _host_orders(self, first: int, count: int) -> np.ndarray:
+        """The orders of epochs first .. first+count-1 as the host-fed loop reads them:
+        (count, m), each a row (orders(); the examples in turn when not shuffled)."""
+        if self.shuffle:
+            return self.orders(first, count)
+        m = self.train_data.m
+        return np.broadcast_to(np.arange(m, dtype=np.int32), (count, m))
 
     def records(self, sums: np.ndarray, first: int, seconds: float,
                 ended: float | None = None, member: int = 0) -> list[dict]:
@@ -515,6 +543,16 @@ def batches_sums(model: Model, variables, batches) -> np.ndarray:
     for xb, yb, weights in batches:
         total = run(variables, xb, yb, weights, total)
     return np.asarray(total, np.float64)
+
+
+def members_sums(model: Model, members: list[dict], batches) -> np.ndarray:
+    """batches_sums of each member's variables, (members, 4), reading `batches` once."""
+    run = _batch_sums(model)
+    totals = [np.zeros(4, np.float32) for _ in members]
+    for xb, yb, weights in batches:
+        totals = [run(variables, xb, yb, weights, total)
+                  for variables, total in zip(members, totals)]
+    return np.stack([np.asarray(total, np.float64) for total in totals])
 
 
 def split_batches(split, batch: int):

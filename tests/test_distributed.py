@@ -78,8 +78,13 @@ def test_two_processes_train_one_model_as_one_process_does(tmp_path):
     assert "Traceback" not in "".join(logs)
     assert outs[0].strip() == "" and logs[0].strip() == ""  # process 1 prints nothing
     assert "mesh data=4 over 4 cpu devices" in logs[1]
+    assert "streamed from disk" not in logs[1]
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["mesh"]["devices"] == ["cpu:0", "cpu:1", "cpu:2048", "cpu:2049"]
+    # the data is in memory, yet each process fed only its rows of the full minibatches:
+    # 163 train examples, 5 minibatches of 32 (16 rows each) and one of 3 (read whole)
+    assert info["streamed"]["train"] is False
+    assert info["timing"]["feed"]["examples"] == 5 * (5 * 16 + 3)
     single = run_python("-m", "netc", "train", spec, "--out", tmp_path / "single", "--quiet",
                         env={**ENV, "XLA_FLAGS": ""})
     assert single.returncode == 0, single.stderr

@@ -59,14 +59,21 @@ class ArraySplit:
         return len(self.y)
 
     def batches(self, order, batch):
-        self.requests.append(np.asarray(order).copy())
-        for start in range(0, len(order), batch):
-            rows = np.asarray([r for r in order[start:start + batch] if r not in self.bad],
-                              np.int64)
-            left_out = [f"row {r}" for r in order[start:start + batch] if r in self.bad]
-            self.skipped += len(left_out)
-            self.skipped_names += left_out
-            yield self._x[rows], self.y[rows]
+        """One epoch's order, or several epochs' (epochs, m), cut into minibatches of
+        `batch` (or of the sizes `batch` lists, in turn, in every epoch)."""
+        self.requests.append(np.array(order))
+        orders = np.asarray(order).reshape(-1, np.shape(order)[-1])
+        m = orders.shape[1]
+        cuts = [(a, a + batch) for a in range(0, m, batch)] if np.ndim(batch) == 0 else \
+            list(zip(np.cumsum([0, *batch[:-1]]), np.cumsum(batch)))
+        for epoch_order in orders:
+            for a, b in cuts:
+                part = epoch_order[a:b]
+                rows = np.asarray([r for r in part if r not in self.bad], np.int64)
+                left_out = [f"row {r}" for r in part if r in self.bad]
+                self.skipped += len(left_out)
+                self.skipped_names += left_out
+                yield self._x[rows], self.y[rows]
 
     def read(self, positions):
         return self._x[positions]
@@ -140,12 +147,13 @@ def test_host_fed_loop_ends_with_the_parameters_of_the_in_memory_step_loop(text,
     m = len(splits.train)
     expected = [np.random.default_rng([net.train.seed, e]).permutation(m)
                 for e in range(net.train.epochs)]
-    assert len(disk.train.requests) == net.train.epochs
-    for asked, order in zip(disk.train.requests, expected):
-        np.testing.assert_array_equal(asked, order)
-    # dev read in order, whole, at each epoch's check
-    for asked in disk.dev.requests:
-        np.testing.assert_array_equal(asked, np.arange(len(splits.dev)))
+    # one reader for all the epochs (one set of worker processes): their orders at once
+    assert len(disk.train.requests) == 1
+    np.testing.assert_array_equal(disk.train.requests[0], np.stack(expected))
+    # dev read in order, whole, at each epoch's check, by one reader too
+    assert len(disk.dev.requests) == 1
+    np.testing.assert_array_equal(disk.dev.requests[0],
+                                  np.tile(np.arange(len(splits.dev)), (net.train.epochs, 1)))
     assert host.feed_rates.examples == m * net.train.epochs
 
 
@@ -334,6 +342,62 @@ def test_npz_streamed_through_grain_trains_like_in_memory(tmp_path, workers):
     assert a["final"] == b["final"]
 
 
+def test_a_run_starts_one_reader_per_split_not_one_per_epoch(tmp_path, monkeypatch):
+    """Starting a reader (Grain's worker processes) takes seconds: the train split's epochs
+    and the dev split's per-epoch checks are each read by one reader for the whole run, a
+    resumed run starts them again at its first epoch, and the batches stay the same."""
+    import netc.runtime.stream as stream
+
+    started = []
+    read_batches = stream.read_batches
+
+    def counted(reader, order, batch, workers, **kw):
+        started.append((reader.name, np.shape(order)))
+        return read_batches(reader, order, batch, workers, **kw)
+    monkeypatch.setattr(stream, "read_batches", counted)
+    pets_npz(tmp_path, m=70)  # 42 train, 14 dev, 14 test
+    text = IMAGES.replace('"DATA"', '"pets.npz" workers=0').replace("epochs 3", "epochs 4")
+    net = net_of(text, tmp_path, "  stream on\n")
+    train_run(net, tmp_path / "whole", base_dir=tmp_path, checkpoint_every=1)
+    # while training: one reader per split; then the final figures read each split once
+    assert started == [("train", (4, 42)), ("dev", (4, 14)),
+                       ("train", (42,)), ("dev", (14,)), ("test", (14,))]
+    started.clear()
+    with pytest.raises(Crash):
+        train_run(net, tmp_path / "cut", base_dir=tmp_path, checkpoint_every=1,
+                  reporter=CrashAfter(2))  # stops before saving epoch 2: 1 is kept
+    started.clear()
+    train_run(net, tmp_path / "cut", base_dir=tmp_path, resume=True, checkpoint_every=1)
+    assert started[:2] == [("train", (3, 42)), ("dev", (3, 14))]  # from epoch 2 on
+    off = replace(net, train=replace(net.train, stream="off"))
+    train_run(off, tmp_path / "memory", base_dir=tmp_path, loop="step")
+    assert_trees_close(params_of(tmp_path / "whole"), params_of(tmp_path / "memory"))
+    assert_trees_close(params_of(tmp_path / "cut"), params_of(tmp_path / "memory"))
+
+
+def test_a_reader_window_holds_a_bounded_number_of_epochs(monkeypatch):
+    """Epoch orders take m int32 each: a reader takes at most WINDOW_BYTES of them, then
+    the next window's reader starts; asking for an epoch out of turn starts one there."""
+    import netc.runtime.host_feed as host_feed
+
+    monkeypatch.setattr(host_feed, "WINDOW_BYTES", 4 * 10 * 3)  # 3 epochs of 10 examples
+    x = np.arange(10, dtype=np.float32)[:, None]
+    split = ArraySplit(x, np.arange(10))
+
+    def orders(first, count):
+        return np.stack([np.roll(np.arange(10), e) for e in range(first, first + count)])
+    reader = host_feed.train_reader(split, 4, orders, epochs=7)
+    for e in (0, 1, 2, 3, 4, 5, 6):
+        got = [np.asarray(bx)[:, 0] for bx, _ in reader.epoch(e)]
+        assert [len(g) for g in got] == [4, 4, 2]
+        np.testing.assert_array_equal(np.concatenate(got), orders(e, 1)[0])
+    assert [np.shape(r) for r in split.requests] == [(3, 10), (3, 10), (1, 10)]
+    assert reader.starts == 3
+    list(reader.epoch(2))  # out of turn: a reader from epoch 3 on (a window of 3)
+    list(reader.epoch(3))
+    assert [np.shape(r) for r in split.requests[3:]] == [(3, 10)] and reader.starts == 4
+
+
 def test_standard_normalization_streamed_is_within_float32_rounding(tmp_path):
     pets_npz(tmp_path)
     text = IMAGES.replace('"DATA"', '"pets.npz" workers=0').replace(
@@ -460,7 +524,7 @@ def test_ctrl_c_with_grain_workers_stops_after_the_epoch_then_resumes_exactly(tm
     """A terminal's Ctrl-C reaches every process of the group: the reader's worker
     processes must not die of it (nor print a traceback); training stops at the epoch's
     end, saves, and --resume ends with the parameters of an uninterrupted run."""
-    epochs = 5
+    epochs = 20
     pets_npz(tmp_path, m=600)
     text = IMAGES.replace('"DATA"', '"pets.npz" workers=1').replace("epochs 3",
                                                                     f"epochs {epochs}")
@@ -476,7 +540,7 @@ def test_ctrl_c_with_grain_workers_stops_after_the_epoch_then_resumes_exactly(tm
         while not list_checkpoints(out / "checkpoints") and proc.poll() is None:
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.02)
-        time.sleep(1.0)  # into epoch 2: its worker starting or reading
+        time.sleep(0.2)  # into epoch 2: the worker reading (started once, in epoch 1)
         os.killpg(proc.pid, signal.SIGINT)  # the whole group, as a terminal does
         code = proc.wait(timeout=120)
     finally:
