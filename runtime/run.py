@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -145,12 +144,9 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     `curve`, a plots.CurveProcess started early (the command line's), draws the learning
     curve; without it matplotlib is imported on a thread once training runs."""
     from .plots import learning_curve, preload
-    from .train import compile_split_sums
 
     started, started_unix, compiled_before = now(), time.time(), compile_seconds()
     matplotlib_loading = None  # imported on a thread after the first chunk (not while tracing)
-    evaluation_compiling = None  # the final figures' program, compiled on a thread likewise
-    main_thread = threading.get_ident()  # the one whose compiles delay training
     out_dir = Path(out_dir)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else out_dir / "checkpoints"
     # `init from=`: checked and read before anything runs; a run resumed from its own
@@ -212,16 +208,12 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     with StopRequested() as stop, sharded.CheckpointWriter(ckpt_dir) as writer:
         while done < cfg.epochs and not stopped:
             count = min(trainer.chunk, cfg.epochs - done)
-            t0, c0 = now(), compile_seconds(main_thread)
+            t0, c0 = now(), compile_seconds()
             new_carry, sums = trainer.run_epochs(carry, done, count)
             if matplotlib_loading is None and curve is None:
                 matplotlib_loading = preload()
-            if evaluation_compiling is None and trainer.loop == "scan" and placement is None:
-                evaluation_compiling = compile_split_sums(  # while the next chunks train
-                    model, trainer.variables(new_carry)[0], splits.train.x, splits.train.y,
-                    trainer.batch)
             # compiling is not training
-            seconds = max(now() - t0 - (compile_seconds(main_thread) - c0), 0.0)
+            seconds = max(now() - t0 - (compile_seconds() - c0), 0.0)
             loop_seconds += seconds
             records = trainer.records(sums, done, seconds, ended=now() - started)
             bad = first_bad_epoch(records)
@@ -263,8 +255,6 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
         info["best_epoch"] = trainer.watch_report(carry)[0]["best_epoch"]
         info["stopped_epoch"] = done if stopped else None
         info["stop_reason"] = stop_reason
-    if evaluation_compiling is not None:
-        evaluation_compiling.join()
     final = {name: evaluate_split(model, variables, part, trainer.batch)
              for name, part in splits.parts()}
     add_task_figures(final, model, variables, splits, trainer.batch)  # multi-task sigmoid N

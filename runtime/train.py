@@ -14,11 +14,9 @@ loop, each step taking its minibatch from the host: the same steps, the same par
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import signal
-import threading
 import time
 from dataclasses import dataclass
 
@@ -562,22 +560,6 @@ def split_batches(split, batch: int):
     return padded_batches(split.x, split.y, batch)
 
 
-def compile_split_sums(model: Model, variables, x, y, batch: int) -> threading.Thread:
-    """Compile split_sums' program on a thread, by evaluating zeros shaped like `variables`
-    and a batch of (x, y), so that the final figures find it compiled: started once the scan
-    loop's chunk program is compiled, it overlaps training, where it took ~0.1 s of a moons
-    run's start-up after it. Host zeros, like the uncommitted carry of a one-device run,
-    give the same program; a failure is left for the real evaluation to report."""
-    zeros = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), variables)
-
-    def compile_it():
-        with contextlib.suppress(Exception):  # the final evaluation compiles it and says why
-            split_sums(model, zeros, x[:batch], y[:batch], batch)
-    thread = threading.Thread(target=compile_it, name="netc-compile-evaluation", daemon=True)
-    thread.start()
-    return thread
-
-
 def padded_batches(x, y, batch: int):
     """(x, y, weights) in batches of exactly `batch` examples, the last padded with zeros
     and weighted 0: one compiled program serves a whole split."""
@@ -646,26 +628,24 @@ def now() -> float:
 _COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
                    "/jax/core/compile/jaxpr_to_mlir_module_duration",
                    "/jax/core/compile/backend_compile_duration")
-# (start, end, thread), perf_counter seconds and the compiling thread's ident
-_compile_intervals: list[tuple[float, float, int]] = []
+# (start, end), perf_counter seconds
+_compile_intervals: list[tuple[float, float]] = []
 _listening: list[bool] = []
 
 
-def compile_seconds(thread: int | None = None) -> float:
+def compile_seconds() -> float:
     """Seconds this process has spent tracing, lowering and compiling with XLA so far: the
     union of the intervals of JAX's compile events (nested traces overlap; a persistent-cache
-    hit costs its load time only); with `thread` (an ident), that thread's only (a compile on
-    another thread overlaps, it does not delay, what this one times)."""
+    hit costs its load time only)."""
     if not _listening:
         def listen(event: str, seconds: float, **_):
             if event in _COMPILE_EVENTS:
                 end = time.perf_counter()
-                _compile_intervals.append((end - seconds, end, threading.get_ident()))
+                _compile_intervals.append((end - seconds, end))
         jax.monitoring.register_event_duration_secs_listener(listen)
         _listening.append(True)
     total, reached = 0.0, -math.inf
-    for start, end in sorted((start, end) for start, end, who in _compile_intervals
-                             if thread is None or who == thread):
+    for start, end in sorted(_compile_intervals):
         if end > reached:
             total += end - max(start, reached)
             reached = end
