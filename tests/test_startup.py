@@ -251,15 +251,16 @@ def test_table_of_one_layer_and_cells_with_spaces():
 
 
 @pytest.mark.parametrize("as_json", [True, False])
-def test_check_imports_rich_only_for_the_table_and_never_jax_nor_regex(as_json):
+def test_check_imports_rich_only_for_the_table_and_never_jax_numpy_nor_regex(as_json):
     code = ("import sys, io, contextlib; from netc.runtime.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()), "
             "contextlib.redirect_stderr(io.StringIO()):\n"
             f"    rc = main(['check', {str(RESNET50)!r}] + {['--json'] if as_json else []!r})\n"
-            "print(rc, 'rich' in sys.modules, 'jax' in sys.modules, 'regex' in sys.modules)")
+            "print(rc, 'rich' in sys.modules, 'jax' in sys.modules, 'regex' in sys.modules,"
+            " 'numpy' in sys.modules)")
     out = run_python("-c", code)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["0", str(not as_json), "False", "False"]
+    assert out.stdout.split() == ["0", str(not as_json), "False", "False", "False"]
 
 
 def test_cli_hides_regex_from_lark_only_in_its_own_process():

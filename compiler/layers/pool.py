@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..args import Arg, padding, size2
 from ..lazy_jax import jnp, lax
 from .base import Inferred, LayerKind, ShapeError
@@ -47,15 +45,20 @@ def lower_maxpool(node, target):
                                                            strides, pads)
 
 
-def real_cells(n: int, f: int, s: int, low: int, out: int) -> np.ndarray:
+def real_cells(n: int, f: int, s: int, low: int, out: int):
     """Along one axis of n cells padded by `low` in front: how many real cells each of the
-    `out` windows (size f, stride s) covers."""
+    `out` windows (size f, stride s) covers (a numpy array: numpy is imported when a net is
+    lowered, not by `netc check`)."""
+    import numpy as np
+
     start = np.arange(out) * s - low
     return np.minimum(start + f, n) - np.maximum(start, 0)
 
 
 def lower_avgpool(node, target):
     """Average over the real cells of each window: padded cells are not counted."""
+    import numpy as np
+
     dims, strides, pads = pool_window(node)
     counts = np.outer(*(real_cells(n, f, s, lo, out) for n, f, s, (lo, _), out in zip(
         node.in_shape[:2], node.attrs["f"], node.attrs["s"], node.attrs["padding"],
