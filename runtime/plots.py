@@ -107,6 +107,9 @@ def learning_curve(history: list[dict], path: Path, title: str = "") -> None:
         ax.legend()
     ax.set_xlabel("epochs")
     ax.set_ylabel("cost")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     lr = history[-1].get("lr")
     ax.set_title(f"{title}  (learning rate = {lr:g})" if lr is not None else title)
     fig.tight_layout()
