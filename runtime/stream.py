@@ -36,13 +36,13 @@ from .data import (
     split_indices,
 )
 from .data_base import STREAM_OPTIONS, DataError, first_line, int_option
-from .data_files import LIBRARY_ERRORS
-from .stream_sources import StreamSource, open_streamed
+from .data_files import LIBRARY_ERRORS, load_file
+from .stream_sources import MemorySource, StreamSource, open_streamed
 
 __all__ = ["STREAM_MODES", "BatchPositions", "BatchReader", "ShardSlice", "StreamedSplit",
            "checked_parts", "decoded_bytes", "default_workers", "ignore_interrupts",
            "in_memory", "load_streamed", "machine_memory", "process_shard", "read_batches",
-           "should_stream", "stream_options", "streamed_stats"]
+           "should_stream", "split_file_opener", "stream_options", "streamed_stats"]
 
 STREAM_MODES = ("auto", "on", "off")
 PREFETCH_BATCHES = 2  # batches each worker decodes ahead
@@ -359,11 +359,20 @@ def in_memory(split: StreamedSplit) -> Dataset:
     return Dataset(x, np.concatenate(ys) if ys else split.y[:0])
 
 
-def _open_split_file(path, name: str, options: dict, *, part: str) -> dict:
-    arrays = open_streamed(pathlib.Path(path), name, dict(options), part=part)
-    if arrays is None:
-        raise DataError(f"{part} file '{name}' cannot stream (a csv file); set stream off")
-    return arrays
+def split_file_opener(stream: str):
+    """``add_split_file``'s ``load`` for streamed data: a split's own file opened as a
+    source; one that cannot stream (a csv file) is read whole into memory (a
+    :class:`~runtime.stream_sources.MemorySource`), or with ``stream on`` is an error."""
+    def load(path, name: str, options: dict, *, part: str, **extra) -> dict:
+        arrays = open_streamed(pathlib.Path(path), name, dict(options), part=part)
+        if arrays is not None:
+            return arrays
+        if stream == "on":
+            raise DataError(f"{part} file '{name}' cannot stream (a csv file); set stream "
+                            f"auto or off")
+        arrays = load_file(pathlib.Path(path), name, dict(options), part=part, **extra)
+        return {**arrays, f"x_{part}": MemorySource(arrays[f"x_{part}"], name)}
+    return load
 
 
 def stream_options(options: dict, skip_bad: bool) -> tuple[int, bool, dict]:
@@ -414,11 +423,12 @@ def load_streamed(net, base_dir, loss: str, *, stream: str, skip_bad: bool = Fal
     """Like runtime/run.py's ``load_data``, but each split whose decoded size calls for it
     (:func:`should_stream`) is a :class:`StreamedSplit` instead of a ``Dataset``. None when
     the data cannot stream (a built-in, a csv file), ``stream off``, or no split needs to
-    stream: the caller then loads it in memory. The splits are the very examples
-    ``make_splits`` cuts (same seed, same permutation); the labels are checked and shaped
-    by data.py's own functions; ``normalize standard`` statistics come from one streamed
-    pass over train (:func:`streamed_stats`). ``skip_bad`` is the train setting; the data
-    line's ``skip_bad=`` overrides it."""
+    stream: the caller then loads it in memory. A split's own file that cannot stream
+    (``test="t.csv"``) is read in memory (an error with ``stream on``). The splits are the
+    very examples ``make_splits`` cuts (same seed, same permutation); the labels are checked
+    and shaped by data.py's own functions; ``normalize standard`` statistics come from one
+    streamed pass over train (:func:`streamed_stats`). ``skip_bad`` is the train setting;
+    the data line's ``skip_bad=`` overrides it."""
     cfg = net.train
     if stream == "off" or cfg.data is None or cfg.data.name != "file":
         should_stream(stream, 0, ())  # still reject a bad mode
@@ -434,7 +444,7 @@ def load_streamed(net, base_dir, loss: str, *, stream: str, skip_bad: bool = Fal
         return None
     for part, name in split_files.items():
         arrays = add_split_file(arrays, source, part, name, options, base_dir=base_dir,
-                                load=_open_split_file)
+                                load=split_file_opener(stream))
     parts = checked_parts(arrays, net, loss)
     input_shape = tuple(int(d) for d in net.input_shape)
     streamed = {part: should_stream(stream, len(idx), input_shape, memory_bytes)

@@ -42,7 +42,7 @@ from .data_files import (
 )
 
 __all__ = ["ArrayRecordSource", "ArraySource", "H5Source", "ImageFolderSource",
-           "StreamSource", "open_streamed"]
+           "MemorySource", "StreamSource", "open_streamed"]
 
 
 class StreamSource:
@@ -72,6 +72,22 @@ class StreamSource:
 
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k not in self.handles}
+
+
+class MemorySource(StreamSource):
+    """Examples already in memory (a split's own file that cannot stream, such as a csv
+    file, read whole), served as a source so that its split is cut and checked as the
+    streamed ones are."""
+
+    def __init__(self, x: np.ndarray, source: str):
+        self.x, self.source = np.asarray(x), source
+        self.example_shape, self.dtype = tuple(self.x.shape[1:]), self.x.dtype
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def read_rows(self, rows: np.ndarray) -> np.ndarray:
+        return self.x[np.asarray(rows, dtype=np.int64)]
 
 
 class ImageFolderSource(StreamSource):

@@ -9,12 +9,14 @@ class names and normalization statistics.
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
 import h5py
 import netc
 import numpy as np
 import pytest
+from conftest import one_error_line, run_cli, write_spec
 from netc.runtime.data import (
     DataError,
     Dataset,
@@ -364,6 +366,59 @@ def test_builtin_and_csv_data_do_not_stream(tmp_path):
     (tmp_path / "d.csv").write_text("a,b,label\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n9,0,1\n")
     net = make_net(tmp_path, "d.csv", shape="2", head="sigmoid 1")
     assert load_streamed(net, tmp_path, "binary_cross_entropy", stream="on") is None
+
+
+CSV_TEST_FILE = """net points
+input 2
+fc 4 -> tanh -> softmax 3
+train {
+  data "d.npz" test="t.csv" workers=0
+  split 0.75 0.25 0
+  batch 8
+  epochs 2
+  seed 0
+}
+"""
+
+
+def points_with_a_csv_test_file(tmp_path):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(40, 2)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(40) % 3)
+    rows = [f"{a:.3f},{b:.3f},{k % 3}" for k, (a, b) in enumerate(rng.normal(size=(9, 2)))]
+    (tmp_path / "t.csv").write_text("a,b,label\n" + "\n".join(rows) + "\n")
+    return write_spec(tmp_path, CSV_TEST_FILE)
+
+
+def test_a_csv_test_file_beside_data_that_streams_is_read_in_memory(tmp_path):
+    spec = points_with_a_csv_test_file(tmp_path)
+    # stream auto (the default): nothing needs to stream, so all of it is read in memory,
+    # and the run is the run of stream off (the in-memory path)
+    code, _, err = run_cli("train", spec, "--out", tmp_path / "auto", "--quiet")
+    assert code == 0, err
+    code, _, err = run_cli("train", spec, "--out", tmp_path / "off", "--quiet",
+                           "--set", "stream=off")
+    assert code == 0, err
+    auto, off = (json.loads((tmp_path / run / "run.json").read_text())
+                 for run in ("auto", "off"))
+    assert auto["streamed"] == {"train": False, "dev": False, "test": False}
+    assert auto["final"]["test"] == off["final"]["test"]
+    code, out, err = run_cli("eval", tmp_path / "auto", "--json")
+    assert code == 0, err
+    assert json.loads(out)["splits"]["test"]["examples"] == 9
+    # stream on asks every split to stream: the csv file cannot
+    code, _, err = run_cli("train", spec, "--out", tmp_path / "on", "--set", "stream=on")
+    assert code != 0
+    assert one_error_line(err) == ("netc: error: test file 't.csv' cannot stream (a csv "
+                                   "file); set stream auto or off")
+
+
+def test_a_csv_test_file_beside_streamed_data_is_served_from_memory(tmp_path):
+    spec = points_with_a_csv_test_file(tmp_path)
+    net = netc.check(str(spec))
+    got, _ = load_streamed(net, tmp_path, "cross_entropy", stream="auto", memory_bytes=1)
+    assert isinstance(got.train, StreamedSplit) and isinstance(got.test, StreamedSplit)
+    assert_same_splits(got, in_memory(net, tmp_path, "classes", 3)[0])
 
 
 def test_in_memory_reader_ignores_the_stream_options(tmp_path):
