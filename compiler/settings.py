@@ -60,7 +60,8 @@ def _columns(v):
 FILE_OPTIONS = {"label": anything, "onehot": _columns, "size": anything,
                 "mode": choice("rgb", "gray", "L", "RGB"),
                 "dev": _quoted_path, "test": _quoted_path,
-                "workers": nonneg_int}  # processes decoding a streamed split's batches
+                "workers": nonneg_int,  # processes decoding a streamed split's batches
+                "skip_bad": boolean}  # streaming: an unreadable example left out, counted
 
 OPTIMIZERS: dict[str, tuple[Arg, ...]] = {
     "gd": (Arg("lr", positive_number, 0.01),),

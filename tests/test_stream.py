@@ -17,6 +17,8 @@ import netc
 import numpy as np
 import pytest
 from conftest import one_error_line, run_cli, write_spec
+from netc.compiler.check import check_source
+from netc.dsl.diagnostics import SpecError
 from netc.runtime.data import (
     DataError,
     Dataset,
@@ -338,6 +340,21 @@ def test_skip_bad_leaves_the_file_out_and_counts_it(tmp_path):
     assert got.train.skipped == 1 and got.train.skipped_names == ["pets/dog/03.png"]
     all_batches(got.train, order, 4)
     assert got.train.skipped == 2  # counted each time it is met
+
+
+def test_the_data_line_says_skip_bad_and_workers_as_the_docs_do(tmp_path):
+    root = image_folder(tmp_path / "pets")
+    net = check_source('net t\ninput 6x5x3\nflatten -> fc 4 -> softmax 3\ntrain {\n'
+                       '  data "pets" skip_bad=true workers=0\n  split 1 0 0\n  epochs 1\n}\n')
+    assert net.train.skip_bad is False  # the train setting; the data line's overrides it
+    (root / "dog" / "03.png").write_bytes(b"not a png")
+    got, _ = streamed(net, tmp_path)
+    assert (got.train.skip_bad, got.train.workers) == (True, 0)
+    x, _ = all_batches(got.train, np.arange(len(got.train)), 4)
+    assert len(x) == 17 and got.train.skipped_names == ["pets/dog/03.png"]
+    with pytest.raises(SpecError, match=r"skip_bad.*expects true or false"):
+        check_source('net t\ninput 2\nfc 1 -> sigmoid 1\ntrain {\n'
+                     '  data "d.npz" skip_bad=1\n}\n')
 
 
 # -------------------------------------------------------------------- when to stream
