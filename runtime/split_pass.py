@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import apply_normalization
-from .host_feed import ctrl_c_to_this_process_only, is_streamed
+from .data import apply_normalization, standard_stats
+from .host_feed import ctrl_c_to_this_process_only, is_streamed, padded_batch
 from .train import batches_sums
 
 __all__ = ["SplitPass", "raw_examples", "run_info", "run_splits", "split_pass"]
@@ -69,11 +69,7 @@ def train_stats(train) -> dict[str, np.ndarray]:
         from .stream import streamed_stats
 
         return streamed_stats(train)
-    x = np.asarray(train.x)
-    mean = x.mean(axis=0, dtype=np.float64)
-    std = x.std(axis=0, dtype=np.float64)
-    std[std == 0] = 1.0
-    return {"mean": mean.astype(np.float32), "std": std.astype(np.float32)}
+    return standard_stats(np.asarray(train.x))
 
 
 def padded_split_batches(split, batch: int, stats: dict | None
@@ -84,32 +80,15 @@ def padded_split_batches(split, batch: int, stats: dict | None
     positions in the split (a streamed split's ``skip_bad`` may leave some out)."""
     if is_streamed(split):
         split = getattr(split, "split", split)
-        from .stream import read_batches
-
-        if stats is not None:
-            split.stats = stats
-        order = np.arange(len(split))
-        for x, kept, bad in ctrl_c_to_this_process_only(
-                read_batches(split.reader(), order, batch, split.workers)):
-            if bad:
-                split.skipped += len(bad)
-                split.skipped_names += bad
-            yield (*padded(np.asarray(x), np.asarray(split.y[kept]), batch), kept)
+        batches = split.positioned_batches(np.arange(len(split)), batch, stats=stats)
+        for x, y, kept in ctrl_c_to_this_process_only(batches):
+            yield (*padded_batch(x, y, batch), kept)
         return
     x_all, y_all = np.asarray(split.x), np.asarray(split.y)
     for start in range(0, len(x_all), batch):
         x = apply_normalization(x_all[start:start + batch], stats)
-        yield (*padded(x, y_all[start:start + batch], batch),
+        yield (*padded_batch(x, y_all[start:start + batch], batch),
                np.arange(start, start + len(x)))
-
-
-def padded(x: np.ndarray, y: np.ndarray, batch: int) -> tuple[np.ndarray, ...]:
-    """(x, y, weights): a batch padded with zeros to ``batch`` rows, the padding weighted 0."""
-    weights = (np.arange(batch) < len(x)).astype(np.float32)
-    if len(x) < batch:
-        x, y = (np.concatenate([a, np.zeros((batch - len(a), *a.shape[1:]), a.dtype)])
-                for a in (x, y))
-    return np.ascontiguousarray(x, np.float32), y, weights
 
 
 @dataclass

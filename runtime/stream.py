@@ -170,8 +170,14 @@ class StreamedSplit:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def reader(self, *, normalized: bool = True, skip_bad: bool | None = None) -> BatchReader:
-        stats = self.stats if normalized else {"mean": None, "std": None}
+    def reader(self, *, normalized: bool = True, skip_bad: bool | None = None,
+               stats: dict | None = None) -> BatchReader:
+        """The split's :class:`BatchReader`: normalized with ``stats`` (``{"mean", "std"}``)
+        or else the split's own statistics (not ``normalized``: raw examples)."""
+        if not normalized:
+            stats = {"mean": None, "std": None}
+        elif stats is None:
+            stats = self.stats
         return BatchReader(self.source, self.rows, self.input_shape, self.name,
                            mean=stats["mean"], std=stats["std"],
                            skip_bad=self.skip_bad if skip_bad is None else skip_bad)
@@ -188,12 +194,21 @@ class StreamedSplit:
         ``(index, count)`` (:func:`process_shard`: this JAX process of all of them) each
         minibatch is only this process's part of it, ``np.array_split(positions,
         count)[index]``: every host reads only its rows."""
-        for x, kept, bad in read_batches(self.reader(), order, batch, self.workers,
+        for x, y, _ in self.positioned_batches(order, batch, shard=shard):
+            yield x, y
+
+    def positioned_batches(self, order: np.ndarray, batch, *,
+                           shard: tuple[int, int] | None = None, stats: dict | None = None,
+                           ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """:meth:`batches` as ``(x, y, positions)``: each minibatch with the positions in
+        the split of the examples it holds (``skip_bad`` may leave some out), normalized with
+        ``stats`` where given instead of the split's own statistics."""
+        for x, kept, bad in read_batches(self.reader(stats=stats), order, batch, self.workers,
                                          shard=shard):
             if bad:
                 self.skipped += len(bad)
                 self.skipped_names += bad
-            yield x, self.y[kept]
+            yield x, self.y[kept], kept
 
     def read(self, positions: np.ndarray) -> np.ndarray:
         """``x`` of some positions, in order (read in this process; an unreadable example is
