@@ -25,7 +25,6 @@ import numpy as np
 
 from .data import apply_normalization, standard_stats
 from .host_feed import ctrl_c_to_this_process_only, is_streamed, padded_batch
-from .train import batches_sums
 
 __all__ = ["SplitPass", "raw_examples", "run_info", "run_splits", "split_pass"]
 
@@ -109,24 +108,24 @@ class SplitPass:
 def split_pass(model, variables, split, batch: int, stats: dict | None = None, *,
                keep_x: bool = False) -> SplitPass:
     """One pass of the net over ``split`` (in memory or streamed) in batches of ``batch``:
-    its figures, from the compiled program that computes the run's final figures, and the
+    each batch's outputs and its figures (loss and accuracy, as runtime/train.py's
+    evaluate sums them) from one forward pass (the Model's ``outputs_and_sums``), and the
     outputs and labels of every example (only those are held, never the split's examples,
     unless ``keep_x``)."""
     outputs, labels, positions, xs = [], [], [], []
     skipped_before = list(getattr(getattr(split, "split", split), "skipped_names", []))
-
-    def recorded():
-        for x, y, weights, kept in padded_split_batches(split, batch, stats):
-            n = len(kept)
-            outputs.append(np.asarray(model.predict(variables, x))[:n])
-            labels.append(y[:n])
-            positions.append(kept)
-            if keep_x:
-                xs.append(x[:n])
-            yield x, y, weights
-
-    sums = batches_sums(model, variables, recorded())
-    loss_sum, n, hits, counted = sums.tolist()
+    run = model.outputs_and_sums
+    sums = np.zeros(4, np.float32)  # added up in float32, as the training's final figures
+    for x, y, weights, kept in padded_split_batches(split, batch, stats):
+        n = len(kept)
+        out, batch_sums = run(variables, x, y, weights)
+        sums = sums + np.asarray(batch_sums)
+        outputs.append(np.asarray(out)[:n])
+        labels.append(y[:n])
+        positions.append(kept)
+        if keep_x:
+            xs.append(x[:n])
+    loss_sum, n, hits, counted = sums.astype(np.float64).tolist()
     figures = {"loss": loss_sum / max(n, 1)}
     if counted:
         figures["accuracy"] = hits / counted
