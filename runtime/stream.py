@@ -100,15 +100,17 @@ def machine_memory() -> int:
 
 class BatchReader:
     """Reads a batch of a split's positions: the examples shaped to the net's input as
-    float32, checked finite, normalized with the train statistics (``mean``/``std`` or
-    None). Picklable, so Grain's worker processes run it. Returns ``(x, kept, bad)``: the
-    rows read, the positions they are (all of them unless ``skip_bad``) and the names of the
-    examples left out."""
+    float32, checked finite (unless not ``finite``: new inputs to predict, where a NaN
+    predicts NaN as it does read whole), normalized with the train statistics
+    (``mean``/``std`` or None). Picklable, so Grain's worker processes run it. Returns
+    ``(x, kept, bad)``: the rows read, the positions they are (all of them unless
+    ``skip_bad``) and the names of the examples left out."""
 
     def __init__(self, source: StreamSource, rows: np.ndarray, input_shape: tuple[int, ...],
-                 name: str, *, mean=None, std=None, skip_bad: bool = False):
+                 name: str, *, mean=None, std=None, skip_bad: bool = False,
+                 finite: bool = True):
         self.source, self.rows, self.input_shape, self.name = source, rows, input_shape, name
-        self.mean, self.std, self.skip_bad = mean, std, skip_bad
+        self.mean, self.std, self.skip_bad, self.finite = mean, std, skip_bad, finite
 
     def __call__(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
         positions = np.asarray(positions, dtype=np.int64).reshape(-1)
@@ -130,7 +132,7 @@ class BatchReader:
                 np.zeros((0, *self.source.example_shape), self.source.dtype)
         x = np.asarray(x).reshape((len(x), *self.input_shape)).astype(np.float32)
         finite = np.isfinite(x.reshape(len(x), math.prod(self.input_shape))).all(axis=1)
-        if not finite.all():
+        if self.finite and not finite.all():
             row = int(np.argmax(~finite))
             kind = "NaN" if np.isnan(x[row]).any() else "inf"
             raise DataError(f"x holds {kind} in {self.name} split (row {int(positions[row])}: "

@@ -291,6 +291,25 @@ def test_streamed_predictions_equal_those_read_whole(pets, points, kind, tmp_pat
             np.testing.assert_array_equal(a[key], b[key])
 
 
+def test_an_input_holding_nan_predicts_nan_streamed_or_read_whole(points, tmp_path):
+    run = points[0]
+    model, variables = load_run(run)
+    x = np.random.default_rng(6).normal(size=(30, 2)).astype(np.float32)
+    x[4, 1] = np.nan
+    np.save(tmp_path / "new.npy", x)
+    outputs = []
+    for stream in ("off", "on"):
+        out = tmp_path / f"{stream}.npz"
+        assert predict_file(model, variables, tmp_path / "new.npy", out, None, run,
+                            stream=stream) == 30
+        with np.load(out) as saved:
+            outputs.append(saved["outputs"])
+    np.testing.assert_array_equal(*outputs)  # NaN where NaN, the same numbers elsewhere
+    nan = np.isnan(outputs[0]).any(axis=1)
+    assert nan.tolist() == [i == 4 for i in range(30)]
+    assert np.isnan(outputs[0][4]).all()
+
+
 def test_predict_with_stream_on_in_the_spec_writes_the_same_csv(pets, tmp_path):
     memory, disk = pets
     for run in pets:
