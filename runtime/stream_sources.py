@@ -174,10 +174,14 @@ class H5Source(StreamSource):
     handles = ("file",)
 
     def __init__(self, path: pathlib.Path, source: str, key: str):
+        import h5py
+
         self.path, self.source, self.key = str(path), source, key
-        dataset = self.dataset()
-        self.length, self.example_shape = len(dataset), tuple(dataset.shape[1:])
-        self.dtype = np.dtype(np.float32) if dataset.dtype == np.uint8 else dataset.dtype
+        with h5py.File(self.path, "r") as handle:  # closed: each process opens its own
+            dataset = handle[key]
+            self.length, self.example_shape = len(dataset), tuple(dataset.shape[1:])
+            stored = dataset.dtype
+        self.dtype = np.dtype(np.float32) if stored == np.uint8 else stored
 
     def dataset(self):
         """The h5py dataset, its file opened on first use in this process."""

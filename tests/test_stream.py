@@ -207,7 +207,11 @@ def test_h5_batch_with_repeated_rows_reads_them_in_order(tmp_path):
         f["y"] = y
     from netc.runtime.stream_sources import H5Source
 
+    def open_files():
+        return h5py.h5f.get_obj_count(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE)
+    before = open_files()
     source = H5Source(tmp_path / "plain.h5", "plain.h5", "x")
+    assert open_files() == before  # opening it reads its shape and closes the file again
     for rows in ([7, 2, 7, 0], [55, 3, 55, 40]):  # dense (one slice read), sparse (points)
         rows = np.asarray(rows)
         np.testing.assert_array_equal(source.read_rows(rows), x[rows].astype(np.float32) / 255)
