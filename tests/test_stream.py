@@ -522,7 +522,9 @@ def test_machine_memory_is_the_container_limit_when_smaller(tmp_path, monkeypatc
     assert stream.machine_memory() == psutil.virtual_memory().total
     limit.write_text("123456789\n")
     assert stream.machine_memory() == 123456789
-    assert should_stream("auto", 10**6, (8,)) is (4 * 10**6 * 8 > 123456789 / 4)
+    # a quarter of it is 30,864,197.25 bytes; an example of 8 float32 takes 32
+    assert should_stream("auto", 964_506, (8,)) is False  # 30,864,192 bytes
+    assert should_stream("auto", 964_507, (8,)) is True  # 30,864,224 bytes
 
 
 # -------------------------------------------------------------------- a process of its own
