@@ -128,6 +128,12 @@ class TrainConfig:
     skip_bad: bool = False              # streaming: leave out an unreadable example, counted
     spans: dict = field(default_factory=dict, compare=False)  # key -> Span, for later messages
 
+    def batch_of(self, m: int) -> int:
+        """The minibatch size for a train split of ``m`` examples: ``batch``, at most ``m``
+        (``batch full``: ``m``). The Trainer's minibatches, and the batches every split is
+        evaluated in (the final figures, `netc eval`, `--errors`)."""
+        return min(self.batch or m, m)
+
 
 def _one_value(key: str, convert, expects: str, example: str) -> tuple[Arg, ...]:
     """The schema of a setting written `KEY VALUE` (the value has no key=)."""

@@ -84,7 +84,7 @@ def evaluate_run(run_dir: Path, model, variables, which: str | None) -> dict:
         which = "test" if "test" in parts else "dev" if "dev" in parts else "train"
     names = list(parts) if which == "all" else [which]
     m = len(splits.train)
-    batch = min(net.train.batch or m, m)  # the run's evaluation shape (Trainer.batch)
+    batch = net.train.batch_of(m)  # the run's evaluation shape (Trainer.batch)
     classes = class_names_of(base, splits.class_names)
     multitask = is_multitask(model)
     report = {"run": str(run_dir), "net": net.name, "class_names": classes, "splits": {}}

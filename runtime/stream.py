@@ -40,9 +40,10 @@ from .data_files import LIBRARY_ERRORS, load_file
 from .stream_sources import MemorySource, StreamSource, open_streamed
 
 __all__ = ["STREAM_MODES", "BatchPositions", "BatchReader", "ShardSlice", "StreamedSplit",
-           "checked_parts", "decoded_bytes", "default_workers", "ignore_interrupts",
-           "in_memory", "load_streamed", "machine_memory", "process_shard", "read_batches",
-           "should_stream", "split_file_opener", "stream_options", "streamed_stats"]
+           "check_stream_mode", "checked_parts", "decoded_bytes", "default_workers",
+           "ignore_interrupts", "load_streamed", "machine_memory", "process_shard",
+           "read_batches", "read_whole", "should_stream", "split_file_opener",
+           "stream_options", "streamed_stats"]
 
 STREAM_MODES = ("auto", "on", "off")
 PREFETCH_BATCHES = 2  # batches each worker decodes ahead
@@ -66,12 +67,17 @@ def decoded_bytes(m: int, input_shape: tuple[int, ...]) -> int:
     return int(m) * math.prod(input_shape) * 4
 
 
+def check_stream_mode(stream: str) -> None:
+    """A DataError unless ``stream`` is one of :data:`STREAM_MODES`."""
+    if stream not in STREAM_MODES:
+        raise DataError(f"stream {stream!r} must be one of: {', '.join(STREAM_MODES)}")
+
+
 def should_stream(stream: str, m: int, input_shape: tuple[int, ...],
                   memory_bytes: int | None = None) -> bool:
     """Whether a split of ``m`` examples streams: ``stream on``, or ``auto`` and its decoded
     size exceeds a quarter of ``memory_bytes`` (default: :func:`machine_memory`)."""
-    if stream not in STREAM_MODES:
-        raise DataError(f"stream {stream!r} must be one of: {', '.join(STREAM_MODES)}")
+    check_stream_mode(stream)
     if stream != "auto":
         return stream == "on"
     if memory_bytes is None:
@@ -140,7 +146,6 @@ class BatchReader:
         if self.mean is not None:
             x = (x - self.mean) / self.std
         return np.ascontiguousarray(x, dtype=np.float32), positions, bad
-
 
     def read(self, positions: np.ndarray) -> np.ndarray:
         """The examples at ``positions`` as the source holds them; a library's error reading
@@ -365,7 +370,7 @@ def _flag(value, what: str) -> bool:
     raise DataError(f"option {what}={value!r} must be true or false")
 
 
-def in_memory(split: StreamedSplit) -> Dataset:
+def read_whole(split: StreamedSplit) -> Dataset:
     """A split read whole into memory (through its workers; ``skip_bad`` leaves out what
     cannot be read)."""
     xs, ys = [], []
@@ -395,8 +400,7 @@ def split_file_opener(stream: str):
 def stream_options(options: dict, skip_bad: bool) -> tuple[int, bool, dict]:
     """``(workers, skip_bad, the other options)`` of a data line's options: ``workers=``
     (default :func:`default_workers`) and ``skip_bad=`` (default the train setting's)."""
-    workers = int_option(options, "workers", default_workers()) if "workers" in options \
-        else default_workers()
+    workers = int_option(options, "workers", default_workers())
     skip_bad = _flag(options["skip_bad"], "skip_bad") if "skip_bad" in options else skip_bad
     return workers, skip_bad, {k: v for k, v in options.items() if k not in STREAM_OPTIONS}
 
@@ -448,7 +452,7 @@ def load_streamed(net, base_dir, loss: str, *, stream: str, skip_bad: bool = Fal
     the data line's ``skip_bad=`` overrides it."""
     cfg = net.train
     if stream == "off" or cfg.data is None or cfg.data.name != "file":
-        should_stream(stream, 0, ())  # still reject a bad mode
+        check_stream_mode(stream)
         return None
     workers, skip_bad, options = stream_options(dict(cfg.data.options), skip_bad)
     source = str(options.pop("path"))
@@ -475,7 +479,7 @@ def load_streamed(net, base_dir, loss: str, *, stream: str, skip_bad: bool = Fal
         stats = streamed_stats(splits["train"])
     for split in splits.values():
         split.stats = stats
-    result = {part: split if streamed[part] else in_memory(split)
+    result = {part: split if streamed[part] else read_whole(split)
               for part, split in splits.items()}
     names = arrays.get("class_names")
     class_names = tuple(str(n) for n in names) if names is not None else None
