@@ -428,7 +428,8 @@ def test_a_csv_test_file_beside_data_that_streams_is_read_in_memory(tmp_path):
     assert code == 0, err
     assert json.loads(out)["splits"]["test"]["examples"] == 9
     # stream on asks every split to stream: the csv file cannot
-    code, _, err = run_cli("train", spec, "--out", tmp_path / "on", "--set", "stream=on")
+    code, _, err = run_cli("train", spec, "--out", tmp_path / "on", "--quiet",
+                          "--set", "stream=on")
     assert code != 0
     assert one_error_line(err) == ("netc: error: test file 't.csv' cannot stream (a csv "
                                    "file); set stream auto or off")
