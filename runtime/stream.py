@@ -16,6 +16,7 @@ decodes in the training process; default :func:`default_workers`) and ``skip_bad
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import pathlib
@@ -201,8 +202,9 @@ class StreamedSplit:
         ``(index, count)`` (:func:`process_shard`: this JAX process of all of them) each
         minibatch is only this process's part of it, ``np.array_split(positions,
         count)[index]``: every host reads only its rows."""
-        for x, y, _ in self.positioned_batches(order, batch, shard=shard):
-            yield x, y
+        with contextlib.closing(self.positioned_batches(order, batch, shard=shard)) as batches:
+            for x, y, _ in batches:  # closed with this one: its reader's workers stop at once
+                yield x, y
 
     def positioned_batches(self, order: np.ndarray, batch, *,
                            shard: tuple[int, int] | None = None, stats: dict | None = None,
