@@ -431,7 +431,7 @@ def test_a_csv_test_file_beside_data_that_streams_is_read_in_memory(tmp_path):
     code, _, err = run_cli("train", spec, "--out", tmp_path / "on", "--quiet",
                           "--set", "stream=on")
     assert code != 0
-    assert one_error_line(err) == ("netc: error: test file 't.csv' cannot stream (a csv "
+    assert one_error_line(err) == ("netc: error: data: test file 't.csv' cannot stream (a csv "
                                    "file); set stream auto or off")
 
 
