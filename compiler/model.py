@@ -216,15 +216,34 @@ class Model:
         """jit(step_fn(tx)); params, state and optimiser state are donated."""
         return jax.jit(self.step_fn(tx), donate_argnums=(0, 1, 2) if donate else ())
 
+    def batch_figures(self, out, y, weights) -> dict:
+        """{'loss_sum', 'n', 'hits', 'counted'} (no L2) of a batch from what `forward`
+        returned for it; `weights` (m,) of 0/1 leaves padded examples out."""
+        per = self.per_example_loss(out, y)
+        return {"loss_sum": jnp.sum(per * weights), "n": jnp.sum(weights),
+                **self.metrics(out, y, weights)}
+
     @cached_property
     def evaluate_batch(self):
         """jit: (variables, x, y, weights) -> {'loss_sum', 'hits', 'counted', 'n'} (no L2)."""
         def run(variables, x, y, weights):
             out, _ = self.forward(variables, x)
-            per = self.per_example_loss(out, y)
-            return {"loss_sum": jnp.sum(per * weights), "n": jnp.sum(weights),
-                    **self.metrics(out, y, weights)}
+            return self.batch_figures(out, y, weights)
         return jax.jit(run)
+
+    @cached_property
+    def outputs_and_sums(self):
+        """jit: (variables, x, y, weights) -> (the outputs `apply` gives, [loss_sum, n, hits,
+        counted] as float32): a batch's predictions and its figures from one forward pass
+        (`netc eval`, `--errors`). Hits and counted are 0 for regression."""
+        def predict_and_sum(variables, x, y, weights):
+            out, _ = self.forward(variables, x)
+            r = self.batch_figures(out, y, weights)
+            zero = jnp.float32(0)
+            sums = jnp.stack([r["loss_sum"], r["n"], r.get("hits", zero),
+                              r.get("counted", zero)]).astype(jnp.float32)
+            return self.activate(out), sums
+        return jax.jit(predict_and_sum)
 
 
 def _at_least_f32(a):

@@ -60,7 +60,8 @@ def _columns(v):
 FILE_OPTIONS = {"label": anything, "onehot": _columns, "size": anything,
                 "mode": choice("rgb", "gray", "L", "RGB"),
                 "dev": _quoted_path, "test": _quoted_path,
-                "workers": nonneg_int}  # processes decoding a streamed split's batches
+                "workers": nonneg_int,  # processes decoding a streamed split's batches
+                "skip_bad": boolean}  # streaming: an unreadable example left out, counted
 
 OPTIMIZERS: dict[str, tuple[Arg, ...]] = {
     "gd": (Arg("lr", positive_number, 0.01),),
@@ -126,6 +127,12 @@ class TrainConfig:
     stream: str = "auto"                # auto|on|off: read splits from disk while training
     skip_bad: bool = False              # streaming: leave out an unreadable example, counted
     spans: dict = field(default_factory=dict, compare=False)  # key -> Span, for later messages
+
+    def batch_of(self, m: int) -> int:
+        """The minibatch size for a train split of ``m`` examples: ``batch``, at most ``m``
+        (``batch full``: ``m``). The Trainer's minibatches, and the batches every split is
+        evaluated in (the final figures, `netc eval`, `--errors`)."""
+        return min(self.batch or m, m)
 
 
 def _one_value(key: str, convert, expects: str, example: str) -> tuple[Arg, ...]:

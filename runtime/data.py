@@ -45,6 +45,7 @@ __all__ = [
     "resolve_path",
     "shape_labels",
     "split_indices",
+    "standard_stats",
 ]
 
 LABELS = ("classes", "binary", "values")  # compiler/losses.py: what each loss reads
@@ -447,7 +448,7 @@ def shape_labels(y: np.ndarray, labels: str, n_outputs: int, name: str) -> np.nd
     return _regression_targets(y, n_outputs, name)
 
 
-def _standard_stats(x: np.ndarray) -> dict[str, np.ndarray]:
+def standard_stats(x: np.ndarray) -> dict[str, np.ndarray]:
     """Per-feature mean and std over the examples (std 0 replaced by 1)."""
     mean = x.mean(axis=0, dtype=np.float64)
     std = x.std(axis=0, dtype=np.float64)
@@ -515,7 +516,7 @@ def prepare(
         )
     stats: dict = {"mean": None, "std": None}
     if normalize == "standard":
-        stats = _standard_stats(shaped["train"].x)
+        stats = standard_stats(shaped["train"].x)
     result = {
         name: None if ds is None else Dataset(apply_normalization(ds.x, stats), ds.y)
         for name, ds in shaped.items()

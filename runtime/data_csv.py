@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from .data_base import DataError, check_options
+from .data_base import DataError, check_options, first_line
 
 __all__ = ["MISSING", "NO_LABEL", "load_csv", "load_csv_inputs"]
 
@@ -106,11 +106,16 @@ def _read_table(path: pathlib.Path, source: str,
     of a run's data), the first row is a header when it holds one of them; else when it
     looks like one (:func:`_is_header`)."""
     with open(path, newline="", encoding="utf-8-sig") as handle:
-        rows = [
-            (line_no, [cell.strip() for cell in row])
-            for line_no, row in enumerate(csv.reader(handle), start=1)
-            if any(cell.strip() for cell in row)
-        ]
+        reader = csv.reader(handle)
+        try:
+            rows = [
+                (line_no, [cell.strip() for cell in row])
+                for line_no, row in enumerate(reader, start=1)
+                if any(cell.strip() for cell in row)
+            ]
+        except csv.Error as error:  # a field over csv's limit, a NUL byte...
+            raise DataError(f"cannot read csv file '{source}' at line {reader.line_num}: "
+                            f"{first_line(error)}") from None
     if not rows:
         raise DataError(f"csv file '{source}' is empty")
     header = None

@@ -84,7 +84,7 @@ def evaluate_run(run_dir: Path, model, variables, which: str | None) -> dict:
         which = "test" if "test" in parts else "dev" if "dev" in parts else "train"
     names = list(parts) if which == "all" else [which]
     m = len(splits.train)
-    batch = min(net.train.batch or m, m)  # the run's evaluation shape (Trainer.batch)
+    batch = net.train.batch_of(m)  # the run's evaluation shape (Trainer.batch)
     classes = class_names_of(base, splits.class_names)
     multitask = is_multitask(model)
     report = {"run": str(run_dir), "net": net.name, "class_names": classes, "splits": {}}
@@ -185,7 +185,7 @@ def predict_file(model, variables, path: Path, out: Path, class_names=None,
     its data: :func:`input_options`); write probabilities (and classes) to `out`. A folder
     of images or of .npy files, or a .npy file, streams (read batch by batch, never whole)
     as `stream` (default: the spec's `stream` setting, auto|on|off) decides for a split of
-    its size; other inputs are read whole.
+    its size; other inputs are read whole. Either way an input holding NaN predicts NaN.
 
     .npz: `outputs`, `classes` for a classifier ((m, N) 0/1 for a multi-task sigmoid N), and
     where the run has class names, `names` (each prediction's class name) or, for a
@@ -253,7 +253,8 @@ def streamed_inputs(source, shape: tuple[int, ...], stats: dict | None):
     mean = std = None
     if stats is not None and stats.get("mean") is not None:
         mean, std = (np.asarray(stats[k], np.float32).reshape(shape) for k in ("mean", "std"))
-    reader = BatchReader(source, np.arange(len(source)), shape, "input", mean=mean, std=std)
+    reader = BatchReader(source, np.arange(len(source)), shape, "input", mean=mean, std=std,
+                         finite=False)  # a NaN input predicts NaN, as read whole
     for x, _, _ in ctrl_c_to_this_process_only(
             read_batches(reader, np.arange(len(source)), PREDICT_BATCH, default_workers())):
         yield x

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import apply_normalization
-from .host_feed import ctrl_c_to_this_process_only, is_streamed
-from .train import batches_sums
+from .data import apply_normalization, standard_stats
+from .host_feed import ctrl_c_to_this_process_only, is_streamed, padded_batch
 
 __all__ = ["SplitPass", "raw_examples", "run_info", "run_splits", "split_pass"]
 
@@ -69,11 +68,7 @@ def train_stats(train) -> dict[str, np.ndarray]:
         from .stream import streamed_stats
 
         return streamed_stats(train)
-    x = np.asarray(train.x)
-    mean = x.mean(axis=0, dtype=np.float64)
-    std = x.std(axis=0, dtype=np.float64)
-    std[std == 0] = 1.0
-    return {"mean": mean.astype(np.float32), "std": std.astype(np.float32)}
+    return standard_stats(np.asarray(train.x))
 
 
 def padded_split_batches(split, batch: int, stats: dict | None
@@ -84,32 +79,15 @@ def padded_split_batches(split, batch: int, stats: dict | None
     positions in the split (a streamed split's ``skip_bad`` may leave some out)."""
     if is_streamed(split):
         split = getattr(split, "split", split)
-        from .stream import read_batches
-
-        if stats is not None:
-            split.stats = stats
-        order = np.arange(len(split))
-        for x, kept, bad in ctrl_c_to_this_process_only(
-                read_batches(split.reader(), order, batch, split.workers)):
-            if bad:
-                split.skipped += len(bad)
-                split.skipped_names += bad
-            yield (*padded(np.asarray(x), np.asarray(split.y[kept]), batch), kept)
+        batches = split.positioned_batches(np.arange(len(split)), batch, stats=stats)
+        for x, y, kept in ctrl_c_to_this_process_only(batches):
+            yield (*padded_batch(x, y, batch), kept)
         return
     x_all, y_all = np.asarray(split.x), np.asarray(split.y)
     for start in range(0, len(x_all), batch):
         x = apply_normalization(x_all[start:start + batch], stats)
-        yield (*padded(x, y_all[start:start + batch], batch),
+        yield (*padded_batch(x, y_all[start:start + batch], batch),
                np.arange(start, start + len(x)))
-
-
-def padded(x: np.ndarray, y: np.ndarray, batch: int) -> tuple[np.ndarray, ...]:
-    """(x, y, weights): a batch padded with zeros to ``batch`` rows, the padding weighted 0."""
-    weights = (np.arange(batch) < len(x)).astype(np.float32)
-    if len(x) < batch:
-        x, y = (np.concatenate([a, np.zeros((batch - len(a), *a.shape[1:]), a.dtype)])
-                for a in (x, y))
-    return np.ascontiguousarray(x, np.float32), y, weights
 
 
 @dataclass
@@ -130,24 +108,24 @@ class SplitPass:
 def split_pass(model, variables, split, batch: int, stats: dict | None = None, *,
                keep_x: bool = False) -> SplitPass:
     """One pass of the net over ``split`` (in memory or streamed) in batches of ``batch``:
-    its figures, from the compiled program that computes the run's final figures, and the
+    each batch's outputs and its figures (loss and accuracy, as runtime/train.py's
+    evaluate sums them) from one forward pass (the Model's ``outputs_and_sums``), and the
     outputs and labels of every example (only those are held, never the split's examples,
     unless ``keep_x``)."""
     outputs, labels, positions, xs = [], [], [], []
     skipped_before = list(getattr(getattr(split, "split", split), "skipped_names", []))
-
-    def recorded():
-        for x, y, weights, kept in padded_split_batches(split, batch, stats):
-            n = len(kept)
-            outputs.append(np.asarray(model.predict(variables, x))[:n])
-            labels.append(y[:n])
-            positions.append(kept)
-            if keep_x:
-                xs.append(x[:n])
-            yield x, y, weights
-
-    sums = batches_sums(model, variables, recorded())
-    loss_sum, n, hits, counted = sums.tolist()
+    run = model.outputs_and_sums
+    sums = np.zeros(4, np.float32)  # added up in float32, as the training's final figures
+    for x, y, weights, kept in padded_split_batches(split, batch, stats):
+        n = len(kept)
+        out, batch_sums = run(variables, x, y, weights)
+        sums = sums + np.asarray(batch_sums)
+        outputs.append(np.asarray(out)[:n])
+        labels.append(y[:n])
+        positions.append(kept)
+        if keep_x:
+            xs.append(x[:n])
+    loss_sum, n, hits, counted = sums.astype(np.float64).tolist()
     figures = {"loss": loss_sum / max(n, 1)}
     if counted:
         figures["accuracy"] = hits / counted

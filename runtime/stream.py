@@ -16,6 +16,7 @@ decodes in the training process; default :func:`default_workers`) and ``skip_bad
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import pathlib
@@ -36,13 +37,14 @@ from .data import (
     split_indices,
 )
 from .data_base import STREAM_OPTIONS, DataError, first_line, int_option
-from .data_files import LIBRARY_ERRORS
-from .stream_sources import StreamSource, open_streamed
+from .data_files import LIBRARY_ERRORS, load_file
+from .stream_sources import MemorySource, StreamSource, open_streamed
 
 __all__ = ["STREAM_MODES", "BatchPositions", "BatchReader", "ShardSlice", "StreamedSplit",
-           "checked_parts", "decoded_bytes", "default_workers", "ignore_interrupts",
-           "in_memory", "load_streamed", "machine_memory", "process_shard", "read_batches",
-           "should_stream", "stream_options", "streamed_stats"]
+           "check_stream_mode", "checked_parts", "decoded_bytes", "default_workers",
+           "ignore_interrupts", "load_streamed", "machine_memory", "process_shard",
+           "read_batches", "read_whole", "should_stream", "split_file_opener",
+           "stream_options", "streamed_stats"]
 
 STREAM_MODES = ("auto", "on", "off")
 PREFETCH_BATCHES = 2  # batches each worker decodes ahead
@@ -66,12 +68,17 @@ def decoded_bytes(m: int, input_shape: tuple[int, ...]) -> int:
     return int(m) * math.prod(input_shape) * 4
 
 
+def check_stream_mode(stream: str) -> None:
+    """A DataError unless ``stream`` is one of :data:`STREAM_MODES`."""
+    if stream not in STREAM_MODES:
+        raise DataError(f"stream {stream!r} must be one of: {', '.join(STREAM_MODES)}")
+
+
 def should_stream(stream: str, m: int, input_shape: tuple[int, ...],
                   memory_bytes: int | None = None) -> bool:
     """Whether a split of ``m`` examples streams: ``stream on``, or ``auto`` and its decoded
     size exceeds a quarter of ``memory_bytes`` (default: :func:`machine_memory`)."""
-    if stream not in STREAM_MODES:
-        raise DataError(f"stream {stream!r} must be one of: {', '.join(STREAM_MODES)}")
+    check_stream_mode(stream)
     if stream != "auto":
         return stream == "on"
     if memory_bytes is None:
@@ -100,15 +107,17 @@ def machine_memory() -> int:
 
 class BatchReader:
     """Reads a batch of a split's positions: the examples shaped to the net's input as
-    float32, checked finite, normalized with the train statistics (``mean``/``std`` or
-    None). Picklable, so Grain's worker processes run it. Returns ``(x, kept, bad)``: the
-    rows read, the positions they are (all of them unless ``skip_bad``) and the names of the
-    examples left out."""
+    float32, checked finite (unless not ``finite``: new inputs to predict, where a NaN
+    predicts NaN as it does read whole), normalized with the train statistics
+    (``mean``/``std`` or None). Picklable, so Grain's worker processes run it. Returns
+    ``(x, kept, bad)``: the rows read, the positions they are (all of them unless
+    ``skip_bad``) and the names of the examples left out."""
 
     def __init__(self, source: StreamSource, rows: np.ndarray, input_shape: tuple[int, ...],
-                 name: str, *, mean=None, std=None, skip_bad: bool = False):
+                 name: str, *, mean=None, std=None, skip_bad: bool = False,
+                 finite: bool = True):
         self.source, self.rows, self.input_shape, self.name = source, rows, input_shape, name
-        self.mean, self.std, self.skip_bad = mean, std, skip_bad
+        self.mean, self.std, self.skip_bad, self.finite = mean, std, skip_bad, finite
 
     def __call__(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
         positions = np.asarray(positions, dtype=np.int64).reshape(-1)
@@ -130,7 +139,7 @@ class BatchReader:
                 np.zeros((0, *self.source.example_shape), self.source.dtype)
         x = np.asarray(x).reshape((len(x), *self.input_shape)).astype(np.float32)
         finite = np.isfinite(x.reshape(len(x), math.prod(self.input_shape))).all(axis=1)
-        if not finite.all():
+        if self.finite and not finite.all():
             row = int(np.argmax(~finite))
             kind = "NaN" if np.isnan(x[row]).any() else "inf"
             raise DataError(f"x holds {kind} in {self.name} split (row {int(positions[row])}: "
@@ -138,7 +147,6 @@ class BatchReader:
         if self.mean is not None:
             x = (x - self.mean) / self.std
         return np.ascontiguousarray(x, dtype=np.float32), positions, bad
-
 
     def read(self, positions: np.ndarray) -> np.ndarray:
         """The examples at ``positions`` as the source holds them; a library's error reading
@@ -170,8 +178,14 @@ class StreamedSplit:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def reader(self, *, normalized: bool = True, skip_bad: bool | None = None) -> BatchReader:
-        stats = self.stats if normalized else {"mean": None, "std": None}
+    def reader(self, *, normalized: bool = True, skip_bad: bool | None = None,
+               stats: dict | None = None) -> BatchReader:
+        """The split's :class:`BatchReader`: normalized with ``stats`` (``{"mean", "std"}``)
+        or else the split's own statistics (not ``normalized``: raw examples)."""
+        if not normalized:
+            stats = {"mean": None, "std": None}
+        elif stats is None:
+            stats = self.stats
         return BatchReader(self.source, self.rows, self.input_shape, self.name,
                            mean=stats["mean"], std=stats["std"],
                            skip_bad=self.skip_bad if skip_bad is None else skip_bad)
@@ -188,12 +202,22 @@ class StreamedSplit:
         ``(index, count)`` (:func:`process_shard`: this JAX process of all of them) each
         minibatch is only this process's part of it, ``np.array_split(positions,
         count)[index]``: every host reads only its rows."""
-        for x, kept, bad in read_batches(self.reader(), order, batch, self.workers,
+        with contextlib.closing(self.positioned_batches(order, batch, shard=shard)) as batches:
+            for x, y, _ in batches:  # closed with this one: its reader's workers stop at once
+                yield x, y
+
+    def positioned_batches(self, order: np.ndarray, batch, *,
+                           shard: tuple[int, int] | None = None, stats: dict | None = None,
+                           ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """:meth:`batches` as ``(x, y, positions)``: each minibatch with the positions in
+        the split of the examples it holds (``skip_bad`` may leave some out), normalized with
+        ``stats`` where given instead of the split's own statistics."""
+        for x, kept, bad in read_batches(self.reader(stats=stats), order, batch, self.workers,
                                          shard=shard):
             if bad:
                 self.skipped += len(bad)
                 self.skipped_names += bad
-            yield x, self.y[kept]
+            yield x, self.y[kept], kept
 
     def read(self, positions: np.ndarray) -> np.ndarray:
         """``x`` of some positions, in order (read in this process; an unreadable example is
@@ -348,7 +372,7 @@ def _flag(value, what: str) -> bool:
     raise DataError(f"option {what}={value!r} must be true or false")
 
 
-def in_memory(split: StreamedSplit) -> Dataset:
+def read_whole(split: StreamedSplit) -> Dataset:
     """A split read whole into memory (through its workers; ``skip_bad`` leaves out what
     cannot be read)."""
     xs, ys = [], []
@@ -359,18 +383,26 @@ def in_memory(split: StreamedSplit) -> Dataset:
     return Dataset(x, np.concatenate(ys) if ys else split.y[:0])
 
 
-def _open_split_file(path, name: str, options: dict, *, part: str) -> dict:
-    arrays = open_streamed(pathlib.Path(path), name, dict(options), part=part)
-    if arrays is None:
-        raise DataError(f"{part} file '{name}' cannot stream (a csv file); set stream off")
-    return arrays
+def split_file_opener(stream: str):
+    """``add_split_file``'s ``load`` for streamed data: a split's own file opened as a
+    source; one that cannot stream (a csv file) is read whole into memory (a
+    :class:`~runtime.stream_sources.MemorySource`), or with ``stream on`` is an error."""
+    def load(path, name: str, options: dict, *, part: str, **extra) -> dict:
+        arrays = open_streamed(pathlib.Path(path), name, dict(options), part=part)
+        if arrays is not None:
+            return arrays
+        if stream == "on":
+            raise DataError(f"{part} file '{name}' cannot stream (a csv file); set stream "
+                            f"auto or off")
+        arrays = load_file(pathlib.Path(path), name, dict(options), part=part, **extra)
+        return {**arrays, f"x_{part}": MemorySource(arrays[f"x_{part}"], name)}
+    return load
 
 
 def stream_options(options: dict, skip_bad: bool) -> tuple[int, bool, dict]:
     """``(workers, skip_bad, the other options)`` of a data line's options: ``workers=``
     (default :func:`default_workers`) and ``skip_bad=`` (default the train setting's)."""
-    workers = int_option(options, "workers", default_workers()) if "workers" in options \
-        else default_workers()
+    workers = int_option(options, "workers", default_workers())
     skip_bad = _flag(options["skip_bad"], "skip_bad") if "skip_bad" in options else skip_bad
     return workers, skip_bad, {k: v for k, v in options.items() if k not in STREAM_OPTIONS}
 
@@ -414,14 +446,15 @@ def load_streamed(net, base_dir, loss: str, *, stream: str, skip_bad: bool = Fal
     """Like runtime/run.py's ``load_data``, but each split whose decoded size calls for it
     (:func:`should_stream`) is a :class:`StreamedSplit` instead of a ``Dataset``. None when
     the data cannot stream (a built-in, a csv file), ``stream off``, or no split needs to
-    stream: the caller then loads it in memory. The splits are the very examples
-    ``make_splits`` cuts (same seed, same permutation); the labels are checked and shaped
-    by data.py's own functions; ``normalize standard`` statistics come from one streamed
-    pass over train (:func:`streamed_stats`). ``skip_bad`` is the train setting; the data
-    line's ``skip_bad=`` overrides it."""
+    stream: the caller then loads it in memory. A split's own file that cannot stream
+    (``test="t.csv"``) is read in memory (an error with ``stream on``). The splits are the
+    very examples ``make_splits`` cuts (same seed, same permutation); the labels are checked
+    and shaped by data.py's own functions; ``normalize standard`` statistics come from one
+    streamed pass over train (:func:`streamed_stats`). ``skip_bad`` is the train setting;
+    the data line's ``skip_bad=`` overrides it."""
     cfg = net.train
     if stream == "off" or cfg.data is None or cfg.data.name != "file":
-        should_stream(stream, 0, ())  # still reject a bad mode
+        check_stream_mode(stream)
         return None
     workers, skip_bad, options = stream_options(dict(cfg.data.options), skip_bad)
     source = str(options.pop("path"))
@@ -434,7 +467,7 @@ def load_streamed(net, base_dir, loss: str, *, stream: str, skip_bad: bool = Fal
         return None
     for part, name in split_files.items():
         arrays = add_split_file(arrays, source, part, name, options, base_dir=base_dir,
-                                load=_open_split_file)
+                                load=split_file_opener(stream))
     parts = checked_parts(arrays, net, loss)
     input_shape = tuple(int(d) for d in net.input_shape)
     streamed = {part: should_stream(stream, len(idx), input_shape, memory_bytes)
@@ -448,7 +481,7 @@ def load_streamed(net, base_dir, loss: str, *, stream: str, skip_bad: bool = Fal
         stats = streamed_stats(splits["train"])
     for split in splits.values():
         split.stats = stats
-    result = {part: split if streamed[part] else in_memory(split)
+    result = {part: split if streamed[part] else read_whole(split)
               for part, split in splits.items()}
     names = arrays.get("class_names")
     class_names = tuple(str(n) for n in names) if names is not None else None

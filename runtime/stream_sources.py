@@ -42,7 +42,7 @@ from .data_files import (
 )
 
 __all__ = ["ArrayRecordSource", "ArraySource", "H5Source", "ImageFolderSource",
-           "StreamSource", "open_streamed"]
+           "MemorySource", "StreamSource", "open_streamed"]
 
 
 class StreamSource:
@@ -72,6 +72,22 @@ class StreamSource:
 
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k not in self.handles}
+
+
+class MemorySource(StreamSource):
+    """Examples already in memory (a split's own file that cannot stream, such as a csv
+    file, read whole), served as a source so that its split is cut and checked as the
+    streamed ones are."""
+
+    def __init__(self, x: np.ndarray, source: str):
+        self.x, self.source = np.asarray(x), source
+        self.example_shape, self.dtype = tuple(self.x.shape[1:]), self.x.dtype
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def read_rows(self, rows: np.ndarray) -> np.ndarray:
+        return self.x[np.asarray(rows, dtype=np.int64)]
 
 
 class ImageFolderSource(StreamSource):
@@ -158,10 +174,14 @@ class H5Source(StreamSource):
     handles = ("file",)
 
     def __init__(self, path: pathlib.Path, source: str, key: str):
+        import h5py
+
         self.path, self.source, self.key = str(path), source, key
-        dataset = self.dataset()
-        self.length, self.example_shape = len(dataset), tuple(dataset.shape[1:])
-        self.dtype = np.dtype(np.float32) if dataset.dtype == np.uint8 else dataset.dtype
+        with h5py.File(self.path, "r") as handle:  # closed: each process opens its own
+            dataset = handle[key]
+            self.length, self.example_shape = len(dataset), tuple(dataset.shape[1:])
+            stored = dataset.dtype
+        self.dtype = np.dtype(np.float32) if stored == np.uint8 else stored
 
     def dataset(self):
         """The h5py dataset, its file opened on first use in this process."""

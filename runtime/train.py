@@ -83,7 +83,7 @@ class Trainer:
         self.net, self.cfg = net, cfg
         self.model: Model = compile_net(net, compute_dtype=compute_dtype)
         self.train_data, self.dev_data = train, dev
-        self.batch = min(cfg.batch or train.m, train.m)
+        self.batch = cfg.batch_of(train.m)
         self.full_batches, self.remainder = divmod(train.m, self.batch)
         self.steps_per_epoch = self.full_batches + (1 if self.remainder else 0)
         self.members = None if population is None else len(population)

@@ -85,3 +85,11 @@ def test_check_does_not_import_jax(shared_specs):
     proc = run_python("-c", code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["0", "False"]  # the check ran, and passed, without JAX
+
+
+def test_the_minibatch_of_a_split_is_batch_at_most_its_size():
+    from netc.compiler.settings import TrainConfig
+
+    assert TrainConfig(batch=16).batch_of(100) == 16
+    assert TrainConfig(batch=64).batch_of(10) == 10  # a split smaller than one batch
+    assert TrainConfig(batch=None).batch_of(37) == 37  # batch full

@@ -109,6 +109,9 @@ def test_onehot_by_index_without_header_and_numeric_categories(tmp_path):
      ["column 'kind' of csv file 'd.csv' is the label"]),
     ("1,red,0\n2,blue,1\n", {"onehot": "color"}, ["no header row, so onehot='color'"]),
     ("1,red,0\n2,blue,1\n", {"onehot": 7}, ["onehot column 7 out of range"]),
+    # what the csv module itself cannot read: a field over its 131072 characters
+    ("w,h,kind\n1,2,a\n" + "9" * 200_000 + ",3,b\n", {},
+     ["cannot read csv file 'd.csv' at line 3: field larger than field limit (131072)$"]),
 ])
 def test_csv_errors_name_the_row_and_column(tmp_path, text, options, words):
     (tmp_path / "d.csv").write_text(text)

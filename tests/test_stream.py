@@ -9,12 +9,16 @@ class names and normalization statistics.
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
 import h5py
 import netc
 import numpy as np
 import pytest
+from conftest import one_error_line, run_cli, write_spec
+from netc.compiler.check import check_source
+from netc.dsl.diagnostics import SpecError
 from netc.runtime.data import (
     DataError,
     Dataset,
@@ -203,7 +207,11 @@ def test_h5_batch_with_repeated_rows_reads_them_in_order(tmp_path):
         f["y"] = y
     from netc.runtime.stream_sources import H5Source
 
+    def open_files():
+        return h5py.h5f.get_obj_count(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE)
+    before = open_files()
     source = H5Source(tmp_path / "plain.h5", "plain.h5", "x")
+    assert open_files() == before  # opening it reads its shape and closes the file again
     for rows in ([7, 2, 7, 0], [55, 3, 55, 40]):  # dense (one slice read), sparse (points)
         rows = np.asarray(rows)
         np.testing.assert_array_equal(source.read_rows(rows), x[rows].astype(np.float32) / 255)
@@ -338,6 +346,21 @@ def test_skip_bad_leaves_the_file_out_and_counts_it(tmp_path):
     assert got.train.skipped == 2  # counted each time it is met
 
 
+def test_the_data_line_says_skip_bad_and_workers_as_the_docs_do(tmp_path):
+    root = image_folder(tmp_path / "pets")
+    net = check_source('net t\ninput 6x5x3\nflatten -> fc 4 -> softmax 3\ntrain {\n'
+                       '  data "pets" skip_bad=true workers=0\n  split 1 0 0\n  epochs 1\n}\n')
+    assert net.train.skip_bad is False  # the train setting; the data line's overrides it
+    (root / "dog" / "03.png").write_bytes(b"not a png")
+    got, _ = streamed(net, tmp_path)
+    assert (got.train.skip_bad, got.train.workers) == (True, 0)
+    x, _ = all_batches(got.train, np.arange(len(got.train)), 4)
+    assert len(x) == 17 and got.train.skipped_names == ["pets/dog/03.png"]
+    with pytest.raises(SpecError, match=r"skip_bad.*expects true or false"):
+        check_source('net t\ninput 2\nfc 1 -> sigmoid 1\ntrain {\n'
+                     '  data "d.npz" skip_bad=1\n}\n')
+
+
 # -------------------------------------------------------------------- when to stream
 
 
@@ -364,6 +387,60 @@ def test_builtin_and_csv_data_do_not_stream(tmp_path):
     (tmp_path / "d.csv").write_text("a,b,label\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n9,0,1\n")
     net = make_net(tmp_path, "d.csv", shape="2", head="sigmoid 1")
     assert load_streamed(net, tmp_path, "binary_cross_entropy", stream="on") is None
+
+
+CSV_TEST_FILE = """net points
+input 2
+fc 4 -> tanh -> softmax 3
+train {
+  data "d.npz" test="t.csv" workers=0
+  split 0.75 0.25 0
+  batch 8
+  epochs 2
+  seed 0
+}
+"""
+
+
+def points_with_a_csv_test_file(tmp_path):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(40, 2)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(40) % 3)
+    rows = [f"{a:.3f},{b:.3f},{k % 3}" for k, (a, b) in enumerate(rng.normal(size=(9, 2)))]
+    (tmp_path / "t.csv").write_text("a,b,label\n" + "\n".join(rows) + "\n")
+    return write_spec(tmp_path, CSV_TEST_FILE)
+
+
+def test_a_csv_test_file_beside_data_that_streams_is_read_in_memory(tmp_path):
+    spec = points_with_a_csv_test_file(tmp_path)
+    # stream auto (the default): nothing needs to stream, so all of it is read in memory,
+    # and the run is the run of stream off (the in-memory path)
+    code, _, err = run_cli("train", spec, "--out", tmp_path / "auto", "--quiet")
+    assert code == 0, err
+    code, _, err = run_cli("train", spec, "--out", tmp_path / "off", "--quiet",
+                           "--set", "stream=off")
+    assert code == 0, err
+    auto, off = (json.loads((tmp_path / run / "run.json").read_text())
+                 for run in ("auto", "off"))
+    assert auto["streamed"] == {"train": False, "dev": False, "test": False}
+    assert auto["final"]["test"] == off["final"]["test"]
+    code, out, err = run_cli("eval", tmp_path / "auto", "--json")
+    assert code == 0, err
+    assert json.loads(out)["splits"]["test"]["examples"] == 9
+    # stream on asks every split to stream: the csv file cannot
+    code, _, err = run_cli("train", spec, "--out", tmp_path / "on", "--quiet",
+                          "--set", "stream=on")
+    assert code != 0
+    assert one_error_line(err) == ("netc: error: data: test file 't.csv' cannot stream (a csv "
+                                   "file); set stream auto or off")
+
+
+def test_a_csv_test_file_beside_streamed_data_is_served_from_memory(tmp_path):
+    spec = points_with_a_csv_test_file(tmp_path)
+    net = netc.check(str(spec))
+    got, _ = load_streamed(net, tmp_path, "cross_entropy", stream="auto", memory_bytes=1)
+    assert isinstance(got.train, StreamedSplit) and isinstance(got.test, StreamedSplit)
+    assert_same_splits(got, in_memory(net, tmp_path, "classes", 3)[0])
 
 
 def test_in_memory_reader_ignores_the_stream_options(tmp_path):
@@ -446,7 +523,9 @@ def test_machine_memory_is_the_container_limit_when_smaller(tmp_path, monkeypatc
     assert stream.machine_memory() == psutil.virtual_memory().total
     limit.write_text("123456789\n")
     assert stream.machine_memory() == 123456789
-    assert should_stream("auto", 10**6, (8,)) is (4 * 10**6 * 8 > 123456789 / 4)
+    # a quarter of it is 30,864,197.25 bytes; an example of 8 float32 takes 32
+    assert should_stream("auto", 964_506, (8,)) is False  # 30,864,192 bytes
+    assert should_stream("auto", 964_507, (8,)) is True  # 30,864,224 bytes
 
 
 # -------------------------------------------------------------------- a process of its own

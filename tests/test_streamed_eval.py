@@ -17,7 +17,7 @@ from netc.runtime.evaluate import predict_file
 from netc.runtime.export import export_run, sample_batch
 from netc.runtime.host_feed import is_streamed
 from netc.runtime.run import load_run
-from netc.runtime.split_pass import run_splits
+from netc.runtime.split_pass import raw_examples, run_splits, split_pass
 from netc.runtime.stream import BatchReader
 
 IMAGES = """net pets
@@ -145,6 +145,46 @@ def test_streamed_eval_reports_what_the_in_memory_eval_reports(which, request):
         confusion = np.asarray(figures["confusion"])
         assert confusion.sum() == figures["examples"]
         assert np.trace(confusion) / confusion.sum() == pytest.approx(figures["accuracy"])
+    if which == "points":  # both sides share the program: check it against numpy
+        params = {k: {n: np.asarray(a, np.float64) for n, a in v.items()}
+                  for k, v in variables["params"].items()}
+        for name, part in splits.parts():
+            x = raw_examples(part, np.arange(len(part))).astype(np.float64)
+            x = (x - stats["mean"]) / stats["std"]
+            reference = numpy_figures(params, x, np.asarray(part.y))
+            figures = streamed["splits"][name]
+            assert figures["loss"] == pytest.approx(reference["loss"], rel=1e-5)
+            assert figures["accuracy"] == reference["accuracy"]
+
+
+def numpy_figures(params: dict, x: np.ndarray, y: np.ndarray) -> dict:
+    """POINTS' fc 8 -> tanh -> softmax 3 with cross-entropy, in float64."""
+    h = np.tanh(x @ params["fc_1"]["kernel"] + params["fc_1"]["bias"])
+    z = h @ params["softmax_1"]["kernel"] + params["softmax_1"]["bias"]
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return {"loss": float(-np.mean(log_p[np.arange(len(y)), y])),
+            "accuracy": float(np.mean(log_p.argmax(axis=1) == y))}
+
+
+def test_eval_runs_the_net_once_over_each_batch(points, monkeypatch):
+    memory, _ = points
+    model, variables = load_run(memory)
+    calls = []
+    both = model.outputs_and_sums
+
+    def counted(*args):
+        calls.append(len(args[1]))
+        return both(*args)
+
+    def forbidden(*args):
+        raise AssertionError("a second forward pass")
+    for name, function in (("outputs_and_sums", counted), ("predict", forbidden),
+                           ("evaluate_batch", forbidden)):
+        monkeypatch.setitem(model.__dict__, name, function)
+    splits, stats = run_splits(model, variables, memory)
+    seen = split_pass(model, variables, splits.test, 16, stats)
+    assert calls == [16, 16] and len(seen.outputs) == len(splits.test) == 24
 
 
 def test_streamed_eval_draws_the_decision_boundary_of_the_same_points(points):
@@ -249,6 +289,25 @@ def test_streamed_predictions_equal_those_read_whole(pets, points, kind, tmp_pat
         assert sorted(a.files) == sorted(b.files)
         for key in a.files:
             np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_an_input_holding_nan_predicts_nan_streamed_or_read_whole(points, tmp_path):
+    run = points[0]
+    model, variables = load_run(run)
+    x = np.random.default_rng(6).normal(size=(30, 2)).astype(np.float32)
+    x[4, 1] = np.nan
+    np.save(tmp_path / "new.npy", x)
+    outputs = []
+    for stream in ("off", "on"):
+        out = tmp_path / f"{stream}.npz"
+        assert predict_file(model, variables, tmp_path / "new.npy", out, None, run,
+                            stream=stream) == 30
+        with np.load(out) as saved:
+            outputs.append(saved["outputs"])
+    np.testing.assert_array_equal(*outputs)  # NaN where NaN, the same numbers elsewhere
+    nan = np.isnan(outputs[0]).any(axis=1)
+    assert nan.tolist() == [i == 4 for i in range(30)]
+    assert np.isnan(outputs[0][4]).all()
 
 
 def test_predict_with_stream_on_in_the_spec_writes_the_same_csv(pets, tmp_path):
