@@ -209,7 +209,8 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     loop_seconds, first_epoch = 0.0, done
     stopped = trainer.watch_report(carry)[0].get("stopped", False)  # a resumed stopped run
     stop_reason = "patience" if stopped else None
-    with StopRequested() as stop, sharded.CheckpointWriter(ckpt_dir) as writer:
+    # the first save removes the checkpoints after `done` (those skipped as damaged)
+    with StopRequested() as stop, sharded.CheckpointWriter(ckpt_dir, start=done) as writer:
         while done < cfg.epochs and not stopped:
             count = min(trainer.chunk, cfg.epochs - done)
             t0, c0 = now(), compile_seconds(main_thread)

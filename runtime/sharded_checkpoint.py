@@ -13,7 +13,8 @@ skipped (with a warning) and removed. Orbax checks no array bytes (a flipped bit
 silently), so `meta` keeps a checksum of each array, checked after a restore: a
 position-weighted sum of its bits mod 2**32, which each process computes on the host over
 the shards it holds (exact integer sums: the same on any mesh, and no XLA program to
-compile). A damaged newest checkpoint is reported and resume falls back to the previous one.
+compile). A damaged newest checkpoint is reported and resume falls back to the previous one;
+the resumed run's first save removes the damaged one (CheckpointWriter's `start`).
 
 A restore builds its target from the resuming run's fresh carry (its shapes, dtypes and
 shardings): a checkpoint written on 4 devices, replicated or with --shard-params, resumes on
@@ -210,13 +211,16 @@ def _describe(tree: dict) -> dict[str, list]:
 
 class CheckpointWriter:
     """Saves a run's checkpoints into its checkpoints folder, keeping the newest `keep`.
+    `start` is the epoch the run starts from: the restored checkpoint's (0 for a fresh
+    start); the first save removes every checkpoint after it (see save()).
     Every process of a distributed run makes the same calls with the same folder (a disk
     every process sees): each writes its shards, process 0 the metadata. close() (or the
     end of a `with` block, whatever ends it) waits for the last save."""
 
-    def __init__(self, folder: Path, keep: int = KEEP):
+    def __init__(self, folder: Path, keep: int = KEEP, start: int = 0):
         self.folder = Path(folder).absolute()
         self.keep = keep
+        self.start = start
         self._manager = None
         # Orbax takes 0.3 s to import: on a thread, while the first epochs run
         self._loading = threading.Thread(target=_orbax, daemon=True)
@@ -242,12 +246,19 @@ class CheckpointWriter:
 
     def save(self, epoch: int, carry, meta: dict) -> Path:
         """Start saving the carry after `epoch` epochs; returns once the arrays are off the
-        devices. Checkpoints of this epoch or later (a run started again, or ones skipped
-        as damaged) are removed first."""
+        devices. Checkpoints newer than the run's start are removed first (ones a resume
+        skipped as damaged, or an earlier run's when this one started over): left in place
+        they would count among the `keep` newest, and Orbax would remove the good one the
+        run resumed from."""
         manager, ocp = self._open(), _orbax()
         for step in manager.all_steps():
-            if step >= epoch:
+            if step > self.start:
                 manager.delete(step)
+        if jax.process_index() == 0:  # an earlier version's, which Orbax does not list
+            for old, path in list_checkpoints(self.folder):
+                if old > self.start and path.is_file():
+                    path.unlink(missing_ok=True)
+        self.start = epoch
         tree = carry_tree(carry)
         info = {**meta, "format": FORMAT, "epoch": epoch, "arrays": _describe(tree),
                 "checksums": checksums(tree)}
