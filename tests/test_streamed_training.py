@@ -35,7 +35,7 @@ from conftest import (
 )
 from netc.compiler.check import check_source
 from netc.dsl.diagnostics import SpecError
-from netc.runtime.data import Splits
+from netc.runtime.data import DataError, Splits
 from netc.runtime.host_feed import HostData, is_streamed, local_order
 from netc.runtime.population import train_population
 from netc.runtime.progress import Reporter
@@ -240,6 +240,61 @@ def test_a_population_trains_over_streamed_splits(stream_double, tmp_path):
         assert a.final == b.final
         assert_trees_close(params_of(a.out_dir), params_of(b.out_dir))
     assert is_streamed(stream_double["splits"].train)
+
+
+class OpenCount(ArraySplit):
+    """An ArraySplit that counts its batches() streams still open (a reader's worker
+    processes), and from `fail_at` minibatches on has its train split raise DataError
+    (an unreadable file) or, with `poison`, give a NaN input (a loss that becomes NaN)."""
+
+    open = 0
+
+    def __init__(self, x, y, name, fail_at=None, poison=False):
+        super().__init__(x, y)
+        self.name, self.fail_at, self.poison, self.served = name, fail_at, poison, 0
+
+    def batches(self, order, batch):
+        OpenCount.open += 1
+        try:
+            for x, y in super().batches(order, batch):
+                self.served += 1
+                if self.name == "train" and self.fail_at is not None and \
+                        self.served > self.fail_at:
+                    if not self.poison:
+                        raise DataError("pets/dog/03.png: not an image")
+                    x = np.full_like(x, np.nan)
+                yield x, y
+        finally:
+            OpenCount.open -= 1
+
+
+@pytest.mark.parametrize("how", ["nan", "data_error", "population"])
+def test_a_failed_run_closes_its_readers(how, monkeypatch, tmp_path):
+    """A run that fails in its second epoch (a NaN loss: RunFailed; the reader's
+    DataError; a population's DataError) leaves none of its splits' readers open (their
+    worker processes would outlive it)."""
+    steps = 6  # 90 train examples in minibatches of 16
+
+    def load_streamed(net, base_dir, loss, *, stream, skip_bad, memory_bytes=None):
+        splits, stats = load_data(net, base_dir, loss)
+
+        def wrap(name, part):
+            return None if part is None else OpenCount(
+                part.x, part.y, name, fail_at=steps, poison=how == "nan")
+        return replace(splits, train=wrap("train", splits.train),
+                       dev=wrap("dev", splits.dev), test=wrap("test", splits.test)), stats
+    monkeypatch.setattr("netc.runtime.stream.load_streamed", load_streamed)
+    monkeypatch.setattr(OpenCount, "open", 0)
+    net = net_of(DENSE, tmp_path, "  stream on\n")
+    if how == "population":
+        with pytest.raises(DataError, match="not an image"):
+            train_population([net], [tmp_path / "run"], base_dir=tmp_path)
+    else:
+        failure = RunFailed if how == "nan" else DataError
+        with pytest.raises(failure, match="the loss became nan at epoch 2" if how == "nan"
+                           else "not an image"):
+            train_run(net, tmp_path / "run", base_dir=tmp_path, checkpoint_every=1)
+    assert OpenCount.open == 0
 
 
 def test_scan_loop_over_a_streamed_split_is_a_clear_error(stream_double, tmp_path):
