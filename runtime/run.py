@@ -254,7 +254,7 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
             due = (checkpoint_every is not None or now() - last_save >= checkpoint_seconds
                    or done == cfg.epochs or stop.requested or stopped)
             if due:
-                _save(writer, carry, done, meta)
+                writer.save(done, carry, meta)  # Orbax writes it while training goes on
                 last_save = now()
             if stop.requested and done < cfg.epochs:
                 interrupted = True
@@ -340,11 +340,6 @@ def _read_init_from(out_dir: Path) -> dict | None:
         return json.loads((out_dir / "run.json").read_text()).get("init_from")
     except (OSError, ValueError, AttributeError):
         return None
-
-
-def _save(writer: sharded.CheckpointWriter, carry, done: int, meta: dict) -> None:
-    """Start the checkpoint of `done` epochs (Orbax writes it while training goes on)."""
-    writer.save(done, carry, meta)
 
 
 @contextmanager
