@@ -14,7 +14,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,12 +24,15 @@ import jax
 import numpy as np
 import pytest
 from conftest import (
+    TWO_CPUS,
     Crash,
     CrashAfter,
     assert_trees_close,
+    free_port,
     moons_mlp,
     params_of,
     run_cli,
+    start_process,
     write_spec,
 )
 from netc.compiler.check import check_source
@@ -502,41 +504,18 @@ def test_each_process_reads_its_rows_of_every_full_minibatch():
     np.testing.assert_array_equal(whole, order[:8])  # together: the full minibatches
 
 
-TWO_CPUS = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-            "NETC_CACHE_DIR": "off"}
-
-
-def free_port() -> int:
-    """A free port with the next one free too (the processes' supervisors meet there)."""
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-        try:
-            with socket.socket() as b:
-                b.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free pair of ports")
-
-
 @pytest.mark.slow
 def test_two_processes_stream_their_shares_and_train_as_one_process(tmp_path):
     pets_npz(tmp_path, m=70)  # 42 train examples: 5 minibatches of 8 and one of 2
     spec = write_spec(tmp_path, IMAGES.replace('"DATA"', '"pets.npz" workers=0'))
     port = free_port()
-    procs = []
-    for i in (1, 0):
-        argv = [sys.executable, "-m", "netc", "train", str(spec), "--out", str(tmp_path / "run"),
-                "--set", "stream=on", "--coordinator", f"127.0.0.1:{port}",
-                "--num-processes", "2", "--process-id", str(i), "--timeout", "60"]
-        procs.append(subprocess.Popen(argv, env=TWO_CPUS, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True,
-                                      start_new_session=True))
-    outs = [p.communicate(timeout=300)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs
-    assert "mesh data=4 over 4 cpu devices" in outs[1], outs
+    procs = [start_process(spec, tmp_path / "run", port, i, tmp_path / f"p{i}.log",
+                           extra=("--set", "stream=on")) for i in (1, 0)]
+    for p in procs:
+        p.communicate(timeout=300)
+    logs = [(tmp_path / f"p{i}.log").read_text() for i in (1, 0)]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    assert "mesh data=4 over 4 cpu devices" in logs[1], logs
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["streamed"]["train"] is True
     single = subprocess.run([sys.executable, "-m", "netc", "train", str(spec), "--out",
