@@ -101,25 +101,14 @@ def init_variables(net: Net, key, dtype=jnp.float32, random_scale=None,
     key unused and threefry out of the program: its compile was most of a small net's
     init (benchmarks/FINDINGS.md). assemble_variables builds the same variables outside a
     trace."""
-    fixed, drawn = init_layout(net, random_scale)
-    variables = {"params": {}, "state": {}}
-    for group, layer, name, shape, one in fixed:
-        variables[group].setdefault(layer, {})[name] = (jnp.ones if one else jnp.zeros)(
-            shape, dtype if group == "params" else jnp.float32)
-    total = sum(math.prod(shape) for _, _, shape, _ in drawn)
+    total = drawn_count(net)
     if not total:
         normal = None
     elif normal_bits is not None:
         normal = _normal_of_bits(normal_bits, dtype)
     else:
         normal = jax.random.normal(key, (total,), dtype)
-    offset = 0
-    for layer, pname, shape, scale in drawn:
-        size = math.prod(shape)
-        draw = normal[offset:offset + size].reshape(shape)
-        variables["params"].setdefault(layer, {})[pname] = draw * jnp.asarray(scale, dtype)
-        offset += size
-    return _in_layer_order(net, variables)
+    return _variables_of_draw(net, normal, dtype, jnp, random_scale)
 
 
 def assemble_variables(net: Net, normal: np.ndarray | None, dtype) -> dict:
@@ -129,17 +118,23 @@ def assemble_variables(net: Net, normal: np.ndarray | None, dtype) -> dict:
     same values. A program that returns each weight as a slice of the draw compiles one loop
     per output, ~12-25 ms each on CPU: ResNet-50's 267 variables took ~1.7 s of CPU to
     compile against ~0.2 s for the draw alone (benchmarks/FINDINGS.md)."""
-    dtype = np.dtype(dtype)
-    fixed, drawn = init_layout(net, None)
+    return _variables_of_draw(net, normal, np.dtype(dtype), np)
+
+
+def _variables_of_draw(net: Net, normal, dtype, xp, random_scale=None) -> dict:
+    """The variables of init_variables and assemble_variables, with `xp` (jax.numpy inside
+    a trace, numpy outside) for the arrays: zeros and ones, and each weight a slice of the
+    standard normal draw `normal` times its scale (one correctly rounded product)."""
+    fixed, drawn = init_layout(net, random_scale)
     variables = {"params": {}, "state": {}}
     for group, layer, name, shape, one in fixed:
-        variables[group].setdefault(layer, {})[name] = (np.ones if one else np.zeros)(
-            shape, dtype if group == "params" else np.float32)
+        variables[group].setdefault(layer, {})[name] = (xp.ones if one else xp.zeros)(
+            shape, dtype if group == "params" else xp.float32)
     offset = 0
     for layer, pname, shape, scale in drawn:
         size = math.prod(shape)
         draw = normal[offset:offset + size].reshape(shape)
-        variables["params"].setdefault(layer, {})[pname] = draw * np.asarray(scale, dtype)
+        variables["params"].setdefault(layer, {})[pname] = draw * xp.asarray(scale, dtype)
         offset += size
     return _in_layer_order(net, variables)
 

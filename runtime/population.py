@@ -30,7 +30,7 @@ from netc.compiler.settings import Choice
 
 from . import checkpoint as ckpt
 from .optim import STATIC_OPTIONS, hyperparameters
-from .run import MetricsLog, load_data, save_model, to_device, write_run_json
+from .run import MetricsLog, load_data, readers_closed, save_model, to_device, write_run_json
 from .train import StopRequested, Trainer, compile_seconds, evaluate_split, first_bad_epoch, now
 from .transfer import cast_start, start_variables
 
@@ -95,13 +95,12 @@ def train_population(nets: list[Net], out_dirs: list[Path], *, base_dir: Path,
     histories: list[list[dict]] = [[] for _ in nets]
     failed: list[str | None] = [None] * len(nets)
     done, loop_seconds, epochs = 0, 0.0, net.train.epochs
-    with StopRequested() as stop:
+    with StopRequested() as stop, readers_closed(trainer):
         while done < epochs and not stop.requested and not _all_stopped(trainer, carry):
             count = min(trainer.chunk, epochs - done)
             carry, done, seconds = _chunk(trainer, carry, done, count, logs, histories,
                                           failed, started)
             loop_seconds += seconds
-    trainer.close_readers()  # an interrupted or stopped run's reader processes
     interrupted = stop.requested and done < epochs
     steps = done * trainer.steps_per_epoch
     timing = {"started": round(started_unix, 4), "seconds": round(now() - started, 4),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -205,7 +206,9 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     loop_seconds, first_epoch = 0.0, done
     stopped = trainer.watch_report(carry)[0].get("stopped", False)  # a resumed stopped run
     stop_reason = "patience" if stopped else None
-    with StopRequested() as stop, sharded.CheckpointWriter(ckpt_dir) as writer:
+    # the first save removes the checkpoints after `done` (those skipped as damaged)
+    with (StopRequested() as stop, readers_closed(trainer),
+          sharded.CheckpointWriter(ckpt_dir, start=done) as writer):
         while done < cfg.epochs and not stopped:
             count = min(trainer.chunk, cfg.epochs - done)
             t0, c0 = now(), compile_seconds()
@@ -243,12 +246,11 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
             due = (checkpoint_every is not None or now() - last_save >= checkpoint_seconds
                    or done == cfg.epochs or stop.requested or stopped)
             if due:
-                _save(writer, carry, done, meta)
+                writer.save(done, carry, meta)  # Orbax writes it while training goes on
                 last_save = now()
             if stop.requested and done < cfg.epochs:
                 interrupted = True
                 break
-    trainer.close_readers()  # an interrupted or stopped run's reader processes
 
     variables = trainer.variables(carry, best=True)[0]  # early stopping: the best epoch's
     if cfg.early_stop is not None:
@@ -330,9 +332,15 @@ def _read_init_from(out_dir: Path) -> dict | None:
         return None
 
 
-def _save(writer: sharded.CheckpointWriter, carry, done: int, meta: dict) -> None:
-    """Start the checkpoint of `done` epochs (Orbax writes it while training goes on)."""
-    writer.save(done, carry, meta)
+@contextmanager
+def readers_closed(trainer: Trainer):
+    """The trainer's readers of host-fed splits stopped (their worker processes ended)
+    however the block ends: training done, stopped early, interrupted, or failed (a loss
+    that became NaN, a DataError of the reader, a second Ctrl-C)."""
+    try:
+        yield trainer
+    finally:
+        trainer.close_readers()
 
 
 def _restore(trainer: Trainer, ckpt_dir: Path, warn):

@@ -13,7 +13,8 @@ skipped (with a warning) and removed. Orbax checks no array bytes (a flipped bit
 silently), so `meta` keeps a checksum of each array, checked after a restore: a
 position-weighted sum of its bits mod 2**32, which each process computes on the host over
 the shards it holds (exact integer sums: the same on any mesh, and no XLA program to
-compile). A damaged newest checkpoint is reported and resume falls back to the previous one.
+compile). A damaged newest checkpoint is reported and resume falls back to the previous one;
+the resumed run's first save removes the damaged one (CheckpointWriter's `start`).
 
 A restore builds its target from the resuming run's fresh carry (its shapes, dtypes and
 shardings): a checkpoint written on 4 devices, replicated or with --shard-params, resumes on
@@ -24,11 +25,13 @@ compiler/transfer_check.py reads `meta` without JAX for `init from=` an unfinish
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import re
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import jax
@@ -210,13 +213,16 @@ def _describe(tree: dict) -> dict[str, list]:
 
 class CheckpointWriter:
     """Saves a run's checkpoints into its checkpoints folder, keeping the newest `keep`.
+    `start` is the epoch the run starts from: the restored checkpoint's (0 for a fresh
+    start); the first save removes every checkpoint after it (see save()).
     Every process of a distributed run makes the same calls with the same folder (a disk
     every process sees): each writes its shards, process 0 the metadata. close() (or the
     end of a `with` block, whatever ends it) waits for the last save."""
 
-    def __init__(self, folder: Path, keep: int = KEEP):
+    def __init__(self, folder: Path, keep: int = KEEP, start: int = 0):
         self.folder = Path(folder).absolute()
         self.keep = keep
+        self.start = start
         self._manager = None
         # Orbax takes 0.3 s to import: on a thread, while the first epochs run
         self._loading = threading.Thread(target=_orbax, daemon=True)
@@ -242,12 +248,19 @@ class CheckpointWriter:
 
     def save(self, epoch: int, carry, meta: dict) -> Path:
         """Start saving the carry after `epoch` epochs; returns once the arrays are off the
-        devices. Checkpoints of this epoch or later (a run started again, or ones skipped
-        as damaged) are removed first."""
+        devices. Checkpoints newer than the run's start are removed first (ones a resume
+        skipped as damaged, or an earlier run's when this one started over): left in place
+        they would count among the `keep` newest, and Orbax would remove the good one the
+        run resumed from."""
         manager, ocp = self._open(), _orbax()
         for step in manager.all_steps():
-            if step >= epoch:
+            if step > self.start:
                 manager.delete(step)
+        if jax.process_index() == 0:  # an earlier version's, which Orbax does not list
+            for old, path in list_checkpoints(self.folder):
+                if old > self.start and path.is_file():
+                    path.unlink(missing_ok=True)
+        self.start = epoch
         tree = carry_tree(carry)
         info = {**meta, "format": FORMAT, "epoch": epoch, "arrays": _describe(tree),
                 "checksums": checksums(tree)}
@@ -301,9 +314,8 @@ def _restore_tree(step: Path, target: dict, meta: dict, partial: bool = False) -
         args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
     else:
         args = ocp.checkpoint_utils.construct_restore_args(target)
-    _quiet_failed_reads()
     try:
-        with ocp.PyTreeCheckpointer() as reader:
+        with _failed_reads_quiet(), ocp.PyTreeCheckpointer() as reader:
             tree = reader.restore(step.absolute() / "carry", args=ocp.args.PyTreeRestore(
                 item=target, restore_args=args, partial_restore=partial))
     except Exception as exc:  # Orbax and TensorStore raise many kinds for a damaged file
@@ -316,24 +328,34 @@ def _restore_tree(step: Path, target: dict, meta: dict, partial: bool = False) -
     return tree
 
 
-def _quiet_failed_reads() -> None:
-    """When a restore fails, the reads still in flight end on their own: TensorStore's call
-    back into the event loop Orbax has closed (Python prints 'RuntimeError: Event loop is
-    closed' through sys.unraisablehook), and Orbax's other read tasks fail with nobody to
-    take their errors (asyncio logs 'Task (or Future) exception was never retrieved' when
-    it collects them). Both come with tracebacks after the warning that already says what happened:
-    leave them out; anything else goes on as before."""
+@contextmanager
+def _failed_reads_quiet():
+    """While a restore runs: when it fails, the reads still in flight end on their own:
+    TensorStore's call back into the event loop Orbax has closed (Python prints
+    'RuntimeError: Event loop is closed' through sys.unraisablehook), and Orbax's other read
+    tasks fail with nobody to take their errors (asyncio logs 'Task (or Future) exception
+    was never retrieved' when it collects them). Both come with tracebacks after the warning
+    that already says what happened: leave them out, collecting the failed restore's tasks
+    before the previous hook and asyncio's log are put back; anything else goes on as
+    before."""
     previous = sys.unraisablehook
-    if getattr(previous, "netc_quiet", False):
-        return
 
     def hook(unraisable):
         value = unraisable.exc_value
         if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
             previous(unraisable)
-    hook.netc_quiet = True
+    asyncio_log, unretrieved = logging.getLogger("asyncio"), _UnretrievedReads()
     sys.unraisablehook = hook
-    logging.getLogger("asyncio").addFilter(_UnretrievedReads())
+    asyncio_log.addFilter(unretrieved)
+    try:
+        yield
+    except BaseException:
+        gc.collect()  # the failed restore's tasks, reported now, while the hook is in place
+        raise
+    finally:
+        if sys.unraisablehook is hook:  # not replaced meanwhile
+            sys.unraisablehook = previous
+        asyncio_log.removeFilter(unretrieved)
 
 
 class _UnretrievedReads(logging.Filter):

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,42 @@ def run_python(*args, timeout: float = 300, **kwargs) -> subprocess.CompletedPro
     runs the real entry point. kwargs go to subprocess.run (cwd, env)."""
     return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, check=False, **kwargs)
+
+
+# ---- many processes (runtime/distributed.py) -------------------------------------------------
+
+# each process of a run with 2 CPU devices, and no compilation cache shared between them
+TWO_CPUS = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+            "NETC_CACHE_DIR": "off"}
+
+
+def free_port() -> int:
+    """A free port with the next one free too (the processes of a run meet there)."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        try:
+            with socket.socket() as b:
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free pair of ports")
+
+
+def start_process(spec: Path, out: Path, port: int, process: int, log: Path,
+                  processes: int = 2, timeout: float = 60,
+                  extra: tuple = ()) -> subprocess.Popen:
+    """`netc train SPEC --out OUT EXTRA` as process `process` of a run of `processes` that
+    meet at 127.0.0.1:PORT, each with 2 CPU devices: stderr into the file `log`, stdout a
+    pipe; in a session of its own (os.killpg ends it with its children)."""
+    argv = [sys.executable, "-m", "netc", "train", str(spec), "--out", str(out),
+            "--coordinator", f"127.0.0.1:{port}", "--num-processes", str(processes),
+            "--process-id", str(process), "--timeout", str(timeout), *map(str, extra)]
+    with open(log, "w") as fh:  # the child keeps its own copy of the file
+        return subprocess.Popen(argv, env=TWO_CPUS, stdout=subprocess.PIPE, stderr=fh,
+                                text=True, start_new_session=True)
 
 
 # the first line of each diagnostic `netc check` prints on stderr

@@ -8,14 +8,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import run_python, write_spec
+from conftest import TWO_CPUS, free_port, run_python, start_process, write_spec
 
 MLP = """input 2
 fc 8 -> bn -> relu -> residual {{ fc 8 -> relu }} -> sigmoid 1
@@ -27,34 +24,6 @@ train {{
   seed 0
 }}
 """
-
-ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-       "NETC_CACHE_DIR": "off"}
-
-
-def free_port() -> int:
-    """A port that is free, with the next one free too (the processes meet there)."""
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-        try:
-            with socket.socket() as b:
-                b.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free pair of ports")
-
-
-def start(spec: Path, out: Path, port: int, process: int, log: Path, processes: int = 2,
-          timeout: float = 60, extra: tuple = ()) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "netc", "train", str(spec), "--out", str(out),
-            "--coordinator", f"127.0.0.1:{port}", "--num-processes", str(processes),
-            "--process-id", str(process), "--timeout", str(timeout), *extra]
-    return subprocess.Popen(argv, env=ENV, stdout=subprocess.PIPE, stderr=open(log, "w"),
-                            text=True, start_new_session=True)
-
 
 def max_gap(a: Path, b: Path) -> float:
     import jax
@@ -71,7 +40,7 @@ def max_gap(a: Path, b: Path) -> float:
 def test_two_processes_train_one_model_as_one_process_does(tmp_path):
     spec = write_spec(tmp_path, MLP.format(epochs=5))
     port = free_port()
-    procs = [start(spec, tmp_path / "run", port, i, tmp_path / f"p{i}.log") for i in (1, 0)]
+    procs = [start_process(spec, tmp_path / "run", port, i, tmp_path / f"p{i}.log") for i in (1, 0)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     logs = [(tmp_path / f"p{i}.log").read_text() for i in (1, 0)]
     assert [p.returncode for p in procs] == [0, 0], logs
@@ -86,7 +55,7 @@ def test_two_processes_train_one_model_as_one_process_does(tmp_path):
     assert info["streamed"]["train"] is False
     assert info["timing"]["feed"]["examples"] == 5 * (5 * 16 + 3)
     single = run_python("-m", "netc", "train", spec, "--out", tmp_path / "single", "--quiet",
-                        env={**ENV, "XLA_FLAGS": ""})
+                        env={**TWO_CPUS, "XLA_FLAGS": ""})
     assert single.returncode == 0, single.stderr
     assert max_gap(tmp_path / "run", tmp_path / "single") < 1e-5
 
@@ -101,8 +70,8 @@ def test_both_processes_write_a_checkpoint_that_resumes_on_one(tmp_path):
 
     def both(*extra):
         port = free_port()
-        procs = [start(spec, tmp_path / "run", port, i, tmp_path / f"p{i}.log",
-                       extra=("--shard-params", "--checkpoint-every", "1", *extra))
+        procs = [start_process(spec, tmp_path / "run", port, i, tmp_path / f"p{i}.log",
+                               extra=("--shard-params", "--checkpoint-every", "1", *extra))
                  for i in (1, 0)]
         for p in procs:
             p.communicate(timeout=300)
@@ -117,7 +86,7 @@ def test_both_processes_write_a_checkpoint_that_resumes_on_one(tmp_path):
         "ocdbt.process_0", "ocdbt.process_1"]
     logs = both("--resume", "--set", "epochs=4")
     assert "resuming after epoch 3" in logs[1] and "warning" not in "".join(logs), logs
-    one = {**ENV, "XLA_FLAGS": ""}
+    one = {**TWO_CPUS, "XLA_FLAGS": ""}
     resumed = run_python("-m", "netc", "train", spec, "--out", tmp_path / "run", "--resume",
                          "--set", "epochs=5", env=one)
     assert resumed.returncode == 0, resumed.stderr
@@ -132,8 +101,8 @@ def test_both_processes_write_a_checkpoint_that_resumes_on_one(tmp_path):
 def test_a_killed_process_is_named_by_the_other(tmp_path):
     spec = write_spec(tmp_path, MLP.format(epochs=100000))
     port = free_port()
-    other = start(spec, tmp_path / "run", port, 1, tmp_path / "p1.log", timeout=5)
-    first = start(spec, tmp_path / "run", port, 0, tmp_path / "p0.log", timeout=5)
+    other = start_process(spec, tmp_path / "run", port, 1, tmp_path / "p1.log", timeout=5)
+    first = start_process(spec, tmp_path / "run", port, 0, tmp_path / "p0.log", timeout=5)
     try:
         deadline = time.monotonic() + 240
         while not (tmp_path / "run" / "metrics.jsonl").exists() or \
@@ -159,13 +128,15 @@ def test_a_killed_process_is_named_by_the_other(tmp_path):
 def test_a_process_that_does_not_join_is_named(tmp_path):
     spec = write_spec(tmp_path, MLP.format(epochs=2))
     port = free_port()
-    alone = start(spec, tmp_path / "run", port, 0, tmp_path / "p0.log", processes=3, timeout=2)
+    alone = start_process(spec, tmp_path / "run", port, 0, tmp_path / "p0.log",
+                          processes=3, timeout=2)
     alone.communicate(timeout=60)
     assert alone.returncode == 1
     assert (tmp_path / "p0.log").read_text().strip() == (
         f"netc: error: processes 1, 2 did not join within 2 s (--num-processes 3, coordinator "
         f"127.0.0.1:{port})")
-    late = start(spec, tmp_path / "late", port, 2, tmp_path / "p2.log", processes=3, timeout=2)
+    late = start_process(spec, tmp_path / "late", port, 2, tmp_path / "p2.log",
+                         processes=3, timeout=2)
     late.communicate(timeout=60)
     assert late.returncode == 1
     assert (tmp_path / "p2.log").read_text().strip() == (

@@ -200,6 +200,29 @@ def test_resume_with_every_checkpoint_damaged_starts_over(spec_file, reference, 
     assert metric_epochs(out) == list(range(1, EPOCHS + 1))
 
 
+def test_the_save_after_a_fallback_removes_the_damaged_checkpoint_not_the_good_one(
+        spec_file, reference, tmp_path):
+    """Resumed from checkpoint 4 past a damaged 5, the run's next save (7, three epochs
+    on) keeps 4 and 7: damaged 5 left in place would count among the two kept, and Orbax
+    would remove 4. With 7 damaged as well, the run still resumes (from 4) and ends with
+    the parameters of an uninterrupted run."""
+    out = tmp_path / "run"
+    stopped_run(spec_file, out, k=5)
+    damage(list_checkpoints(out / "checkpoints")[-1][1], "corrupt")
+    reporter = StopAfter(7)
+    result = train_run(check_source(SPEC, str(spec_file)), out, base_dir=spec_file.parent,
+                       resume=True, checkpoint_every=3, reporter=reporter)
+    assert result.interrupted and result.epochs_done == 7
+    assert any("skipping checkpoint ckpt_000005" in w for w in reporter.warnings), \
+        reporter.warnings
+    assert checkpoint_epochs(out) == [4, 7]
+    damage(list_checkpoints(out / "checkpoints")[-1][1], "corrupt")
+    err = resume(spec_file, out, "--quiet")
+    assert "skipping checkpoint ckpt_000007" in err, err
+    assert_same_params(params_of(out), reference)
+    assert metric_epochs(out) == list(range(1, EPOCHS + 1))
+
+
 def as_safetensors_checkpoint(step: Path) -> Path:
     """The ckpt-NNNNNN.safetensors file an earlier netc wrote for the Orbax checkpoint
     `step` (the same arrays: variables, then the optimiser's leaves as opt/NNNNN)."""

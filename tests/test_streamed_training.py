@@ -14,7 +14,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,17 +24,20 @@ import jax
 import numpy as np
 import pytest
 from conftest import (
+    TWO_CPUS,
     Crash,
     CrashAfter,
     assert_trees_close,
+    free_port,
     moons_mlp,
     params_of,
     run_cli,
+    start_process,
     write_spec,
 )
 from netc.compiler.check import check_source
 from netc.dsl.diagnostics import SpecError
-from netc.runtime.data import Splits
+from netc.runtime.data import DataError, Splits
 from netc.runtime.host_feed import HostData, is_streamed, local_order
 from netc.runtime.population import train_population
 from netc.runtime.progress import Reporter
@@ -240,6 +242,61 @@ def test_a_population_trains_over_streamed_splits(stream_double, tmp_path):
         assert a.final == b.final
         assert_trees_close(params_of(a.out_dir), params_of(b.out_dir))
     assert is_streamed(stream_double["splits"].train)
+
+
+class OpenCount(ArraySplit):
+    """An ArraySplit that counts its batches() streams still open (a reader's worker
+    processes), and from `fail_at` minibatches on has its train split raise DataError
+    (an unreadable file) or, with `poison`, give a NaN input (a loss that becomes NaN)."""
+
+    open = 0
+
+    def __init__(self, x, y, name, fail_at=None, poison=False):
+        super().__init__(x, y)
+        self.name, self.fail_at, self.poison, self.served = name, fail_at, poison, 0
+
+    def batches(self, order, batch):
+        OpenCount.open += 1
+        try:
+            for x, y in super().batches(order, batch):
+                self.served += 1
+                if self.name == "train" and self.fail_at is not None and \
+                        self.served > self.fail_at:
+                    if not self.poison:
+                        raise DataError("pets/dog/03.png: not an image")
+                    x = np.full_like(x, np.nan)
+                yield x, y
+        finally:
+            OpenCount.open -= 1
+
+
+@pytest.mark.parametrize("how", ["nan", "data_error", "population"])
+def test_a_failed_run_closes_its_readers(how, monkeypatch, tmp_path):
+    """A run that fails in its second epoch (a NaN loss: RunFailed; the reader's
+    DataError; a population's DataError) leaves none of its splits' readers open (their
+    worker processes would outlive it)."""
+    steps = 6  # 90 train examples in minibatches of 16
+
+    def load_streamed(net, base_dir, loss, *, stream, skip_bad, memory_bytes=None):
+        splits, stats = load_data(net, base_dir, loss)
+
+        def wrap(name, part):
+            return None if part is None else OpenCount(
+                part.x, part.y, name, fail_at=steps, poison=how == "nan")
+        return replace(splits, train=wrap("train", splits.train),
+                       dev=wrap("dev", splits.dev), test=wrap("test", splits.test)), stats
+    monkeypatch.setattr("netc.runtime.stream.load_streamed", load_streamed)
+    monkeypatch.setattr(OpenCount, "open", 0)
+    net = net_of(DENSE, tmp_path, "  stream on\n")
+    if how == "population":
+        with pytest.raises(DataError, match="not an image"):
+            train_population([net], [tmp_path / "run"], base_dir=tmp_path)
+    else:
+        failure = RunFailed if how == "nan" else DataError
+        with pytest.raises(failure, match="the loss became nan at epoch 2" if how == "nan"
+                           else "not an image"):
+            train_run(net, tmp_path / "run", base_dir=tmp_path, checkpoint_every=1)
+    assert OpenCount.open == 0
 
 
 def test_scan_loop_over_a_streamed_split_is_a_clear_error(stream_double, tmp_path):
@@ -447,41 +504,18 @@ def test_each_process_reads_its_rows_of_every_full_minibatch():
     np.testing.assert_array_equal(whole, order[:8])  # together: the full minibatches
 
 
-TWO_CPUS = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-            "NETC_CACHE_DIR": "off"}
-
-
-def free_port() -> int:
-    """A free port with the next one free too (the processes' supervisors meet there)."""
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-        try:
-            with socket.socket() as b:
-                b.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free pair of ports")
-
-
 @pytest.mark.slow
 def test_two_processes_stream_their_shares_and_train_as_one_process(tmp_path):
     pets_npz(tmp_path, m=70)  # 42 train examples: 5 minibatches of 8 and one of 2
     spec = write_spec(tmp_path, IMAGES.replace('"DATA"', '"pets.npz" workers=0'))
     port = free_port()
-    procs = []
-    for i in (1, 0):
-        argv = [sys.executable, "-m", "netc", "train", str(spec), "--out", str(tmp_path / "run"),
-                "--set", "stream=on", "--coordinator", f"127.0.0.1:{port}",
-                "--num-processes", "2", "--process-id", str(i), "--timeout", "60"]
-        procs.append(subprocess.Popen(argv, env=TWO_CPUS, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True,
-                                      start_new_session=True))
-    outs = [p.communicate(timeout=300)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs
-    assert "mesh data=4 over 4 cpu devices" in outs[1], outs
+    procs = [start_process(spec, tmp_path / "run", port, i, tmp_path / f"p{i}.log",
+                           extra=("--set", "stream=on")) for i in (1, 0)]
+    for p in procs:
+        p.communicate(timeout=300)
+    logs = [(tmp_path / f"p{i}.log").read_text() for i in (1, 0)]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    assert "mesh data=4 over 4 cpu devices" in logs[1], logs
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["streamed"]["train"] is True
     single = subprocess.run([sys.executable, "-m", "netc", "train", str(spec), "--out",
