@@ -25,13 +25,11 @@ compiler/transfer_check.py reads `meta` without JAX for `init from=` an unfinish
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import re
 import sys
 import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 import jax
@@ -314,8 +312,9 @@ def _restore_tree(step: Path, target: dict, meta: dict, partial: bool = False) -
         args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
     else:
         args = ocp.checkpoint_utils.construct_restore_args(target)
+    _quiet_failed_reads()
     try:
-        with _failed_reads_quiet(), ocp.PyTreeCheckpointer() as reader:
+        with ocp.PyTreeCheckpointer() as reader:
             tree = reader.restore(step.absolute() / "carry", args=ocp.args.PyTreeRestore(
                 item=target, restore_args=args, partial_restore=partial))
     except Exception as exc:  # Orbax and TensorStore raise many kinds for a damaged file
@@ -328,34 +327,26 @@ def _restore_tree(step: Path, target: dict, meta: dict, partial: bool = False) -
     return tree
 
 
-@contextmanager
-def _failed_reads_quiet():
-    """While a restore runs: when it fails, the reads still in flight end on their own:
-    TensorStore's call back into the event loop Orbax has closed (Python prints
-    'RuntimeError: Event loop is closed' through sys.unraisablehook), and Orbax's other read
-    tasks fail with nobody to take their errors (asyncio logs 'Task (or Future) exception
-    was never retrieved' when it collects them). Both come with tracebacks after the warning
-    that already says what happened: leave them out, collecting the failed restore's tasks
-    before the previous hook and asyncio's log are put back; anything else goes on as
-    before."""
+def _quiet_failed_reads() -> None:
+    """When a restore fails, the reads still in flight end on their own: TensorStore's call
+    back into the event loop Orbax has closed (Python prints 'RuntimeError: Event loop is
+    closed' through sys.unraisablehook), and Orbax's other read tasks fail with nobody to
+    take their errors (asyncio logs 'Task (or Future) exception was never retrieved' when
+    it collects them). Both come with tracebacks after the warning that already says what happened:
+    leave them out; anything else goes on as before. The filters stay for the rest of the
+    process: those reads end when they end (scoped to the restore, they were let through on
+    a loaded machine, tests/test_resume.py), and they let through everything but these two."""
     previous = sys.unraisablehook
+    if getattr(previous, "netc_quiet", False):
+        return
 
     def hook(unraisable):
         value = unraisable.exc_value
         if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
             previous(unraisable)
-    asyncio_log, unretrieved = logging.getLogger("asyncio"), _UnretrievedReads()
+    hook.netc_quiet = True
     sys.unraisablehook = hook
-    asyncio_log.addFilter(unretrieved)
-    try:
-        yield
-    except BaseException:
-        gc.collect()  # the failed restore's tasks, reported now, while the hook is in place
-        raise
-    finally:
-        if sys.unraisablehook is hook:  # not replaced meanwhile
-            sys.unraisablehook = previous
-        asyncio_log.removeFilter(unretrieved)
+    logging.getLogger("asyncio").addFilter(_UnretrievedReads())
 
 
 class _UnretrievedReads(logging.Filter):
