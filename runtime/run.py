@@ -216,7 +216,8 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
             new_carry, sums = trainer.run_epochs(carry, done, count)
             if matplotlib_loading is None and curve is None:
                 matplotlib_loading = preload()
-            if evaluation_compiling is None and trainer.loop == "scan" and placement is None:
+            if (evaluation_compiling is None and trainer.loop == "scan" and placement is None
+                    and not trainer.streamed):
                 evaluation_compiling = compile_split_sums(  # while the next chunks train
                     model, trainer.variables(new_carry)[0], splits.train.x, splits.train.y,
                     trainer.batch)
