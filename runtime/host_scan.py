@@ -15,10 +15,11 @@ the in-memory scan loop.
 K is `per_group`: all of an epoch's full minibatches when they fit in GROUP_BYTES (64 MiB
 of decoded examples and labels), else as many as fit, evened out over the fewest groups
 that fit (157 minibatches and room for 81 make groups of 79 and 78, not 81 and 76). At
-most two groups are on the device at once (the one running, the next one put while it
-runs), so the data takes at most 2 x GROUP_BYTES there; and 64 MiB is still 42 of
-LeNet-5's minibatches of 128 32x32 RGB images (1.5 MiB each), so the per-dispatch overhead
-(tens of microseconds) is shared by tens of steps or more. A shorter last group compiles
+most three groups are on the device at once (the one running, the one dispatched after it,
+the next one read and put on a thread meanwhile), so the data takes at most 3 x
+GROUP_BYTES there; and 64 MiB is still 42 of LeNet-5's minibatches of 128 32x32 RGB images
+(1.5 MiB each), so the per-dispatch overhead (tens of microseconds) is shared by tens of
+steps or more. A shorter last group compiles
 the program once more (one more shape); the epoch's partial last minibatch runs as one
 step (the step loop's program), as does a full one skip_bad left short (a stack needs
 equal minibatches). No import of runtime/train.py here.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import jax
@@ -102,35 +104,40 @@ def host_groups(batches: Iterable[tuple[np.ndarray, np.ndarray]], batch: int,
 
 def device_groups(batches: Iterable[tuple[np.ndarray, np.ndarray]], batch: int, full: int,
                   rates: FeedRates | None = None, placement=None) -> Iterator[Group]:
-    """host_groups of one epoch on the device, each put there one ahead: while the
-    consumer's program on group i runs (dispatched, not waited for), group i+1 is read,
-    stacked and copied in one transfer (split over a placement's devices: group_placer).
-    `rates` counts the examples and the seconds spent reading and stacking. Empty
-    minibatches (all of one left out by skip_bad) stay on the host; the consumer skips
-    them."""
+    """host_groups of one epoch on the device, read ahead on a thread: as soon as group i
+    is handed over, group i+1 is read, stacked and copied in one transfer (split over a
+    placement's devices: group_placer) while the consumer's program on group i runs. (A
+    reader's own prefetch is a couple of minibatches: without the thread, decoding a group
+    would wait for the device and the device for decoding.) `rates` counts the examples
+    and the seconds the consumer waited for a group. Empty minibatches (all of one left
+    out by skip_bad) stay on the host; the consumer skips them."""
     rates = rates if rates is not None else FeedRates()
     it = host_groups(batches, batch, full)
     put = group_placer(placement)
 
     def read() -> Group | None:
-        t0 = time.perf_counter()
-        try:
-            g = next(it)
-        except StopIteration:
+        g = next(it, None)
+        if g is None:
             return None
-        finally:
-            rates.read_seconds += time.perf_counter() - t0
         n = g.x.shape[0] * (g.x.shape[1] if g.stacked else 1)
-        rates.examples += n
         if n:
             g.x, g.y = put(g.x, g.stacked), put(g.y, g.stacked)
         return g
 
-    ahead = read()
-    while ahead is not None:
-        current = ahead
-        yield current
-        ahead = read()
+    with ThreadPoolExecutor(1, thread_name_prefix="netc-host-scan") as pool:
+        ahead = pool.submit(read)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                current = ahead.result()
+            finally:
+                rates.read_seconds += time.perf_counter() - t0
+            if current is None:
+                return
+            rates.examples += current.x.shape[0] * (current.x.shape[1] if current.stacked
+                                                    else 1)
+            ahead = pool.submit(read)
+            yield current
 
 
 def group_placer(placement=None) -> Callable[[np.ndarray, bool], jax.Array]:
