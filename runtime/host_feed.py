@@ -4,7 +4,9 @@ A streamed split (runtime/stream.py's StreamedSplit) hands out numpy minibatches
 order asked of it. The Trainer (runtime/train.py) then runs its step loop over them: per
 epoch its own order, `split.batches(order, batch)`, and one compiled step per minibatch
 taking the minibatch itself, with the (seed, epoch, step) keys, augmentation and
-accumulation of the in-memory loop, so that both end with the same parameters.
+accumulation of the in-memory loop, so that both end with the same parameters. (Where the
+net's loop is `scan`, runtime/host_scan.py stacks the minibatches in groups instead, one
+dispatch per group, through its own reader of host minibatches.)
 
     train = HostData(streamed_split)             # what to_device gives for a streamed split
     for x, y in feed(split.batches(order, 64), put, rates): ...   # x, y on the device

@@ -8,8 +8,10 @@ Two ways to loop over minibatches, picked per model and backend (see benchmarks/
   step  a jitted step per minibatch called from Python (XLA:CPU's fast convolution path);
   scan  `lax.scan` over the minibatches of a chunk of epochs in one dispatch (tiny nets,
         where Python's per-step overhead dominates).
-A train split that stays on disk (runtime/host_feed.py's HostData) always runs the step
-loop, each step taking its minibatch from the host: the same steps, the same parameters.
+A train split that stays on disk (runtime/host_feed.py's HostData) runs the same loops
+with its minibatches from the host: step, one dispatch per minibatch read; scan, one
+dispatch per group of minibatches stacked on the host (runtime/host_scan.py). The same
+steps, the same parameters.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from .host_feed import (
     padded_stream_batches,
     train_reader,
 )
+from .host_scan import device_groups, scan_reader
 from .optim import build_optimizer, epoch_rate, hyperparameters
 
 
@@ -99,13 +102,13 @@ class Trainer:
               else np.float32(v) for k, v in self.hyper[0].items()}
         self._hp = placement.put_replicated(hp) if placement else jax.device_put(hp)
         self.streamed = isinstance(train, HostData)
-        if self.streamed and loop == "scan":
-            if isinstance(train.split, ArrayBatches):
-                raise ValueError("--loop scan runs in one process; over several, each "
-                                 "feeds its rows of every minibatch (--loop step)")
-            raise ValueError("--loop scan needs the train split in memory; this one is "
-                             "streamed from disk (stream off, or --loop step)")
-        self.loop = "step" if self.streamed else choose_loop(net, loop, self.model.platform)
+        # over several processes each feeds its rows of every minibatch: the step loop
+        several = self.streamed and (isinstance(train.split, ArrayBatches) or (
+            placement is not None and jax.process_count() > 1))
+        if several and loop == "scan":
+            raise ValueError("--loop scan runs in one process; over several, each "
+                             "feeds its rows of every minibatch (--loop step)")
+        self.loop = "step" if several else choose_loop(net, loop, self.model.platform)
         self.feed_rates = FeedRates()  # the host-fed loop's reading and stepping
         self.shuffle = self.batch < train.m
         self.chunk = chunk_epochs or self._default_chunk()
@@ -141,7 +144,7 @@ class Trainer:
         return jax.vmap(fn, in_axes=(0,) * own + (None,) * (fn.__code__.co_argcount - own))
 
     def _default_chunk(self) -> int:
-        if self.loop == "step":
+        if self.loop == "step" or self.streamed:  # the host-fed loops go epoch by epoch
             return 1
         # about 2000 minibatch steps per dispatch: metrics reach the host a few times a second
         return max(1, min(self.cfg.epochs, 2000 // self.steps_per_epoch))
@@ -306,6 +309,24 @@ class Trainer:
                                                    donate_argnums=(1,))
         return self._compiled["batch_step"]
 
+    def _group_scan_fn(self):
+        """jit: the host-fed scan's program, `lax.scan` of the step over a group of
+        minibatches stacked on the host (x: (K, b, ...)), the first being step `first` of
+        the epoch; returns the carry and `total` plus the group's summed figures."""
+        if "group_scan" not in self._compiled:
+            def steps(hp, carry, total, xs, ys, epoch, first):
+                def body(c, inputs):
+                    i, x, y = inputs
+                    x, y = self.augmented(x, y, epoch, i)
+                    return self._step_with(hp, c, x, y, epoch, i)
+                index = first + jnp.arange(xs.shape[0], dtype=jnp.int32)
+                carry, per = jax.lax.scan(body, carry, (index, xs, ys))
+                return carry, total + per.sum(axis=0)
+            # `total` is not donated: the loop waits on the dispatch before last through it
+            self._compiled["group_scan"] = jax.jit(self._per_member(steps, 3),
+                                                   donate_argnums=(1,))
+        return self._compiled["group_scan"]
+
     def _dev_check(self, carry, epoch: int) -> np.ndarray:
         """The step loop's dev figures after an epoch (the evaluation program of the run):
         (4,), or (members, 4). A host-fed dev split is read once per check, by one reader
@@ -407,7 +428,7 @@ class Trainer:
         """Run epochs first .. first+count-1 -> (carry, per-epoch sums as numpy (count, 9):
         train [loss_sum, n, hits, counted], dev likewise, 1 if the epoch ran (0 after early
         stopping); a population's have a leading member axis)."""
-        if self.loop == "scan":
+        if self.loop == "scan" and not self.streamed:
             x, y = self.train_data.x, self.train_data.y
             epochs = np.full(self.chunk, -1, np.int32)
             epochs[:count] = np.arange(first, first + count)
@@ -434,7 +455,9 @@ class Trainer:
                     rows.append(np.zeros((*members, 9), np.float32))
                     continue
             total = np.zeros((*members, 4), np.float32)
-            if self.streamed:
+            if self.streamed and self.loop == "scan":
+                carry, total = self._host_fed_scan_epoch(carry, total, epoch)
+            elif self.streamed:
                 carry, total = self._host_fed_epoch(carry, total, epoch)
             else:
                 order = self.orders(epoch, 1)[0] if self.shuffle else \
@@ -468,6 +491,33 @@ class Trainer:
                 before.block_until_ready()
             total = before = after
         # compiling is neither reading nor stepping
+        rates.seconds += time.perf_counter() - started - (compile_seconds() - compiled)
+        return carry, total
+
+    def _host_fed_scan_epoch(self, carry, total, epoch: int):
+        """One epoch of the host-fed scan: the epoch's full minibatches read from the train
+        split in groups, each group stacked and put on the device while the program on the
+        group before runs (host_scan.device_groups), one `lax.scan` dispatch per group; the
+        partial last minibatch (and any skip_bad left short) runs as one step. As in
+        _host_fed_epoch, at most two dispatches are in flight."""
+        scan, step, rates = self._group_scan_fn(), self._batch_step_fn(), self.feed_rates
+        started, compiled, before = time.perf_counter(), compile_seconds(), None
+        if "train" not in self.readers:
+            self.readers["train"] = scan_reader(self.train_data.split, self.batch,
+                                                self._host_orders, self.cfg.epochs)
+        for group in device_groups(self.readers["train"].epoch(epoch), self.batch,
+                                   self.full_batches, rates, self.placement):
+            if group.stacked:
+                carry, after = scan(self._hp, carry, total, group.x, group.y, epoch,
+                                    group.step)
+            elif len(group.x):  # not a minibatch skip_bad left empty
+                carry, after = step(self._hp, carry, total, group.x, group.y, epoch,
+                                    group.step)
+            else:
+                continue
+            if before is not None:
+                before.block_until_ready()
+            total = before = after
         rates.seconds += time.perf_counter() - started - (compile_seconds() - compiled)
         return carry, total
 

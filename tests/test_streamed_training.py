@@ -1,6 +1,7 @@
-"""Training on splits streamed from disk (`stream auto|on|off`, runtime/host_feed.py): the
-host-fed step loop must end with exactly the parameters of the in-memory step loop (the same
-orders, keys, augmentation and accumulation), and everything around it (dev checks, early
+"""Training on splits streamed from disk (`stream auto|on|off`, runtime/host_feed.py and
+runtime/host_scan.py): the host-fed step and scan loops must end with exactly the parameters
+of the in-memory step and scan loops (the same orders, keys, augmentation and accumulation),
+and everything around them (dev checks, early
 stopping, final figures, resume, a population, the progress line, run.json) must work over
 streamed splits.
 
@@ -38,7 +39,8 @@ from conftest import (
 from netc.compiler.check import check_source
 from netc.dsl.diagnostics import SpecError
 from netc.runtime.data import DataError, Splits
-from netc.runtime.host_feed import HostData, is_streamed, local_order
+from netc.runtime.host_feed import ArrayBatches, HostData, is_streamed, local_order
+from netc.runtime.host_scan import device_groups, host_groups, per_group
 from netc.runtime.population import train_population
 from netc.runtime.progress import Reporter
 from netc.runtime.run import RunFailed, load_data, to_device, train_run
@@ -140,7 +142,7 @@ def test_host_fed_loop_ends_with_the_parameters_of_the_in_memory_step_loop(text,
     memory = Trainer(net, to_device(splits.train), to_device(splits.dev), loop="step")
     carry_a, sums_a = memory.run_epochs(memory.init_state(), 0, net.train.epochs)
     disk = streamed(splits)
-    host = Trainer(net, HostData(disk.train), HostData(disk.dev))
+    host = Trainer(net, HostData(disk.train), HostData(disk.dev), loop="step")
     assert host.streamed and host.loop == "step"
     carry_b, sums_b = host.run_epochs(host.init_state(), 0, net.train.epochs)
     assert_trees_close(jax.device_get(carry_a[:3]), jax.device_get(carry_b[:3]))  # bitwise
@@ -159,17 +161,105 @@ def test_host_fed_loop_ends_with_the_parameters_of_the_in_memory_step_loop(text,
     assert host.feed_rates.examples == m * net.train.epochs
 
 
-def test_streamed_run_matches_the_in_memory_run(stream_double, tmp_path):
+def minibatch_bytes(splits, batch: int) -> int:
+    return batch * (splits.train.x[0].nbytes + splits.train.y[0].nbytes)
+
+
+@pytest.mark.parametrize("groups", ["one", "several"])
+@pytest.mark.parametrize("text", [DENSE, CONV], ids=["dense_dropout", "bn_conv_augment"])
+def test_host_fed_scan_ends_with_the_parameters_of_the_in_memory_scan_loop(text, groups,
+                                                                           tmp_path,
+                                                                           monkeypatch):
+    net = net_of(text, tmp_path)
+    splits, _ = load_data(net, tmp_path, "cross_entropy" if "softmax" in text else
+                          "binary_cross_entropy")
+    batch = net.train.batch
+    if groups == "several":  # room for 2 minibatches: groups of 2 and a shorter last one
+        monkeypatch.setattr("netc.runtime.host_scan.GROUP_BYTES",
+                            2 * minibatch_bytes(splits, batch))
+    memory = Trainer(net, to_device(splits.train), to_device(splits.dev), loop="scan")
+    carry_a, sums_a = memory.run_epochs(memory.init_state(), 0, net.train.epochs)
+    disk = streamed(splits)
+    host = Trainer(net, HostData(disk.train), HostData(disk.dev))  # auto: scan for these
+    assert host.streamed and host.loop == "scan" and host.chunk == 1
+    seen = []
+
+    def recorded(*args, **kwargs):  # the groups the loop dispatches, as it gets them
+        for group in device_groups(*args, **kwargs):
+            seen.append((group.step, group.stacked, tuple(group.x.shape)))
+            yield group
+    monkeypatch.setattr("netc.runtime.train.device_groups", recorded)
+    carry_b, sums_b = host.run_epochs(host.init_state(), 0, net.train.epochs)
+    assert_trees_close(jax.device_get(carry_a[:3]), jax.device_get(carry_b[:3]))  # bitwise
+    m, shape = len(splits.train), splits.train.x.shape[1:]
+    full, rest = divmod(m, batch)
+    k = full if groups == "one" else 2
+    epoch = [(s, True, (min(k, full - s), batch, *shape)) for s in range(0, full, k)]
+    epoch += [(full, False, (rest, *shape))] if rest else []
+    assert seen == epoch * net.train.epochs
+    # the train figures: the same sums, added up group by group (float32 reassociation)
+    np.testing.assert_allclose(sums_a[:, :4], sums_b[:, :4], rtol=1e-6)
+    if groups == "one":  # one group per epoch: added up in the in-memory loop's order
+        np.testing.assert_array_equal(sums_a[:, :4], sums_b[:, :4])
+    # dev figures: the whole split at once in the in-memory scan, batch by batch here
+    np.testing.assert_allclose(sums_a[:, 4:], sums_b[:, 4:], rtol=1e-5)
+    assert len(disk.train.requests) == 1  # one reader for all the epochs
+    assert host.feed_rates.examples == len(splits.train) * net.train.epochs
+
+
+def test_host_fed_scan_steps_a_minibatch_skip_bad_left_short_on_its_own(tmp_path):
+    net = net_of(DENSE, tmp_path)
+    splits, _ = load_data(net, tmp_path, "binary_cross_entropy")
+    bad = {0, 7, 40}
+    step_disk, scan_disk = streamed(splits, {"train": bad}), streamed(splits, {"train": bad})
+    by_step = Trainer(net, HostData(step_disk.train), None, loop="step")
+    carry_a, sums_a = by_step.run_epochs(by_step.init_state(), 0, net.train.epochs)
+    by_scan = Trainer(net, HostData(scan_disk.train), None, loop="scan")
+    carry_b, sums_b = by_scan.run_epochs(by_scan.init_state(), 0, net.train.epochs)
+    assert_trees_close(jax.device_get(carry_a[:3]), jax.device_get(carry_b[:3]))
+    np.testing.assert_allclose(sums_a, sums_b, rtol=1e-6)
+    assert sums_b[0, 1] == len(splits.train) - 3  # the examples trained on in an epoch
+
+
+def test_host_groups_stack_runs_of_full_minibatches_and_pass_the_others_alone():
+    b = 4
+    sizes = [4, 4, 4, 3, 4, 4, 4, 4, 4, 2]  # a short one (skip_bad) and the partial last
+    batches, start = [], 0
+    for n in sizes:
+        x = np.arange(start, start + n, dtype=np.float32)[:, None]
+        batches.append((x, x[:, 0].astype(np.int32)))
+        start += n
+    nbytes = batches[0][0].nbytes + batches[0][1].nbytes
+    got = list(host_groups(batches, b, full=9, budget=3 * nbytes))
+    assert [(g.step, g.count, g.stacked) for g in got] == [
+        (0, 3, True), (3, 1, False), (4, 3, True), (7, 2, True), (9, 1, False)]
+    np.testing.assert_array_equal(np.concatenate([np.asarray(g.x).reshape(-1) for g in got]),
+                                  np.concatenate([x[:, 0] for x, _ in batches]))
+    assert got[0].x.shape == (3, 4, 1) and got[0].y.shape == (3, 4)
+    one = list(host_groups(batches[:3], b, full=3))  # room for all: one group
+    assert [(g.step, g.count) for g in one] == [(0, 3)]
+
+
+def test_per_group_fills_the_budget_evenly():
+    assert per_group(156, 1, budget=81) == 78  # two groups of 78
+    assert per_group(157, 1, budget=81) == 79  # 79 and 78
+    assert per_group(10, 1, budget=100) == 10  # all fit: one group per epoch
+    assert per_group(10, 1000, budget=10) == 1  # none fits: one minibatch at a time
+    assert per_group(78, 1_573_888) == 39  # LeNet-5's 128 32x32x3 float32 in 64 MiB
+
+
+@pytest.mark.parametrize("loop", ["step", "scan"])
+def test_streamed_run_matches_the_in_memory_run(stream_double, tmp_path, loop):
     net = net_of(CONV, tmp_path, "  stream off\n")
-    memory = train_run(net, tmp_path / "memory", base_dir=tmp_path, loop="step")
+    memory = train_run(net, tmp_path / "memory", base_dir=tmp_path, loop=loop)
     disk = train_run(replace(net, train=replace(net.train, stream="on")), tmp_path / "disk",
-                     base_dir=tmp_path)
+                     base_dir=tmp_path, loop=loop)
     assert_trees_close(params_of(tmp_path / "memory"), params_of(tmp_path / "disk"))
     assert disk.final == memory.final  # every split's figures, read batch by batch
     assert [r["loss"] for r in disk.history] == [r["loss"] for r in memory.history]
     info = json.loads((tmp_path / "disk" / "run.json").read_text())
     assert info["streamed"] == {"train": True, "dev": True, "test": True}
-    assert info["timing"]["loop"] == "step"
+    assert info["timing"]["loop"] == loop
     feed = info["timing"]["feed"]
     assert feed["examples"] == 3 * info["examples"]["train"]  # 3 epochs read
     assert feed["data_rate"] > 0 and feed["step_rate"] > 0
@@ -178,25 +268,31 @@ def test_streamed_run_matches_the_in_memory_run(stream_double, tmp_path):
     assert plain["streamed"] == {"train": False, "dev": False, "test": False}
 
 
-def test_resuming_a_streamed_run_is_bit_exact(stream_double, tmp_path):
+@pytest.mark.parametrize("loop", ["step", "scan"])
+def test_resuming_a_streamed_run_is_bit_exact(stream_double, tmp_path, loop, monkeypatch):
     net = net_of(DENSE, tmp_path, "  stream on\n")
-    train_run(net, tmp_path / "whole", base_dir=tmp_path)
+    if loop == "scan":  # several groups an epoch (5 full minibatches of 192 bytes: 2, 2, 1)
+        monkeypatch.setattr("netc.runtime.host_scan.GROUP_BYTES", 400)
+    train_run(net, tmp_path / "whole", base_dir=tmp_path, loop=loop)
     with pytest.raises(Crash):
         train_run(net, tmp_path / "cut", base_dir=tmp_path, checkpoint_every=1,
-                  reporter=CrashAfter(2))
+                  reporter=CrashAfter(2), loop=loop)
     resumed = train_run(net, tmp_path / "cut", base_dir=tmp_path, resume=True,
-                        checkpoint_every=1)
+                        checkpoint_every=1, loop=loop)
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
     assert_trees_close(params_of(tmp_path / "whole"), params_of(tmp_path / "cut"))
+    info = json.loads((tmp_path / "cut" / "run.json").read_text())
+    assert info["timing"]["loop"] == loop
 
 
-def test_early_stopping_over_a_streamed_dev_split(stream_double, tmp_path):
+@pytest.mark.parametrize("loop", ["step", "scan"])
+def test_early_stopping_over_a_streamed_dev_split(stream_double, tmp_path, loop):
     stop = "  early_stop patience=2 on=dev_loss\n"
     text = DENSE.replace("epochs 4", "epochs 40").replace("adam lr=0.01", "adam lr=0.05")
     net = net_of(text, tmp_path, stop + "  stream off\n")
-    memory = train_run(net, tmp_path / "memory", base_dir=tmp_path, loop="step")
+    memory = train_run(net, tmp_path / "memory", base_dir=tmp_path, loop=loop)
     disk = train_run(replace(net, train=replace(net.train, stream="on")), tmp_path / "disk",
-                     base_dir=tmp_path)
+                     base_dir=tmp_path, loop=loop)
     a, b = (json.loads((tmp_path / d / "run.json").read_text()) for d in ("memory", "disk"))
     assert a["stopped_epoch"] is not None and a["stopped_epoch"] < 40  # it did stop early
     assert (b["best_epoch"], b["stopped_epoch"]) == (a["best_epoch"], a["stopped_epoch"])
@@ -228,19 +324,27 @@ def test_skip_bad_counts_are_in_run_json_and_a_warning(stream_double, tmp_path):
     assert np.isfinite(result.final["train"]["loss"])
 
 
-def test_a_population_trains_over_streamed_splits(stream_double, tmp_path):
+@pytest.mark.parametrize("loop", ["step", "scan"])
+def test_a_population_trains_over_streamed_splits(stream_double, tmp_path, loop):
     nets = []
     for k, lr in enumerate((0.01, 0.003)):
         (tmp_path / f"m{k}").mkdir()
         nets.append(net_of(DENSE.replace("adam lr=0.01", f"adam lr={lr}"), tmp_path / f"m{k}",
                            "  stream off\n"))
     memory = train_population(nets, [tmp_path / "a0", tmp_path / "a1"], base_dir=tmp_path,
-                              loop="step")
+                              loop=loop)
     on = [replace(n, train=replace(n.train, stream="on")) for n in nets]
-    disk = train_population(on, [tmp_path / "b0", tmp_path / "b1"], base_dir=tmp_path)
+    disk = train_population(on, [tmp_path / "b0", tmp_path / "b1"], base_dir=tmp_path,
+                            loop=loop)
+    # the scan loop's members run one after another (lax.map) around a chunk of epochs in
+    # memory, around a group of minibatches streamed: XLA:CPU may round differently there
+    # (1 float32 ulp seen), where the step loop's programs are the same
+    atol = 0.0 if loop == "step" else 1e-6
     for a, b in zip(memory, disk):
-        assert a.final == b.final
-        assert_trees_close(params_of(a.out_dir), params_of(b.out_dir))
+        for split, figures in a.final.items():
+            for name, value in figures.items():
+                assert b.final[split][name] == pytest.approx(value, rel=1e-5, abs=atol)
+        assert_trees_close(params_of(a.out_dir), params_of(b.out_dir), atol=atol)
     assert is_streamed(stream_double["splits"].train)
 
 
@@ -299,10 +403,16 @@ def test_a_failed_run_closes_its_readers(how, monkeypatch, tmp_path):
     assert OpenCount.open == 0
 
 
-def test_scan_loop_over_a_streamed_split_is_a_clear_error(stream_double, tmp_path):
-    net = net_of(DENSE, tmp_path, "  stream on\n")
-    with pytest.raises(RunFailed, match="--loop scan needs the train split in memory"):
-        train_run(net, tmp_path / "run", base_dir=tmp_path, loop="scan")
+def test_scan_loop_fed_by_several_processes_is_a_clear_error(tmp_path):
+    """Over several processes each feeds its rows of every minibatch (ArrayBatches, or a
+    streamed split read a share per process): the step loop, and --loop scan says why."""
+    net = net_of(DENSE, tmp_path)
+    splits, _ = load_data(net, tmp_path, "binary_cross_entropy")
+    shared = HostData(ArrayBatches(splits.train.x, splits.train.y))
+    with pytest.raises(ValueError, match="--loop scan runs in one process"):
+        Trainer(net, shared, None, loop="scan")
+    assert Trainer(net, shared, None).loop == "step"
+    assert Trainer(net, to_device(splits.train), None).loop == "scan"  # one process
 
 
 def test_progress_line_shows_the_data_rate_beside_the_step_rate(stream_double, tmp_path):
