@@ -315,7 +315,7 @@ def ctrl_c_to_this_process_only(batches: Iterable) -> Iterator:
 
 def padded_batch(x, y, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(x, y, weights) of a minibatch padded with zeros to exactly `batch` examples, the
-    padding weighted 0 (runtime/train.py's padded_batches cuts in-memory splits so)."""
+    padding weighted 0 (runtime/split_figures.py's padded_batches cuts in-memory splits so)."""
     x, y = np.asarray(x), np.asarray(y)
     weights = (np.arange(batch) < len(x)).astype(np.float32)
     if len(x) < batch:
@@ -327,7 +327,7 @@ def padded_batch(x, y, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def padded_stream_batches(split, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray,
                                                                  np.ndarray]]:
     """(x, y, weights) of a streamed split in its own order, in batches of exactly `batch`
-    examples, the last padded with zeros and weighted 0, as runtime/train.py's
+    examples, the last padded with zeros and weighted 0, as runtime/split_figures.py's
     padded_batches cuts an in-memory split: one compiled program serves the whole split.
     Examples skip_bad leaves out shorten their batch, which is padded likewise."""
     for x, y in ctrl_c_to_this_process_only(split.batches(np.arange(len(split)), batch)):

@@ -29,9 +29,11 @@ from netc.compiler.model import compile_net
 from netc.compiler.settings import Choice
 
 from . import checkpoint as ckpt
+from .clock import compile_seconds, now
 from .optim import STATIC_OPTIONS, hyperparameters
 from .run import MetricsLog, load_data, readers_closed, save_model, to_device, write_run_json
-from .train import StopRequested, Trainer, compile_seconds, evaluate_split, first_bad_epoch, now
+from .split_figures import evaluate_split
+from .train import StopRequested, Trainer, first_bad_epoch
 from .transfer import cast_start, start_variables
 
 

@@ -28,19 +28,13 @@ from netc.compiler.model import compile_net
 
 from . import checkpoint as ckpt
 from . import sharded_checkpoint as sharded
+from .clock import compile_seconds, now
 from .data import DataError, Splits, load_source, make_splits, prepare
 from .devices import Placement
 from .host_feed import ArrayBatches, HostData, is_streamed
+from .split_figures import evaluate_split
 from .task_metrics import add_task_figures
-from .train import (
-    Data,
-    StopRequested,
-    Trainer,
-    compile_seconds,
-    evaluate_split,
-    first_bad_epoch,
-    now,
-)
+from .train import Data, StopRequested, Trainer, first_bad_epoch
 from .transfer import cast_start, start_variables
 
 

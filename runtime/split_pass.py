@@ -75,7 +75,7 @@ def padded_split_batches(split, batch: int, stats: dict | None
                          ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """(x, y, weights, positions) of a split in order, normalized with ``stats``, in batches
     of exactly ``batch`` examples (the last padded with zeros and weighted 0, as
-    runtime/train.py's padded_batches cuts them); ``positions`` are the batch's real rows'
+    runtime/split_figures.py's padded_batches cuts them); ``positions`` are the batch's real rows'
     positions in the split (a streamed split's ``skip_bad`` may leave some out)."""
     if is_streamed(split):
         split = getattr(split, "split", split)
@@ -93,7 +93,7 @@ def padded_split_batches(split, batch: int, stats: dict | None
 @dataclass
 class SplitPass:
     """What one pass of a net over a split found: ``figures`` (loss and accuracy, as
-    runtime/train.py's evaluate computes them), the net's ``outputs`` and the labels ``y``
+    runtime/split_figures.py's evaluate computes them), the net's ``outputs`` and the labels ``y``
     of the examples read, their ``positions`` in the split, the examples themselves where
     ``keep_x`` asked (``x``, normalized) and the names of those ``skip_bad`` left out."""
 
@@ -108,7 +108,7 @@ class SplitPass:
 def split_pass(model, variables, split, batch: int, stats: dict | None = None, *,
                keep_x: bool = False) -> SplitPass:
     """One pass of the net over ``split`` (in memory or streamed) in batches of ``batch``:
-    each batch's outputs and its figures (loss and accuracy, as runtime/train.py's
+    each batch's outputs and its figures (loss and accuracy, as runtime/split_figures.py's
     evaluate sums them) from one forward pass (the Model's ``outputs_and_sums``), and the
     outputs and labels of every example (only those are held, never the split's examples,
     unless ``keep_x``)."""

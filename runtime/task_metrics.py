@@ -1,7 +1,7 @@
 """Per-task accuracy of multi-task nets: `sigmoid N` (N > 1) trained with binary
 cross-entropy, each output a separate yes/no task whose label may be unknown (NaN).
 
-A split's overall accuracy (runtime/train.py's `evaluate`) counts every known label once:
+A split's overall accuracy (runtime/split_figures.py's `evaluate`) counts every known label once:
 all hits over all known labels. Here each task gets its own: task j's accuracy is its hits
 over its known labels, in inference mode, thresholding at 0.5 (compiler/losses.py's
 `binary_task_hits`, the rule the overall figure sums). A task with no known label in a
@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from netc.compiler.losses import LOSSES
 
-from .train import padded_batches, split_batches
+from .split_figures import padded_batches, split_batches
 
 
 def is_multitask(model) -> bool:

@@ -16,7 +16,6 @@ steps, the same parameters.
 
 from __future__ import annotations
 
-import functools
 import math
 import signal
 import time
@@ -30,6 +29,7 @@ from netc.compiler.layers import KINDS
 from netc.compiler.lower import drawn_count, normal_bits
 from netc.compiler.model import Model, compile_net
 
+from .clock import compile_seconds
 from .devices import Placement, check_batch
 from .host_feed import (
     ArrayBatches,
@@ -37,12 +37,11 @@ from .host_feed import (
     HostData,
     check_processes,
     dev_reader,
-    is_streamed,
-    padded_stream_batches,
     train_reader,
 )
 from .host_scan import device_groups, scan_reader
 from .optim import build_optimizer, epoch_rate, hyperparameters
+from .split_figures import as_sums, members_sums, split_batches
 
 
 @dataclass
@@ -286,7 +285,7 @@ class Trainer:
         params, state = carry[0], carry[1]
         r = self.model.evaluate_batch({"params": params, "state": state}, dev_x, dev_y,
                                       jnp.ones(dev_x.shape[0], jnp.float32))
-        return _as_sums(r)
+        return as_sums(r)
 
     def _step_fn(self):
         if "step" not in self._compiled:
@@ -558,86 +557,6 @@ class Trainer:
         return out
 
 
-def evaluate(model: Model, variables, x, y, batch: int) -> dict:
-    """Loss (without L2) and accuracy in inference mode over a split (host or device arrays)."""
-    return _figures(split_sums(model, variables, x, y, batch))
-
-
-def evaluate_split(model: Model, variables, split, batch: int) -> dict:
-    """`evaluate` over a split as runtime/data.py's Splits hold it: in memory (a Dataset)
-    or streamed from disk (read in order, batch by batch)."""
-    return _figures(batches_sums(model, variables, split_batches(split, batch)))
-
-
-def _figures(sums: np.ndarray) -> dict:
-    loss_sum, n, hits, counted = sums.tolist()
-    out = {"loss": loss_sum / max(n, 1)}
-    if counted:
-        out["accuracy"] = hits / counted
-    return out
-
-
-def split_sums(model: Model, variables, x, y, batch: int) -> np.ndarray:
-    """[loss_sum, n, hits, counted] over a split, in batches of exactly `batch` examples (the
-    last padded and weighted 0): the final figures of every split and the step loop's dev
-    check share one compiled program (the scan loop checks dev inside its own program)."""
-    return batches_sums(model, variables, padded_batches(x, y, batch))
-
-
-def batches_sums(model: Model, variables, batches) -> np.ndarray:
-    """[loss_sum, n, hits, counted] summed over padded (x, y, weights) batches of one size."""
-    run = _batch_sums(model)
-    total = np.zeros(4, np.float32)
-    for xb, yb, weights in batches:
-        total = run(variables, xb, yb, weights, total)
-    return np.asarray(total, np.float64)
-
-
-def members_sums(model: Model, members: list[dict], batches) -> np.ndarray:
-    """batches_sums of each member's variables, (members, 4), reading `batches` once."""
-    run = _batch_sums(model)
-    totals = [np.zeros(4, np.float32) for _ in members]
-    for xb, yb, weights in batches:
-        totals = [run(variables, xb, yb, weights, total)
-                  for variables, total in zip(members, totals)]
-    return np.stack([np.asarray(total, np.float64) for total in totals])
-
-
-def split_batches(split, batch: int):
-    """padded_batches of a split in memory (x, y arrays), or of one streamed from disk."""
-    if is_streamed(split):
-        return padded_stream_batches(getattr(split, "split", split), batch)
-    return padded_batches(split.x, split.y, batch)
-
-
-def padded_batches(x, y, batch: int):
-    """(x, y, weights) in batches of exactly `batch` examples, the last padded with zeros
-    and weighted 0: one compiled program serves a whole split."""
-    x, y = np.asarray(x), np.asarray(y)
-    for start in range(0, len(x), batch):
-        xb, yb = x[start:start + batch], y[start:start + batch]
-        weights = (np.arange(batch) < len(xb)).astype(np.float32)
-        if len(xb) < batch:
-            xb, yb = (np.concatenate([a, np.zeros((batch - len(a), *a.shape[1:]), a.dtype)])
-                      for a in (xb, yb))
-        yield xb, yb, weights
-
-
-def _as_sums(r: dict):
-    """evaluate_batch's figures as the [loss_sum, n, hits, counted] vector the loops add up."""
-    return jnp.stack([r["loss_sum"], r["n"], r.get("hits", jnp.float32(0)),
-                      r.get("counted", jnp.float32(0))])
-
-
-@functools.lru_cache(maxsize=8)
-def _batch_sums(model: Model):
-    """jit: (variables, x, y, weights, total) -> total + [loss_sum, n, hits, counted]."""
-    def run(variables, x, y, weights, total):
-        r = model.evaluate_batch(variables, x, y, weights)
-        return total + _as_sums(r)
-    return jax.jit(run, donate_argnums=(4,))
-
-
 class StopRequested:
     """Ctrl-C handling: the first SIGINT asks the loop to stop at the next epoch boundary
     (it then saves a checkpoint); a second one interrupts at once."""
@@ -669,34 +588,3 @@ def first_bad_epoch(records: list[dict]) -> int | None:
         if not math.isfinite(rec["loss"]):
             return rec["epoch"]
     return None
-
-
-def now() -> float:
-    return time.perf_counter()
-
-
-_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
-                   "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                   "/jax/core/compile/backend_compile_duration")
-# (start, end), perf_counter seconds
-_compile_intervals: list[tuple[float, float]] = []
-_listening: list[bool] = []
-
-
-def compile_seconds() -> float:
-    """Seconds this process has spent tracing, lowering and compiling with XLA so far: the
-    union of the intervals of JAX's compile events (nested traces overlap; a persistent-cache
-    hit costs its load time only)."""
-    if not _listening:
-        def listen(event: str, seconds: float, **_):
-            if event in _COMPILE_EVENTS:
-                end = time.perf_counter()
-                _compile_intervals.append((end - seconds, end))
-        jax.monitoring.register_event_duration_secs_listener(listen)
-        _listening.append(True)
-    total, reached = 0.0, -math.inf
-    for start, end in sorted(_compile_intervals):
-        if end > reached:
-            total += end - max(start, reached)
-            reached = end
-    return total

@@ -17,8 +17,8 @@ import netc
 import numpy as np
 import pytest
 from conftest import run_cli, write_spec
+from netc.runtime.split_figures import evaluate
 from netc.runtime.task_metrics import is_multitask, task_figures
-from netc.runtime.train import evaluate
 
 NAN = np.nan
 SPEC = "input 5\nfc 4 -> tanh -> sigmoid 3"
