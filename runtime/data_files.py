@@ -18,11 +18,30 @@ import numpy as np
 from .data_base import DataError, check_options, first_line
 from .data_csv import load_csv
 
-__all__ = ["COURSE_H5_KEYS", "H5_CLASS_NAMES", "IMAGE_EXTENSIONS", "LIBRARY_ERRORS", "PAIRS",
-           "SPLIT_KEYS", "SUPPORTED_KINDS", "array_record_paths", "check_pairs",
-           "decode_record", "image_label", "list_image_folder", "load_file", "names_of",
-           "npy_folder_files", "parse_mode", "parse_size", "read_h5_dataset", "read_image",
-           "split_file_arrays", "uint8_to_unit"]
+__all__ = [
+    "COURSE_H5_KEYS",
+    "H5_CLASS_NAMES",
+    "IMAGE_EXTENSIONS",
+    "LIBRARY_ERRORS",
+    "PAIRS",
+    "SPLIT_KEYS",
+    "SUPPORTED_KINDS",
+    "array_record_paths",
+    "check_pairs",
+    "data_kind",
+    "decode_record",
+    "image_label",
+    "list_image_folder",
+    "load_file",
+    "names_of",
+    "npy_folder_files",
+    "parse_mode",
+    "parse_size",
+    "read_h5_dataset",
+    "read_image",
+    "split_file_arrays",
+    "uint8_to_unit",
+]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 SPLIT_KEYS = ("x_dev", "y_dev", "x_test", "y_test", "x_train_dev", "y_train_dev")
@@ -229,6 +248,21 @@ def _load_image_folder(path: pathlib.Path, source: str, options: dict,
     }
 
 
+def data_kind(path: pathlib.Path) -> str | None:
+    """What kind of data ``path`` holds, by its suffix or, for a folder, its contents:
+    "npy_folder" (an x.npy), "array_record" (.array_record shards), "image_folder", "npz",
+    "csv", "h5"; None for a file of no supported kind. The in-memory readers and the
+    streamed sources (runtime/stream_sources.py) dispatch on it alike."""
+    if path.is_dir():
+        if npy_folder_files(path):
+            return "npy_folder"
+        return "array_record" if any(path.glob("*.array_record")) else "image_folder"
+    suffix = path.suffix.lower()
+    kinds = {".array_record": "array_record", ".npz": "npz", ".csv": "csv", ".h5": "h5",
+             ".hdf5": "h5"}
+    return kinds.get(suffix)
+
+
 def load_file(path: pathlib.Path, source: str, options: dict, part: str | None = None,
               layout: dict | None = None) -> dict[str, np.ndarray]:
     """The arrays of a data file (``x``, ``y``, and what else it brings; a csv file also its
@@ -241,23 +275,13 @@ def load_file(path: pathlib.Path, source: str, options: dict, part: str | None =
     back as ``x_PART``/``y_PART``, with its ``class_names``; the rest of it is left out.
     ``layout``, the main file's csv layout, makes a csv split file expand its one-hot
     columns to the main file's categories."""
-    suffix = path.suffix.lower()
-    if path.is_dir() and npy_folder_files(path):
-        loader = _load_npy_folder
-    elif path.is_dir() and any(path.glob("*.array_record")):
-        loader = _load_array_record
-    elif path.is_dir():
-        loader = _load_image_folder
-    elif suffix == ".array_record":
-        loader = _load_array_record
-    elif suffix == ".npz":
-        loader = _load_npz
-    elif suffix == ".csv":
-        loader = load_csv
-    elif suffix in (".h5", ".hdf5"):
-        loader = _load_h5
-    else:
+    loaders = {"npy_folder": _load_npy_folder, "array_record": _load_array_record,
+               "image_folder": _load_image_folder, "npz": _load_npz, "csv": load_csv,
+               "h5": _load_h5}
+    kind = data_kind(path)
+    if kind is None:
         raise DataError(f"unsupported data file '{source}'; supported: {SUPPORTED_KINDS}")
+    loader = loaders[kind]
     try:
         if loader is load_csv:
             arrays = load_csv(path, source, options, part, layout)

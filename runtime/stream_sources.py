@@ -29,6 +29,7 @@ from .data_files import (
     SPLIT_KEYS,
     array_record_paths,
     check_pairs,
+    data_kind,
     decode_record,
     image_label,
     list_image_folder,
@@ -371,20 +372,10 @@ def open_streamed(path: pathlib.Path, source: str, options: dict,
     ``x`` a :class:`StreamSource` (labels and class names in memory); None for data that
     cannot stream (a csv file). ``part`` as for ``load_file``: the file is that split's own
     file, and its pair comes back as ``x_PART``/``y_PART``."""
-    suffix = path.suffix.lower()
-    if path.is_dir() and npy_folder_files(path):
-        opener = _npy_folder
-    elif path.is_dir() and any(path.glob("*.array_record")):
-        opener = _array_record
-    elif path.is_dir():
-        opener = _image_folder
-    elif suffix == ".npz":
-        opener = _npz
-    elif suffix in (".h5", ".hdf5"):
-        opener = _h5
-    elif suffix == ".array_record":
-        opener = _array_record
-    else:
+    openers = {"npy_folder": _npy_folder, "array_record": _array_record,
+               "image_folder": _image_folder, "npz": _npz, "h5": _h5}
+    opener = openers.get(data_kind(path))
+    if opener is None:  # a csv file, or no supported kind
         return None
     try:
         arrays = opener(path, source, options, part)
