@@ -27,9 +27,12 @@ __all__ = [
     "SPLIT_KEYS",
     "SUPPORTED_KINDS",
     "array_record_paths",
+    "check_h5_numeric",
     "check_pairs",
     "data_kind",
     "decode_record",
+    "h5_class_names",
+    "h5_layout",
     "image_label",
     "list_image_folder",
     "load_file",
@@ -108,18 +111,41 @@ def _load_npz(path: pathlib.Path, source: str, options: dict,
     return arrays
 
 
+def check_h5_numeric(handle, key: str, source: str) -> None:
+    """Dataset ``key`` of an open HDF5 file must be numeric (checked without reading it)."""
+    dtype = handle[key].dtype
+    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+        raise DataError(f"dataset '{key}' in '{source}' is not numeric (dtype {dtype})")
+
+
 def read_h5_dataset(handle, key: str, source: str) -> np.ndarray:
     """Dataset ``key`` of an open HDF5 file, which must be numeric."""
-    array = np.asarray(handle[key][()])
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-        raise DataError(f"dataset '{key}' in '{source}' is not numeric (dtype {array.dtype})")
-    return array
+    check_h5_numeric(handle, key, source)
+    return np.asarray(handle[key][()])
 
 
 # The course's layout (train_catvnoncat.h5, test_catvnoncat.h5): its names for x and y.
 COURSE_H5_KEYS = {"train_set_x": "x", "train_set_y": "y", "dev_set_x": "x_dev",
                   "dev_set_y": "y_dev", "test_set_x": "x_test", "test_set_y": "y_test"}
 H5_CLASS_NAMES = ("class_names", "list_classes")  # list_classes: the course's
+
+
+def h5_layout(handle) -> tuple[list[str], dict[str, str], bool]:
+    """An open HDF5 file's dataset names (sorted), which of them hold which array ({"x":
+    "x", ...} or the course's {"x": "train_set_x", ...}), and whether the names are netc's
+    own (True) rather than the course's."""
+    plain = {key: key for key in ("x", "y", *SPLIT_KEYS) if key in handle}
+    course = {name: key for key, name in COURSE_H5_KEYS.items() if key in handle}
+    return sorted(handle.keys()), plain or course, bool(plain)
+
+
+def h5_class_names(handle, source: str) -> np.ndarray | None:
+    """The class names an open HDF5 file holds (``list_classes``, the course's, or
+    ``class_names``) as text, or None."""
+    for key in H5_CLASS_NAMES:
+        if key in handle:
+            return names_of(handle[key][()], key, source)
+    return None
 
 
 def _load_h5(path: pathlib.Path, source: str, options: dict,
@@ -132,15 +158,11 @@ def _load_h5(path: pathlib.Path, source: str, options: dict,
 
     check_options(f"data file '{source}'", options, ())
     with h5py.File(path, "r") as handle:
-        found = sorted(handle.keys())
-        plain = {key: key for key in ("x", "y", *SPLIT_KEYS) if key in handle}
-        course = {name: key for key, name in COURSE_H5_KEYS.items() if key in handle}
-        keys = plain or course
+        found, keys, plain = h5_layout(handle)
         arrays = {name: read_h5_dataset(handle, key, source) for name, key in keys.items()}
-        for key in H5_CLASS_NAMES:
-            if key in handle:
-                arrays["class_names"] = names_of(handle[key][()], key, source)
-                break
+        names = h5_class_names(handle, source)
+        if names is not None:
+            arrays["class_names"] = names
     check_pairs(arrays, source, found, part)
     for key in list(arrays):
         if key.startswith("x"):

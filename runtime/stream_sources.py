@@ -23,14 +23,15 @@ import numpy as np
 
 from .data_base import DataError, check_options, first_line
 from .data_files import (
-    COURSE_H5_KEYS,
-    H5_CLASS_NAMES,
     LIBRARY_ERRORS,
     SPLIT_KEYS,
     array_record_paths,
+    check_h5_numeric,
     check_pairs,
     data_kind,
     decode_record,
+    h5_class_names,
+    h5_layout,
     image_label,
     list_image_folder,
     names_of,
@@ -317,25 +318,18 @@ def _h5(path: pathlib.Path, source: str, options: dict,
 
     check_options(f"data file '{source}'", options, ())
     with h5py.File(path, "r") as handle:
-        found = sorted(handle.keys())
-        plain = {key: key for key in ("x", "y", *SPLIT_KEYS) if key in handle}
-        course = {name: key for key, name in COURSE_H5_KEYS.items() if key in handle}
-        keys = plain or course
+        found, keys, plain = h5_layout(handle)
         arrays = {}
         for name, key in keys.items():
-            if not (np.issubdtype(handle[key].dtype, np.number)
-                    or handle[key].dtype == np.bool_):
-                raise DataError(f"dataset '{key}' in '{source}' is not numeric "
-                                f"(dtype {handle[key].dtype})")
+            check_h5_numeric(handle, key, source)
             if name.startswith("x"):
                 arrays[name] = None
             else:
                 y = np.asarray(handle[key][()])
                 arrays[name] = y if plain else y.reshape(-1)  # the course's y: (1, m) or (m,)
-        for key in H5_CLASS_NAMES:
-            if key in handle:
-                arrays["class_names"] = names_of(handle[key][()], key, source)
-                break
+        names = h5_class_names(handle, source)
+        if names is not None:
+            arrays["class_names"] = names
     check_pairs(arrays, source, found, part)
     for name, key in keys.items():
         if name.startswith("x"):
