@@ -200,6 +200,19 @@ def test_h5_plain_and_course_layout(tmp_path):
         assert_same_splits(got, in_memory(net, tmp_path, "classes", 3)[0], batch=5)
 
 
+def test_h5_dataset_of_text_is_the_same_error_in_memory_and_streamed(tmp_path):
+    x, y = arrays_xy(m=24)
+    with h5py.File(tmp_path / "words.h5", "w") as f:
+        f["x"] = x
+        f["y"] = np.asarray([b"cat"] * 24)
+    net = make_net(tmp_path, "words.h5", workers=0)
+    message = r"dataset 'y' in 'words.h5' is not numeric \(dtype \|S3\)"
+    with pytest.raises(DataError, match=message):
+        in_memory(net, tmp_path, "classes", 3)
+    with pytest.raises(DataError, match=message):
+        streamed(net, tmp_path)
+
+
 def test_h5_batch_with_repeated_rows_reads_them_in_order(tmp_path):
     x, y = arrays_xy(m=60)
     with h5py.File(tmp_path / "plain.h5", "w") as f:
