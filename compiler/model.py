@@ -28,6 +28,7 @@ from .lower import (
     lower_sequence,
     weight_names,
 )
+from .xla_options import compiler_options
 
 
 class Model:
@@ -63,6 +64,8 @@ class Model:
         self._loss = LOSSES[self.loss_name]
         self._weights = [(layer, p) for layer, p in weight_names(net)
                          if layer not in self.frozen]  # frozen weights get no L2
+        # XLA's options for this net's programs on this platform (compiler/xla_options.py)
+        self.compiler_options = compiler_options(self.platform, net.macs)
         self._init = jax.jit(functools.partial(init_variables, net, dtype=self.dtype))
 
     def __repr__(self) -> str:
@@ -145,6 +148,13 @@ class Model:
         return {"hits": jnp.sum(hits), "counted": jnp.sum(counted)}
 
     # ---- jitted pieces ---------------------------------------------------------------
+    def jit(self, fn, **options):
+        """jax.jit(fn, **options) with this net's XLA compiler options, for the programs
+        netc's runtime calls at the top level (training and evaluation). The jitted pieces
+        below stay plain jax.jit: they may run inside another trace (the training loop's,
+        or a user's), where JAX takes no compiler options."""
+        return jax.jit(fn, compiler_options=self.compiler_options, **options)
+
     @cached_property
     def predict(self):
         """jit(apply) for inference."""

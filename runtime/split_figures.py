@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from netc.compiler.model import Model
@@ -94,4 +93,4 @@ def batch_sums_program(model: Model):
     def run(variables, x, y, weights, total):
         r = model.evaluate_batch(variables, x, y, weights)
         return total + as_sums(r)
-    return jax.jit(run, donate_argnums=(4,))
+    return model.jit(run, donate_argnums=(4,))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from netc.compiler.losses import LOSSES
@@ -94,7 +93,7 @@ def _batch_task_sums(model):
         hits, known = task_hits(probabilities.reshape(len(x), -1), y.reshape(len(y), -1))
         w = weights[:, None]
         return total + jnp.stack([jnp.sum(hits * w, axis=0), jnp.sum(known * w, axis=0)])
-    return jax.jit(run, donate_argnums=(4,))
+    return model.jit(run, donate_argnums=(4,))
 
 
 __all__ = ["add_task_figures", "is_multitask", "output_task_figures", "task_figures",

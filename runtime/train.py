@@ -178,8 +178,8 @@ class Trainer:
             if self.placement is not None:
                 shardings = self.placement.shardings(
                     jax.eval_shape(fresh, self._hp, start, self._init_bits))
-            self._compiled["init"] = jax.jit(self._per_member(fresh, 1),
-                                             out_shardings=shardings)
+            self._compiled["init"] = self.model.jit(self._per_member(fresh, 1),
+                                                    out_shardings=shardings)
         return self._compiled["init"](self._hp, start, self._init_bits)
 
     # ---- one epoch, traced ---------------------------------------------------------
@@ -274,7 +274,8 @@ class Trainer:
                     return jax.lax.cond(live, run,
                                         lambda c: (c, jnp.zeros(9, jnp.float32)), c)
                 return jax.lax.scan(one, carry, (epochs, orders))
-            self._compiled["scan"] = jax.jit(self._per_member(chunk, 2), donate_argnums=(1,))
+            self._compiled["scan"] = self.model.jit(self._per_member(chunk, 2),
+                                                    donate_argnums=(1,))
         return self._compiled["scan"]
 
     def _dev_sums(self, carry, dev_x, dev_y):
@@ -292,8 +293,8 @@ class Trainer:
             def step(hp, carry, total, x_all, y_all, idx, epoch, i):
                 carry, sums = self._step_on(hp, carry, x_all, y_all, idx, epoch, i)
                 return carry, total + sums  # the epoch's sums stay on the device
-            self._compiled["step"] = jax.jit(self._per_member(step, 3),
-                                             donate_argnums=(1, 2))
+            self._compiled["step"] = self.model.jit(self._per_member(step, 3),
+                                                    donate_argnums=(1, 2))
         return self._compiled["step"]
 
     def _batch_step_fn(self):
@@ -304,8 +305,8 @@ class Trainer:
                 carry, sums = self._step_with(hp, carry, x, y, epoch, i)
                 return carry, total + sums
             # `total` is not donated: the loop waits on the step before last through it
-            self._compiled["batch_step"] = jax.jit(self._per_member(step, 3),
-                                                   donate_argnums=(1,))
+            self._compiled["batch_step"] = self.model.jit(self._per_member(step, 3),
+                                                          donate_argnums=(1,))
         return self._compiled["batch_step"]
 
     def _group_scan_fn(self):
@@ -322,8 +323,8 @@ class Trainer:
                 carry, per = jax.lax.scan(body, carry, (index, xs, ys))
                 return carry, total + per.sum(axis=0)
             # `total` is not donated: the loop waits on the dispatch before last through it
-            self._compiled["group_scan"] = jax.jit(self._per_member(steps, 3),
-                                                   donate_argnums=(1,))
+            self._compiled["group_scan"] = self.model.jit(self._per_member(steps, 3),
+                                                          donate_argnums=(1,))
         return self._compiled["group_scan"]
 
     def _dev_check(self, carry, epoch: int) -> np.ndarray:
@@ -406,8 +407,8 @@ class Trainer:
         if "watch" not in self._compiled:
             def watch(carry, epoch, dev):
                 return self._watched(carry, epoch, dev)
-            self._compiled["watch"] = jax.jit(self._per_member(watch, 1),
-                                              donate_argnums=(0,))
+            self._compiled["watch"] = self.model.jit(self._per_member(watch, 1),
+                                                     donate_argnums=(0,))
         return self._compiled["watch"]
 
     def watch_report(self, carry) -> list[dict]:
