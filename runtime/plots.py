@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -13,7 +14,8 @@ import numpy as np
 # the helper process's program: Ctrl-C is the parent's to handle (the run stops at an epoch
 # boundary and still draws its curve), so the helper ignores it; it runs at a lower priority,
 # on the cores that the parent's XLA compiles leave idle
-_HELPER = ("import os, signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+_HELPER = ("import gc; gc.disable(); "  # a short life: no collections while it imports
+           "import os, signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
            "hasattr(os, 'nice') and os.nice(10); "
            "from netc.runtime.plots import serve_learning_curve; serve_learning_curve()")
 
@@ -38,7 +40,7 @@ class CurveProcess:
     Python) on another core as soon as it starts, while this process imports JAX, compiles
     and trains. Imported on a thread here instead, matplotlib held this interpreter's lock
     for a third of a moons run's training (benchmarks/FINDINGS.md, 2026-11-29). Without a
-    usable helper (it could not start, or failed), `draw` draws in this process."""
+    usable helper (it could not start, or failed), `finish` draws in this process."""
 
     def __init__(self):
         try:
@@ -47,24 +49,48 @@ class CurveProcess:
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         except OSError:
             self.process = None
+        self._job, self._handing = None, None
 
-    def draw(self, history: list[dict], path: Path, title: str = "") -> None:
-        """learning_curve(history, path, title), by the helper when it can."""
-        process, self.process = self.process, None
-        if process is not None and history:
-            used = [{k: r[k] for k in ("epoch", "loss", "dev_loss", "lr") if k in r}
-                    for r in history]
-            request = json.dumps({"history": used, "path": str(path), "title": title})
+    def send(self, history: list[dict], path: Path, title: str = "") -> None:
+        """Hand the helper learning_curve(history, path, title) and go on: it draws while
+        this process takes its final figures; finish() waits for the file."""
+        self._job = (history, Path(path), title)
+        process = self.process
+        if process is None or not history:
+            return
+        used = [{k: r[k] for k in ("epoch", "loss", "dev_loss", "lr") if k in r}
+                for r in history]
+        request = json.dumps({"history": used, "path": str(path), "title": title}).encode()
+
+        def hand_over():  # on a thread: a helper still importing reads its input later
             try:
-                process.communicate(request.encode(), timeout=120)
-            except (OSError, subprocess.TimeoutExpired):
+                process.communicate(request, timeout=120)
+            except (OSError, ValueError, subprocess.TimeoutExpired):
                 process.kill()
                 process.communicate()
-            if process.returncode == 0 and Path(path).exists():
+        self._handing = threading.Thread(target=hand_over, name="netc-curve", daemon=True)
+        self._handing.start()
+
+    def finish(self) -> None:
+        """Wait for the curve send() handed over; draw it in this process when the helper
+        could not (it did not start, failed or wrote nothing)."""
+        if self._job is None:  # nothing was sent
+            self.close()
+            return
+        process, self.process = self.process, None
+        history, path, title = self._job
+        if self._handing is not None:
+            self._handing.join()
+            if process.returncode == 0 and path.exists():
                 return
         elif process is not None:
             self.close(process)
         learning_curve(history, path, title)
+
+    def draw(self, history: list[dict], path: Path, title: str = "") -> None:
+        """learning_curve(history, path, title), by the helper when it can."""
+        self.send(history, path, title)
+        self.finish()
 
     def close(self, process=None) -> None:
         """End the helper without drawing (the run failed); it exits at the end of its
@@ -80,6 +106,9 @@ def serve_learning_curve() -> None:
     """The helper process of CurveProcess: import matplotlib, then draw the curve its
     parent sends on stdin as {"history", "path", "title"} (nothing: exit)."""
     _matplotlib()
+    # a first figure while the parent trains: fonts and canvas set up (~0.05 s of the first)
+    curve_figure([{"epoch": 1, "loss": 1.0, "dev_loss": 1.0, "lr": 0.1}]).savefig(
+        io.BytesIO(), format="png")
     request = sys.stdin.read()
     if request:
         job = json.loads(request)
@@ -95,8 +124,12 @@ def _figure(size):
 
 def learning_curve(history: list[dict], path: Path, title: str = "") -> None:
     """Cost against epochs (train, and dev when there is one), as the course plots it."""
-    if not history:
-        return
+    if history:
+        _save(curve_figure(history, title), path)
+
+
+def curve_figure(history: list[dict], title: str = ""):
+    """learning_curve's figure."""
     epochs = [r["epoch"] for r in history]
     fig = _figure((6, 4))
     ax = fig.subplots()
@@ -113,7 +146,7 @@ def learning_curve(history: list[dict], path: Path, title: str = "") -> None:
     lr = history[-1].get("lr")
     ax.set_title(f"{title}  (learning rate = {lr:g})" if lr is not None else title)
     fig.tight_layout()
-    _save(fig, path)
+    return fig
 
 
 def decision_boundary(predict, x: np.ndarray, y: np.ndarray, path: Path, title: str = "") -> None:

@@ -200,82 +200,89 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     loop_seconds, first_epoch = 0.0, done
     stopped = trainer.watch_report(carry)[0].get("stopped", False)  # a resumed stopped run
     stop_reason = "patience" if stopped else None
-    # the first save removes the checkpoints after `done` (those skipped as damaged)
-    with (StopRequested() as stop, readers_closed(trainer),
-          sharded.CheckpointWriter(ckpt_dir, start=done) as writer):
-        while done < cfg.epochs and not stopped:
-            count = min(trainer.chunk, cfg.epochs - done)
-            t0, c0 = now(), compile_seconds()
-            new_carry, sums = trainer.run_epochs(carry, done, count)
-            if matplotlib_loading is None and curve is None:
-                matplotlib_loading = preload()
-            # compiling is not training
-            seconds = max(now() - t0 - (compile_seconds() - c0), 0.0)
-            loop_seconds += seconds
-            records = trainer.records(sums, done, seconds, ended=now() - started)
-            bad = first_bad_epoch(records)
-            if bad is not None and cfg.early_stop is not None:
-                # early stopping keeps the best epoch's variables: the run ends there
-                records = [r for r in records if r["epoch"] < bad]
-                stopped, stop_reason = True, f"the loss became {records_loss(sums, bad, done)}"
-            elif bad is not None:
-                good = [r for r in records if r["epoch"] < bad]
-                log.append(good)
-                history += good
-                writer.wait()
-                kept = sharded.list_checkpoints(ckpt_dir)
-                where = (f"the last good checkpoint is {kept[-1][1]}" if kept
-                         else "no checkpoint was written yet")
-                raise RunFailed(f"the loss became {records[bad - done - 1]['loss']} at epoch "
-                                f"{bad}; stopped ({where}). Try a smaller learning rate, "
-                                "normalize standard, or another init")
-            carry = new_carry
-            done += len(records)  # fewer than count when early stopping ended the run
-            if not stopped and trainer.watch_report(carry)[0].get("stopped"):
-                stopped, stop_reason = True, "patience"
-            log.append(records)
-            history += records
-            if reporter and records:
-                reporter.epochs(records)
-            due = (checkpoint_every is not None or now() - last_save >= checkpoint_seconds
-                   or done == cfg.epochs or stop.requested or stopped)
-            if due:
-                writer.save(done, carry, meta)  # Orbax writes it while training goes on
-                last_save = now()
-            if stop.requested and done < cfg.epochs:
-                interrupted = True
-                break
+    # the first save removes the checkpoints after `done` (those skipped as damaged). The
+    # writer stays open until the run's files are written: Orbax writes the last save while
+    # the final figures are taken, and it is on disk once the block ends
+    with sharded.CheckpointWriter(ckpt_dir, start=done) as writer:
+        with StopRequested() as stop, readers_closed(trainer):
+            while done < cfg.epochs and not stopped:
+                count = min(trainer.chunk, cfg.epochs - done)
+                t0, c0 = now(), compile_seconds()
+                new_carry, sums = trainer.run_epochs(carry, done, count)
+                writer.preload()  # Orbax imported while the epochs run, not while tracing
+                if matplotlib_loading is None and curve is None:
+                    matplotlib_loading = preload()
+                # compiling is not training
+                seconds = max(now() - t0 - (compile_seconds() - c0), 0.0)
+                loop_seconds += seconds
+                records = trainer.records(sums, done, seconds, ended=now() - started)
+                bad = first_bad_epoch(records)
+                if bad is not None and cfg.early_stop is not None:
+                    # early stopping keeps the best epoch's variables: the run ends there
+                    records = [r for r in records if r["epoch"] < bad]
+                    stopped = True
+                    stop_reason = f"the loss became {records_loss(sums, bad, done)}"
+                elif bad is not None:
+                    good = [r for r in records if r["epoch"] < bad]
+                    log.append(good)
+                    history += good
+                    writer.wait()
+                    kept = sharded.list_checkpoints(ckpt_dir)
+                    where = (f"the last good checkpoint is {kept[-1][1]}" if kept
+                             else "no checkpoint was written yet")
+                    raise RunFailed(f"the loss became {records[bad - done - 1]['loss']} at "
+                                    f"epoch {bad}; stopped ({where}). Try a smaller learning "
+                                    "rate, normalize standard, or another init")
+                carry = new_carry
+                done += len(records)  # fewer than count when early stopping ended the run
+                if not stopped and trainer.watch_report(carry)[0].get("stopped"):
+                    stopped, stop_reason = True, "patience"
+                log.append(records)
+                history += records
+                if reporter and records:
+                    reporter.epochs(records)
+                due = (checkpoint_every is not None or done == cfg.epochs or stopped
+                       or now() - last_save >= checkpoint_seconds or stop.requested)
+                if due:
+                    writer.save(done, carry, meta)  # Orbax writes it while training goes on
+                    last_save = now()
+                if stop.requested and done < cfg.epochs:
+                    interrupted = True
+                    break
 
-    variables = trainer.variables(carry, best=True)[0]  # early stopping: the best epoch's
-    if cfg.early_stop is not None:
-        info["best_epoch"] = trainer.watch_report(carry)[0]["best_epoch"]
-        info["stopped_epoch"] = done if stopped else None
-        info["stop_reason"] = stop_reason
-    final = {name: evaluate_split(model, variables, part, trainer.batch)
-             for name, part in splits.parts()}
-    add_task_figures(final, model, variables, splits, trainer.batch)  # multi-task sigmoid N
-    save_model(out_dir / "model.safetensors", variables, stats, done)
-    steps = (done - first_epoch) * trainer.steps_per_epoch
-    info["timing"] = {"started": round(started_unix, 4), "seconds": round(now() - started, 4),
-                      "compile_seconds": round(compile_seconds() - compiled_before, 4),
-                      "train_seconds": round(loop_seconds, 4), "steps": steps,
-                      "step_us": round(1e6 * loop_seconds / steps, 2) if steps else None,
-                      "loop": trainer.loop}
-    if trainer.streamed:  # how fast the train split was read, beside how fast it trained
-        rates = trainer.feed_rates
-        info["timing"]["feed"] = {"examples": rates.examples,
-                                  "read_seconds": round(rates.read_seconds, 4),
-                                  "data_rate": round(rates.data_rate(), 1),
-                                  "step_rate": round(rates.step_rate(), 1)}
-    skipped = skipped_examples(splits)
-    if skipped:
-        info["skipped"] = skipped
-        say(skipped_warning(splits, skipped))
-    write_run_json(out_dir, net, model, splits, done, final, info)
+        if curve is not None:  # the helper draws while the final figures are taken
+            curve.send(history, out_dir / "learning_curve.png", title=net.name)
+        variables = trainer.variables(carry, best=True)[0]  # early stopping: the best epoch's
+        if cfg.early_stop is not None:
+            info["best_epoch"] = trainer.watch_report(carry)[0]["best_epoch"]
+            info["stopped_epoch"] = done if stopped else None
+            info["stop_reason"] = stop_reason
+        final = {name: evaluate_split(model, variables, part, trainer.batch)
+                 for name, part in splits.parts()}
+        add_task_figures(final, model, variables, splits, trainer.batch)  # sigmoid N tasks
+        save_model(out_dir / "model.safetensors", variables, stats, done)
+        steps = (done - first_epoch) * trainer.steps_per_epoch
+        info["timing"] = {"started": round(started_unix, 4),
+                          "seconds": round(now() - started, 4),
+                          "compile_seconds": round(compile_seconds() - compiled_before, 4),
+                          "train_seconds": round(loop_seconds, 4), "steps": steps,
+                          "step_us": round(1e6 * loop_seconds / steps, 2) if steps else None,
+                          "loop": trainer.loop}
+        if trainer.streamed:  # how fast the train split was read, beside how fast it trained
+            rates = trainer.feed_rates
+            info["timing"]["feed"] = {"examples": rates.examples,
+                                      "read_seconds": round(rates.read_seconds, 4),
+                                      "data_rate": round(rates.data_rate(), 1),
+                                      "step_rate": round(rates.step_rate(), 1)}
+        skipped = skipped_examples(splits)
+        if skipped:
+            info["skipped"] = skipped
+            say(skipped_warning(splits, skipped))
+        write_run_json(out_dir, net, model, splits, done, final, info)
     if matplotlib_loading is not None:
         matplotlib_loading.join()
     if curve is not None:
-        curve.draw(history, out_dir / "learning_curve.png", title=net.name)
+        curve.finish()
     else:
         learning_curve(history, out_dir / "learning_curve.png", title=net.name)
     if reporter and cfg.early_stop is not None:

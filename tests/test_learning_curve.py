@@ -54,3 +54,23 @@ def test_a_helper_not_asked_to_draw_ends(tmp_path):
     curve.close()
     assert process.poll() is not None and curve.process is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_curve_sent_early_is_on_disk_after_finish(tmp_path):
+    """send() hands the curve over and returns at once (the run takes its final figures
+    meanwhile); finish() returns once the helper's file is there, the same bytes as here."""
+    curve = CurveProcess()
+    curve.send(history(), tmp_path / "helper.png", title="t")
+    assert curve.process is not None  # still the helper's job
+    curve.finish()
+    learning_curve(history(), tmp_path / "here.png", title="t")
+    assert curve.process is None
+    assert (tmp_path / "helper.png").read_bytes() == (tmp_path / "here.png").read_bytes()
+
+
+def test_finish_without_send_ends_the_helper(tmp_path):
+    curve = CurveProcess()
+    process = curve.process
+    curve.finish()
+    assert process.poll() is not None and curve.process is None
+    assert list(tmp_path.iterdir()) == []
