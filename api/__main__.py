@@ -2,6 +2,6 @@
 
 import sys
 
-from netc.runtime.cli import main
+from netc.runtime.cli import command
 
-sys.exit(main())
+sys.exit(command())

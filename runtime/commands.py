@@ -167,24 +167,44 @@ def devices_for(args):
 def configure_jax(platform: str | None = None) -> None:
     """Use JAX's persistent compilation cache, so a second run of the same spec and shapes
     skips XLA compilation. NETC_CACHE_DIR moves it; NETC_CACHE_DIR=off disables it.
-    `platform` (cpu, gpu, tpu) restricts JAX to that platform's devices."""
-    import os
-
+    `platform` (cpu, gpu, tpu) restricts JAX to that platform's devices. JAX is imported
+    by now: settle_imports()."""
     import jax
 
     if platform:
         jax.config.update("jax_platforms", platform)
+    where = compilation_cache_dir()
+    if where is not None:
+        jax.config.update("jax_compilation_cache_dir", where)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    settle_imports()
 
+
+def compilation_cache_dir() -> str | None:
+    """NETC_CACHE_DIR, or ~/.cache/netc/xla; None when off or it cannot be made."""
     where = os.environ.get("NETC_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "netc", "xla")
     if where == "off":
-        return
+        return None
     try:
         os.makedirs(where, exist_ok=True)
     except OSError:
-        return
-    jax.config.update("jax_compilation_cache_dir", where)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        return None
+    return where
+
+
+def settle_imports() -> None:
+    """Called once a command has imported what it runs on (JAX, Optax, netc's runtime). In a
+    `netc` process of its own, whose garbage collector cli.command() turned off for the
+    imports, move everything alive into the collector's permanent generation (gc.freeze:
+    the collections that tracing and training set off skip it) and turn the collector back
+    on. Where main() runs in another program's process (a test, a notebook: the collector
+    on), nothing happens."""
+    import gc
+
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 def _positive(text: str) -> int:
@@ -360,6 +380,7 @@ def _bayes_error(text: str) -> float:
 def _diagnose(args) -> int:
     from .diagnose import cmd_diagnose
 
+    settle_imports()
     return cmd_diagnose(args)
 
 
@@ -379,6 +400,7 @@ def _export(args) -> int:
 def _gradcheck(args) -> int:
     from .gradcheck import cmd_gradcheck
 
+    settle_imports()
     return cmd_gradcheck(args)
 
 
