@@ -28,6 +28,7 @@ T_PROCESS = time.time()  # as close to process start as Python lets us
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import gc  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
@@ -288,6 +289,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     opts = parse_args(argv)
+    if opts.case != "resnet":  # the command's cases: as the `netc` process (cli.command)
+        gc.disable()  # settle_imports turns it back on once JAX and netc are imported
     result = {"moons": moons, "lenet": lenet, "digits": digits, "resnet": resnet,
               "check": check, "tune": tune, "devices": devices}[opts.case](opts)
     print(json.dumps(result))
