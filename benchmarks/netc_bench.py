@@ -289,11 +289,14 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     opts = parse_args(argv)
-    if opts.case != "resnet":  # the command's cases: as the `netc` process (cli.command)
+    command = opts.case != "resnet"  # the command's cases: as the `netc` process does
+    if command:  # (runtime/cli.py command)
         gc.disable()  # settle_imports turns it back on once JAX and netc are imported
     result = {"moons": moons, "lenet": lenet, "digits": digits, "resnet": resnet,
               "check": check, "tune": tune, "devices": devices}[opts.case](opts)
     print(json.dumps(result))
+    if command:
+        gc.freeze()  # and leaves the interpreter's teardown nothing to collect
     return 0
 
 

@@ -200,6 +200,17 @@ def versions():
 
 
 # --------------------------------------------------------------------------------------
+def byte_compile_netc() -> None:
+    """Write the bytecode of netc's modules, as `pip install .` does: from an editable
+    checkout, with PYTHONDONTWRITEBYTECODE set (as on the machines these figures come from),
+    every netc contender would otherwise compile netc's sources anew at each import (moons
+    first run 0.95x with an installed netc, benchmarks/FINDINGS.md)."""
+    import compileall
+
+    for package in ("api", "compiler", "dsl", "runtime"):
+        compileall.compile_dir(HERE.parent / package, quiet=1)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="1 repeat, tiny sizes (< 60 s)")
@@ -234,6 +245,7 @@ def main(argv=None):
         print(f"wrote {a.out} from {a.render}")
         return
     settings = Settings.make(a.quick, a.repeats)
+    byte_compile_netc()
     quiet_wait = a.quiet_wait if a.quiet_wait is not None else (0 if a.quick else 20)
     out_md = Path(a.out)
     out_json = out_md.with_name("results.json")
