@@ -290,8 +290,10 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     opts = parse_args(argv)
     command = opts.case != "resnet"  # the command's cases: as the `netc` process does
-    if command:  # (runtime/cli.py command)
-        gc.disable()  # settle_imports turns it back on once JAX and netc are imported
+    if command:  # (runtime/cli.py command): no collections until JAX and netc are imported
+        from netc.runtime.commands import hold_collections
+
+        hold_collections()
     result = {"moons": moons, "lenet": lenet, "digits": digits, "resnet": resnet,
               "check": check, "tune": tune, "devices": devices}[opts.case](opts)
     print(json.dumps(result))

@@ -127,10 +127,13 @@ def command() -> int:
     """The `netc` command (the console script, `python -m netc`): main() in a process of its
     own. The garbage collector is off while the command imports its modules (0.12 s of
     importing JAX, Optax and netc on this 2-core machine) until commands.settle_imports
-    freezes what they made and turns it back on (`check` and `draw` end first); at the end
-    everything alive is frozen, so that the interpreter's teardown skips collecting it
-    (0.2 s of a moons run's exit). benchmarks/FINDINGS.md has the figures."""
-    gc.disable()
+    freezes what they made and turns it back on (`check`, `draw` and `diagnose`, which
+    import no JAX, end first); at the end everything alive is frozen, so that the
+    interpreter's teardown skips collecting it (0.2 s of a moons run's exit).
+    benchmarks/FINDINGS.md has the figures."""
+    from netc.runtime.commands import hold_collections
+
+    hold_collections()
     try:
         return main()
     finally:

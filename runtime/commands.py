@@ -193,16 +193,29 @@ def compilation_cache_dir() -> str | None:
     return where
 
 
-def settle_imports() -> None:
-    """Called once a command has imported what it runs on (JAX, Optax, netc's runtime). In a
-    `netc` process of its own, whose garbage collector cli.command() turned off for the
-    imports, move everything alive into the collector's permanent generation (gc.freeze:
-    the collections that tracing and training set off skip it) and turn the collector back
-    on. Where main() runs in another program's process (a test, a notebook: the collector
-    on), nothing happens."""
+_HOLDING: list[bool] = []  # hold_collections() was called and settle_imports() not yet
+
+
+def hold_collections() -> None:
+    """cli.command(): this process is the `netc` command's own, so the garbage collector is
+    off while the command imports its modules (0.12 s of importing JAX, Optax and netc here)
+    until settle_imports()."""
     import gc
 
-    if not gc.isenabled():
+    gc.disable()
+    _HOLDING.append(True)
+
+
+def settle_imports() -> None:
+    """Called once a command has imported what it runs on (JAX, Optax, netc's runtime).
+    After hold_collections(), move everything alive into the collector's permanent
+    generation (gc.freeze: the collections that tracing and training set off skip it) and
+    turn the collector back on. Otherwise (main() called in a test's or a notebook's
+    process) nothing happens."""
+    import gc
+
+    if _HOLDING:
+        _HOLDING.clear()
         gc.freeze()
         gc.enable()
 
@@ -232,6 +245,7 @@ def cmd_train(args) -> int:
     if cluster is not None and not os.environ.get(CHILD):
         if not args.out:
             raise UsageError("--distributed needs --out DIR: every process names the same run")
+        settle_imports()  # the parent only watches its children: no more imports
         try:
             return supervise(args.argv, cluster)  # the training runs in a child process
         except ClusterError as exc:
@@ -380,7 +394,6 @@ def _bayes_error(text: str) -> float:
 def _diagnose(args) -> int:
     from .diagnose import cmd_diagnose
 
-    settle_imports()
     return cmd_diagnose(args)
 
 
@@ -398,9 +411,9 @@ def _export(args) -> int:
 
 
 def _gradcheck(args) -> int:
+    configure_jax()  # imports JAX (then settle_imports)
     from .gradcheck import cmd_gradcheck
 
-    settle_imports()
     return cmd_gradcheck(args)
 
 

@@ -93,12 +93,17 @@ class CurveProcess:
         self.finish()
 
     def close(self, process=None) -> None:
-        """End the helper without drawing (the run failed); it exits at the end of its
-        input too, so a parent that dies leaves no helper behind."""
+        """End the helper without drawing (the run failed, perhaps after send()); it exits
+        at the end of its input too, so a parent that dies leaves no helper behind."""
         process = process or self.process
         self.process = None
-        if process is not None and process.poll() is None:
+        if process is None:
+            return
+        if process.poll() is None:
             process.kill()
+        if self._handing is not None:  # its communicate() reaps the helper: only one may
+            self._handing.join()
+        else:
             process.communicate()
 
 

@@ -200,11 +200,13 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
     loop_seconds, first_epoch = 0.0, done
     stopped = trainer.watch_report(carry)[0].get("stopped", False)  # a resumed stopped run
     stop_reason = "patience" if stopped else None
-    # the first save removes the checkpoints after `done` (those skipped as damaged). The
+    # The first save removes the checkpoints after `done` (those skipped as damaged). The
     # writer stays open until the run's files are written: Orbax writes the last save while
-    # the final figures are taken, and it is on disk once the block ends
-    with sharded.CheckpointWriter(ckpt_dir, start=done) as writer:
-        with StopRequested() as stop, readers_closed(trainer):
+    # the final figures are taken, and it is on disk once the block ends. A first Ctrl-C
+    # after the last epoch only asks for what happens anyway (the writer closes before
+    # StopRequested lets go of the signal)
+    with StopRequested() as stop, sharded.CheckpointWriter(ckpt_dir, start=done) as writer:
+        with readers_closed(trainer):
             while done < cfg.epochs and not stopped:
                 count = min(trainer.chunk, cfg.epochs - done)
                 t0, c0 = now(), compile_seconds()
@@ -279,12 +281,12 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
             info["skipped"] = skipped
             say(skipped_warning(splits, skipped))
         write_run_json(out_dir, net, model, splits, done, final, info)
-    if matplotlib_loading is not None:
-        matplotlib_loading.join()
-    if curve is not None:
-        curve.finish()
-    else:
-        learning_curve(history, out_dir / "learning_curve.png", title=net.name)
+        if matplotlib_loading is not None:
+            matplotlib_loading.join()
+        if curve is not None:
+            curve.finish()
+        else:
+            learning_curve(history, out_dir / "learning_curve.png", title=net.name)
     if reporter and cfg.early_stop is not None:
         best, on = info["best_epoch"], cfg.early_stop.on.replace("_", " ")
         ended = (f"stopped after epoch {done} ({stop_reason})" if stopped

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import one_error_line, run_cli, run_python, write_spec
+from conftest import moons_mlp, one_error_line, run_cli, run_python, write_spec
 from netc.compiler.settings import KEYS
 
 MLP = """net t
@@ -278,3 +278,19 @@ def test_predict_csv_without_class_names_has_a_header(tmp_path, head, extra, col
                                           want["classes"].reshape(m, -1))
         else:
             assert table.shape[1] == outputs.shape[1]
+
+
+def test_a_failure_in_the_final_figures_is_the_runs_own_message(tmp_path, monkeypatch):
+    """The learning curve is handed to its helper before the final figures: when they fail
+    (here a DataError from reading a split), the command still says `netc: error: data:`
+    and exits 1, the helper ended, not an internal error from closing it."""
+    from netc.runtime.data import DataError
+
+    def unreadable(*args, **kwargs):
+        raise DataError("cannot read the split (test)")
+    monkeypatch.setattr("netc.runtime.run.evaluate_split", unreadable)
+    spec = write_spec(tmp_path, moons_mlp("fc 4 -> relu -> sigmoid 1", epochs=3))
+    code, _, err = run_cli("train", spec, "--out", tmp_path / "run", "--quiet")
+    assert code == 1, err
+    assert "netc: error: data: cannot read the split (test)" in err
+    assert "internal error" not in err

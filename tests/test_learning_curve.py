@@ -74,3 +74,15 @@ def test_finish_without_send_ends_the_helper(tmp_path):
     curve.finish()
     assert process.poll() is not None and curve.process is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_closing_after_send_ends_the_helper_without_an_error(tmp_path):
+    """A run that fails after handing the curve over (its final figures raised) closes the
+    helper while the hand-over thread may still be talking to it: no second communicate()
+    on the same process, no exception in place of the run's own."""
+    for _ in range(5):
+        curve = CurveProcess()
+        process = curve.process
+        curve.send(history(), tmp_path / "c.png", title="t")
+        curve.close()
+        assert process.poll() is not None and curve.process is None

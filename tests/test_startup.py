@@ -288,8 +288,8 @@ def test_cli_hides_regex_from_lark_only_in_its_own_process():
 
 def test_the_command_process_collects_nothing_while_importing_then_freezes_and_collects():
     """cli.command() turns the collector off; a JAX command's configure_jax (settle_imports)
-    freezes what the imports made and turns it back on. main() called in another program's
-    process (collector on) leaves its collector alone."""
+    freezes what the imports made and turns it back on. configure_jax in another program's
+    process leaves its collector as it is, on or off."""
     code = ("import gc, sys\n"
             "from netc.runtime import cli, commands\n"
             "seen = {}\n"
@@ -304,7 +304,11 @@ def test_the_command_process_collects_nothing_while_importing_then_freezes_and_c
             "print(rc, seen['during imports'], *seen['settled'], gc.get_freeze_count() > 10_000)\n"
             "gc.unfreeze(); before = gc.get_freeze_count()\n"
             "commands.configure_jax()\n"
+            "print(gc.isenabled(), gc.get_freeze_count() == before)\n"
+            "gc.disable()  # a program that runs without collections: left so\n"
+            "commands.configure_jax()\n"
             "print(gc.isenabled(), gc.get_freeze_count() == before)\n")
     out = run_python("-c", code, env={**os.environ, "NETC_CACHE_DIR": "off"})
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["0", "False", "True", "True", "True", "True", "True"]
+    assert out.stdout.split() == ["0", "False", "True", "True", "True", "True", "True",
+                                  "False", "True"]

@@ -1,6 +1,7 @@
 """XLA compiler options per backend and net (compiler/xla_options.py): which nets get XLA:CPU's
-loop emitters, that the option is one XLA knows (a misspelt one fails to compile), and that a
-run trained with it ends where the same run with XLA's defaults ends."""
+loop emitters, that the option is one XLA knows (a misspelt one fails to compile), that every
+top-level program of a run compiles with the net's options, and that a run trained with them
+ends where the same run with XLA's defaults ends."""
 
 from __future__ import annotations
 
@@ -62,3 +63,33 @@ def test_a_run_with_the_loop_emitters_ends_where_xla_defaults_end(tmp_path, monk
     monkeypatch.setattr("netc.compiler.model.compiler_options", lambda *args: None)
     default = run(MOONS + "# XLA's defaults (another text: another Model)\n", "default")
     assert_trees_close(chosen, default, atol=1e-5)
+
+
+MISSPELT = {"xla_cpu_use_fusion_emitterz": False}
+
+
+@pytest.mark.parametrize("loop", ["scan", "step"])
+def test_every_program_of_a_run_compiles_with_the_nets_options(tmp_path, monkeypatch, loop):
+    """Options XLA does not know make a compile fail: with them as the net's, training in
+    either loop fails, and so do the final figures and the multi-task sums, each compiled on
+    its own here: all of them pass the net's options to XLA."""
+    from netc.compiler.model import compile_net
+    from netc.runtime.data import Dataset
+    from netc.runtime.split_figures import evaluate_split
+    from netc.runtime.task_metrics import task_sums
+
+    monkeypatch.setattr("netc.compiler.model.compiler_options", lambda *args: MISSPELT)
+    text = MOONS + f"# {loop}: another text, another Model\n"
+    spec = write_spec(tmp_path, text, f"{loop}.net")
+    with pytest.raises(Exception, match="fusion_emitterz"):
+        train_run(check_source(text, str(spec)), tmp_path / loop, base_dir=tmp_path,
+                  loop=loop)
+    model = compile_net(check_source(text))
+    variables = model.init(jax.random.key(0))
+    x = np.zeros((8, 2), np.float32)
+    y = np.zeros((8, 1), np.float32)
+    with pytest.raises(Exception, match="fusion_emitterz"):
+        evaluate_split(model, variables, Dataset(x, y), 4)
+    tasks = compile_net(check_source(MOONS.replace("sigmoid 1", "sigmoid 3") + "# tasks\n"))
+    with pytest.raises(Exception, match="fusion_emitterz"):
+        task_sums(tasks, tasks.init(jax.random.key(0)), x, np.zeros((8, 3), np.float32), 4)
