@@ -703,3 +703,30 @@ def test_ctrl_c_with_grain_workers_stops_after_the_epoch_then_resumes_exactly(tm
                            "--quiet")
     assert code == 0, err
     assert_trees_close(params_of(out), params_of(tmp_path / "whole"))
+
+
+@pytest.mark.parametrize("m", [70, 75])  # 42 train examples (5 x 8 + 2), 45 (5 x 8 + 5)
+def test_two_devices_of_one_process_stream_like_they_train_in_memory(tmp_path, m):
+    """One process, 2 CPU devices (`--devices 2`), the scan loop: a streamed train split's
+    stacked groups are split over the devices by their examples (host_scan.group_placer;
+    a last minibatch of 5 does not split, so it is replicated), and the run ends with the
+    in-memory run's parameters over the same mesh."""
+    pets_npz(tmp_path, m=m)
+    spec = write_spec(tmp_path, IMAGES.replace('"DATA"', '"pets.npz" workers=0'))
+    runs = {}
+    for stream in ("on", "off"):
+        out = tmp_path / stream
+        done = subprocess.run([sys.executable, "-m", "netc", "train", str(spec), "--out",
+                               str(out), "--devices", "2", "--loop", "scan", "--set",
+                               f"stream={stream}", "--quiet"], env=TWO_CPUS,
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        runs[stream] = json.loads((out / "run.json").read_text())
+    assert runs["on"]["streamed"]["train"] is True
+    assert runs["off"]["streamed"]["train"] is False
+    assert runs["on"]["mesh"] == runs["off"]["mesh"]
+    assert runs["on"]["timing"]["loop"] == runs["off"]["timing"]["loop"] == "scan"
+    assert_trees_close(params_of(tmp_path / "on"), params_of(tmp_path / "off"), atol=1e-6)
+    assert runs["on"]["final"].keys() == runs["off"]["final"].keys()
+    for split, figures in runs["off"]["final"].items():
+        assert runs["on"]["final"][split] == pytest.approx(figures, rel=1e-6)
