@@ -384,7 +384,7 @@ def main(argv=None) -> int:
         rounds.run(1)  # every case measured once before anything else
         tests = run_tests(DRY_TESTS if a.dry_run else TESTS, out / "pytest.log",
                           min(a.budget / 4, max(deadline - time.time() - 60, 30)))
-        print(f"tests ({tests['seconds']} s): {tests['summary']}", flush=True)
+        print(f"tests ({tests['seconds']} s, rc {tests['rc']}): {tests['summary']}", flush=True)
         rounds.run(settings.repeats - 1)
         runs = rounds.runs
     machine = {**machine_info(), **{k: probe.get(k) for k in ("backend", "devices", "gpu",
