@@ -62,8 +62,9 @@ FLAX = {"lenet": ("flax_optax", "flax_scan"), "resnet": ("flax",)}
 LOOP_SPECS = ("moons_adam.net", "lenet5.net", "digits_convnet.net", "digits_resnet.net",
               "zoo/resnet50.net", "zoo/mobilenet_v2.net")
 CONV_SPECS = LOOP_SPECS[1:]
-TESTS = ("tests/test_train.py", "tests/test_xla_options.py", "tests/test_export.py",
-         "tests/test_sharded_checkpoint.py", "tests/test_dtypes.py")
+# in this order (ONNX Runtime's CPU-heavy export checks last); 70 s on the 2-core CPU machine
+TESTS = ("tests/test_xla_options.py", "tests/test_train.py", "tests/test_sharded_checkpoint.py",
+         "tests/test_dtypes.py", "tests/test_export.py")
 # the zoo's exports but ResNet's: a minute of ONNX Runtime on the CPU, no other GPU path
 TESTS_DESELECT = "not vgg16 and not alexnet and not googlenet and not mobilenet"
 DRY_TESTS = ("tests/test_xla_options.py",)
@@ -129,9 +130,10 @@ def gpu_name() -> str | None:
 # ---- the tests ------------------------------------------------------------------------------
 def run_tests(files, log: Path, timeout_s: float) -> dict:
     """pytest on `files` with JAX allocating as it goes (its subprocesses share the GPU);
-    up to 10 failures are listed (one run on a lent machine: see as many as it shows)."""
+    up to 10 failures are listed (one run on a lent machine: see as many as it shows), and
+    each test's name and outcome as it ends (a run stopped at the timeout still shows them)."""
     env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--maxfail=10",
+    argv = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "--maxfail=10",
             "--durations=10", "-k", TESTS_DESELECT, *files]
     t0 = time.time()
     with open(log, "w") as f:
@@ -144,7 +146,7 @@ def run_tests(files, log: Path, timeout_s: float) -> dict:
             rc = "timeout"
     text = log.read_text().strip().splitlines()
     return {"rc": rc, "seconds": round(time.time() - t0, 1), "files": list(files),
-            "summary": text[-1] if text else ""}
+            "summary": text[-1].strip("= ") if text else ""}
 
 
 # ---- utilisation ----------------------------------------------------------------------------
