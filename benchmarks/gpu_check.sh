@@ -19,6 +19,7 @@ for arg in "$@"; do [ "$arg" = --dry-run ] && DRY=1; done
 OUT=${OUT:-$PWD/gpu-check-out}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/check.log") 2>&1  # all of it also in check.log (a killed run keeps it)
+TEE=$!
 PLATFORMS="--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
   --platform manylinux_2_24_x86_64 --platform manylinux_2_27_x86_64
   --platform manylinux_2_28_x86_64 --platform manylinux_2_31_x86_64
@@ -61,4 +62,8 @@ rm -f "$OUT/install.err"
 command -v nvidia-smi >/dev/null && nvidia-smi
 (cd /tmp && XLA_PYTHON_CLIENT_PREALLOCATE=false $PY -c "import jax; print('jax', jax.__version__, jax.default_backend(), jax.devices())")
 
-exec $PY benchmarks/gpu_check.py --out "$OUT" "$@"
+$PY benchmarks/gpu_check.py --out "$OUT" "$@"
+rc=$?
+exec >&- 2>&-  # tee ends with its input: wait for it to write the last lines
+wait "$TEE"
+exit $rc
