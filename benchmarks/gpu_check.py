@@ -62,7 +62,7 @@ FLAX = {"lenet": ("flax_optax", "flax_scan"), "resnet": ("flax",)}
 LOOP_SPECS = ("moons_adam.net", "lenet5.net", "digits_convnet.net", "digits_resnet.net",
               "zoo/resnet50.net", "zoo/mobilenet_v2.net")
 CONV_SPECS = LOOP_SPECS[1:]
-# in this order (ONNX Runtime's CPU-heavy export checks last); 70 s on the 2-core CPU machine
+# in this order (ONNX Runtime's CPU-heavy export checks last); 46 s on the 2-core CPU machine
 TESTS = ("tests/test_xla_options.py", "tests/test_train.py", "tests/test_sharded_checkpoint.py",
          "tests/test_dtypes.py", "tests/test_export.py")
 # the zoo's exports but ResNet's: a minute of ONNX Runtime on the CPU, no other GPU path
