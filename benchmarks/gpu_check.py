@@ -108,15 +108,18 @@ def probe_machine(env_txt: Path) -> dict:
     else:
         lines.append("nvidia-smi: not found (no NVIDIA GPU here)\n")
     env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
-    proc = subprocess.run([sys.executable, "-c", PROBE, *LOOP_SPECS], capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=180)
     try:
+        proc = subprocess.run([sys.executable, "-c", PROBE, *LOOP_SPECS], capture_output=True,
+                              text=True, cwd=ROOT, env=env, timeout=180)
+        stderr = proc.stderr
         info = json.loads(proc.stdout.strip().splitlines()[-1])
+    except subprocess.TimeoutExpired:
+        stderr, info = "", {"error": "the probe did not end within 180 s"}
     except (IndexError, json.JSONDecodeError):
-        info = {"error": proc.stderr.strip()[-2000:]}
+        info = {"error": stderr.strip()[-2000:]}
     info["gpu"] = gpu_name() if smi else None
     lines += [json.dumps(info, indent=1), "", "python " + sys.version, "",
-              "stderr of the probe:", proc.stderr[-3000:]]
+              "stderr of the probe:", stderr[-3000:]]
     env_txt.write_text("\n".join(lines))
     return info
 
