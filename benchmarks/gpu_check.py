@@ -287,7 +287,7 @@ def goals(doc) -> list[dict]:
                     "figure": key, "netc": netc, "rivals": rivals,
                     "speed_vs_reference": speed.get(ref), "speed_vs_best": speed[best],
                     "best": best, "met": speed[best] >= 0.9 if on_gpu else None})
-    loops = doc["machine"].get("loop", {})
+    loops = doc["machine"].get("loop") or {}
     lenet_runs = doc["cases"].get("lenet", {}).get("runs", {}).get("netc", [])
     ran = sorted({r.get("loop") for r in lenet_runs if r.get("loop")})
     conv_loops = {s: loops.get(s) for s in CONV_SPECS}
@@ -306,7 +306,7 @@ def markdown(doc) -> str:
     m = doc["machine"]
     lines[lines.index("## Machine") + 2:lines.index("## Machine") + 2] = [
         f"- GPU: {m.get('gpu') or 'none'}; JAX backend {m.get('backend')}, devices "
-        f"{', '.join(m.get('devices', []))}",
+        f"{', '.join(m.get('devices') or [])}",
         f"- tests: {doc['tests'].get('summary')} (`{' '.join(doc['tests'].get('files', []))}`)"]
     for name, results in doc["cases"].items():
         case = CASES[name]
@@ -326,7 +326,7 @@ def markdown(doc) -> str:
             lines.append(f"| {name} | `{contender}` | {', '.join(loops) or '–'} | " + " | ".join(
                 "–" if c is None else f"{c:,.0f}" for c in cells) + " |")
     lines += ["", "The loop `netc train` picks on this backend (`choose_loop`, auto): "
-              + ", ".join(f"{k} {v}" for k, v in m.get("loop", {}).items()), "",
+              + ", ".join(f"{k} {v}" for k, v in (m.get("loop") or {}).items()), "",
               "## Issue #14's goals on this machine", "", "| goal | measured | met? |",
               "|---|---|---|"]
     for g in doc["goals"]:
@@ -337,7 +337,8 @@ def markdown(doc) -> str:
         else:
             measured = g.get("measured") or json.dumps(
                 {"picked": g.get("picked"), "lenet run.json": g.get("lenet_run_json_loop")})
-        met = {True: "yes", False: "**no**", None: "n/a (not on a GPU)"}[g["met"]]
+        met = {True: "yes", False: "**no**",
+               None: f"n/a (backend {m.get('backend')}, not gpu)"}[g["met"]]
         lines.append(f"| {g['goal']} | {measured} | {met} |")
     return "\n".join(lines) + "\n"
 
