@@ -74,6 +74,8 @@ def parse_args(argv=None):
     p.add_argument("--conv-batch", type=int, default=32)
     p.add_argument("--reps", type=int, default=10, help="ceilings: timed repetitions")
     p.add_argument("--tiny", action="store_true", help="resnet: tiny ResNet instead of -50")
+    p.add_argument("--steps", type=int, default=None,
+                   help="resnet: timed steps (default 2; step_s is the median after the first)")
     p.add_argument("--target", type=float, default=DIGITS["target"], help="digits: dev accuracy")
     p.set_defaults(t_process=T_PROCESS)  # the contenders' figures count from process start
     opts = p.parse_args(argv)

@@ -5,7 +5,7 @@
     python benchmarks/netc_bench.py lenet  [--n 1024] [--epochs 5] [--loop auto|step|scan]
                                            [--augment]
     python benchmarks/netc_bench.py digits [--target 0.97] [--epochs 30]
-    python benchmarks/netc_bench.py resnet [--tiny]
+    python benchmarks/netc_bench.py resnet [--tiny] [--steps 2]
     python benchmarks/netc_bench.py check  [--json]
     python benchmarks/netc_bench.py tune   [--trials 16] [--epochs 2000] [--loop step]
     python benchmarks/netc_bench.py devices [--devices 4 | --processes 2] [--epochs 20]
@@ -183,7 +183,7 @@ def resnet(opts) -> dict:
     opt_state = tx.init(params)
     step = model.train_step(tx)
     return time_resnet_step("netc", opts.tiny, step, (params, state, opt_state),
-                            (x, y, jax.random.key(1)), init_s, t_imports, T_PROCESS)
+                            (x, y, jax.random.key(1)), init_s, t_imports, T_PROCESS, opts.steps)
 
 
 def tune(opts) -> dict:
@@ -273,6 +273,8 @@ def parse_args(argv=None):
     p.add_argument("--target", type=float, default=0.97, help="digits: dev accuracy")
     p.add_argument("--cache", default="fresh", help="fresh, or a cache folder to reuse")
     p.add_argument("--tiny", action="store_true", help="resnet: a tiny net (smoke test)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="resnet: timed steps (default 2; step_s is the median after the first)")
     p.add_argument("--augment", action="store_true",
                    help="lenet: with augment flip crop=2 color=0.2")
     p.add_argument("--trials", type=int, default=16, help="tune: trials (0: one netc train)")

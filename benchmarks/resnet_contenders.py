@@ -30,16 +30,18 @@ def resnet_batch(cfg, rng):
     return x, y
 
 
-def time_resnet_step(contender, tiny, step, carry, rest, init_s, t_imports, t_process):
+def time_resnet_step(contender, tiny, step, carry, rest, init_s, t_imports, t_process,
+                     steps=None):
     """The case's figures for a jitted train step(*carry, *rest) whose carry starts with the
-    parameters: time_train_step's timings, the model's size and the process's peak memory.
-    t_imports and t_process are time.time() stamps (imports done, process start)."""
+    parameters: time_train_step's timings over `steps` calls (default the configuration's),
+    the model's size and the process's peak memory. t_imports and t_process are time.time()
+    stamps (imports done, process start)."""
     import resource
 
     import jax
 
     cfg = resnet_config(tiny)
-    timings, (params, *_) = time_train_step(step, carry, rest, cfg["steps"])
+    timings, (params, *_) = time_train_step(step, carry, rest, steps or cfg["steps"])
     return dict(
         case="resnet",
         contender=contender,
@@ -113,10 +115,12 @@ def _numpy_fill(shapes, rng):
 
 
 def resnet_flax(opts):
-    """trace / lower / XLA-compile seconds of the train step, then 2 timed steps.
+    """trace / lower / XLA-compile seconds of the train step, then `--steps` timed steps
+    (default 2).
 
-    step_s is the last (steady) step; first_step_s, the first call of the compiled
-    executable, also pays one-time costs (buffer allocation, thread-pool start-up).
+    step_s is the median of the steps after the first; first_step_s, the first call of the
+    compiled executable, also pays one-time costs (buffer allocation, thread-pool start-up).
+    A GPU runs a step in milliseconds: more steps (`--steps 20`) steady the median.
     """
     import jax
     import jax.numpy as jnp
@@ -155,6 +159,6 @@ def resnet_flax(opts):
 
     jitted = jax.jit(train_step, donate_argnums=(0, 1, 2))
     return time_resnet_step("flax", opts.tiny, jitted, (params, stats, opt_state), (x, y),
-                            init_s, t_imports, opts.t_process)
+                            init_s, t_imports, opts.t_process, opts.steps)
 
 CONTENDERS = {"flax": resnet_flax}

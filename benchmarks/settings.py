@@ -18,6 +18,7 @@ class Settings:
     conv_batch: int = 32
     ceiling_reps: int = 10
     resnet_tiny: bool = False
+    resnet_steps: int = 2  # timed steps; s/step is the median of those after the first
     digits_epochs: int = 30
     digits_target: float = 0.97
     tune_trials: int = 16
@@ -70,7 +71,7 @@ def ceiling_args(s):
 
 
 def resnet_args(s):
-    return ["--tiny"] if s.resnet_tiny else []
+    return (["--tiny"] if s.resnet_tiny else []) + ["--steps", str(s.resnet_steps)]
 
 
 def digits_args(s):

@@ -28,7 +28,8 @@ def cost_flops(compiled):
 def time_train_step(jitted, carry, rest, steps):
     """Seconds to trace, lower and XLA-compile jitted(*carry, *rest), then `steps` timed
     calls of the compiled step, whose outputs start with the new carry and then the loss.
-    -> (figures of the resnet case, the final carry)."""
+    step_s is the median of the calls after the first (the first also pays one-time costs:
+    first_step_s). -> (figures of the resnet case, the final carry)."""
     import jax
 
     t0 = time.perf_counter()
@@ -47,16 +48,17 @@ def time_train_step(jitted, carry, rest, steps):
         jax.block_until_ready(loss)
         step_s.append(time.perf_counter() - t0s)
         losses.append(float(loss))
+    steady_s = float(np.median(step_s[1:] or step_s))
     figures = dict(
         trace_s=t1 - t0,
         lower_s=t2 - t1,
         trace_lower_s=t2 - t0,
         compile_s=t3 - t2,
         first_step_s=step_s[0],
-        step_s=step_s[-1],
+        step_s=steady_s,
         step_s_all=step_s,
         flops_per_step=flops,
-        gflops=flops / step_s[-1] / 1e9,
+        gflops=flops / steady_s / 1e9,
         losses=losses,
     )
     return figures, carry
