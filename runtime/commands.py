@@ -76,7 +76,8 @@ def register(sub) -> None:
     p = sub.add_parser("predict", help="predict with a trained run")
     p.add_argument("dir", help="a run folder written by netc train")
     p.add_argument("input", help="inputs, read as the run read its data: .npz (array x), .npy, "
-                   ".csv (with or without the label column), .h5, an image or an image folder")
+                   ".csv (with or without the label column), .h5, .array_record, an image or an "
+                   "image folder")
     p.add_argument("--out", default="predictions.npz", help="where to write (.npz or .csv)")
     p.set_defaults(run=cmd_predict)
 

@@ -182,10 +182,11 @@ def input_options(model, run_dir: Path | None = None) -> tuple[dict, dict | None
 def predict_file(model, variables, path: Path, out: Path, class_names=None,
                  run_dir: Path | None = None, stream: str | None = None) -> int:
     """Predict for the inputs in `path` (read by the data layer as the run in `run_dir` read
-    its data: :func:`input_options`); write probabilities (and classes) to `out`. A folder
-    of images or of .npy files, or a .npy file, streams (read batch by batch, never whole)
-    as `stream` (default: the spec's `stream` setting, auto|on|off) decides for a split of
-    its size; other inputs are read whole. Either way an input holding NaN predicts NaN.
+    its data: :func:`input_options`); write probabilities (and classes) to `out`. Inputs
+    that can be read in pieces (runtime/data_inputs.py's open_inputs: folders, .npy, an
+    uncompressed .npz, .h5, ArrayRecord) stream (read batch by batch, never whole) as
+    `stream` (default: the spec's `stream` setting, auto|on|off) decides for a split of
+    their size; other inputs are read whole. Either way an input holding NaN predicts NaN.
 
     .npz: `outputs`, `classes` for a classifier ((m, N) 0/1 for a multi-task sigmoid N), and
     where the run has class names, `names` (each prediction's class name) or, for a

@@ -44,7 +44,8 @@ from .data_files import (
 )
 
 __all__ = ["ArrayRecordSource", "ArraySource", "H5Source", "ImageFolderSource",
-           "MemorySource", "StreamSource", "open_streamed"]
+           "MemorySource", "StreamSource", "npz_member_start", "open_streamed",
+           "read_npy_header"]
 
 
 class StreamSource:
@@ -143,8 +144,7 @@ class ArraySource(StreamSource):
         if getattr(self, "array", None) is None:
             with open(self.path, "rb") as handle:
                 handle.seek(self.offset)
-                version = np.lib.format.read_magic(handle)
-                shape, fortran, dtype = _read_header(handle, version)
+                shape, fortran, dtype = read_npy_header(handle)
                 start = handle.tell()
             if dtype.hasobject:
                 raise DataError(f"'{self.member or 'x'}' in '{self.source}' holds Python "
@@ -161,8 +161,11 @@ class ArraySource(StreamSource):
         return uint8_to_unit(np.asarray(self.mapped()[np.asarray(rows, dtype=np.int64)]))
 
 
-def _read_header(handle, version) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """An .npy header's (shape, fortran_order, dtype) after its magic string."""
+def read_npy_header(handle) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The (shape, fortran_order, dtype) of the .npy data ``handle`` is at the start of (a
+    file, or a member of an .npz opened by zipfile); the handle is left where the data
+    begins."""
+    version = np.lib.format.read_magic(handle)
     if version == (1, 0):
         return np.lib.format.read_array_header_1_0(handle)
     return np.lib.format.read_array_header_2_0(handle)
@@ -303,13 +306,20 @@ def _npz(path: pathlib.Path, source: str, options: dict,
                 raise DataError(f"'{key}' in '{source}' is compressed, so it cannot be read "
                                 f"in pieces; save the file with np.savez (not "
                                 f"np.savez_compressed) to stream it, or set stream off")
-            raw.seek(info.header_offset)
-            local = raw.read(30)  # the zip local file header: name and extra lengths at 26
-            start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + \
-                int.from_bytes(local[28:30], "little")
-            arrays[key] = ArraySource(path, source, offset=start, member=key)
+            arrays[key] = ArraySource(path, source, offset=npz_member_start(raw, info),
+                                      member=key)
     check_pairs(arrays, source, sorted(members), part)
     return arrays
+
+
+def npz_member_start(raw, info: zipfile.ZipInfo) -> int:
+    """Where an uncompressed zip member's bytes (an .npz member's .npy file) start in the
+    zip file open as ``raw``: after its local file header, whose name and extra field
+    lengths are at bytes 26 and 28."""
+    raw.seek(info.header_offset)
+    local = raw.read(30)
+    return info.header_offset + 30 + int.from_bytes(local[26:28], "little") + \
+        int.from_bytes(local[28:30], "little")
 
 
 def _h5(path: pathlib.Path, source: str, options: dict,

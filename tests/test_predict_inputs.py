@@ -1,0 +1,243 @@
+"""`netc predict` over the inputs runtime/data_inputs.py's open_inputs streams besides folders
+and .npy files: an uncompressed .npz (memory-mapped), an .h5 file (a read per batch) and
+ArrayRecord records. The reference for every kind is the same array saved as a .npy file and
+predicted read whole; streamed and read whole, each kind gives those predictions to the bit.
+An unusable file is the same one line either way, and `stream auto` streams only inputs
+bigger than a quarter of memory."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from conftest import one_error_line, run_cli, write_spec
+from netc.runtime.data_base import DataError
+from netc.runtime.data_inputs import load_inputs, open_inputs
+from netc.runtime.evaluate import predict_file
+from netc.runtime.run import load_run
+from netc.runtime.stream import BatchReader
+from netc.runtime.stream_sources import ArrayRecordSource, ArraySource, H5Source
+
+POINTS = """net points
+input 2
+fc 8 -> tanh -> softmax 3
+train {
+  data "points.npz" workers=0
+  split 0.6 0.2 0.2
+  optimizer adam lr=0.05
+  batch 16
+  epochs 4
+  seed 2
+  normalize standard
+  stream off
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def points(tmp_path_factory) -> Path:
+    """A trained run of 2-feature points (normalize standard)."""
+    folder = tmp_path_factory.mktemp("points")
+    rng = np.random.default_rng(3)
+    y = np.arange(120) % 3
+    x = (rng.normal(size=(120, 2)) + np.stack([y, y % 2], axis=1) * 1.5).astype(np.float32)
+    np.savez(folder / "points.npz", x=x, y=y)
+    code, _, err = run_cli("train", write_spec(folder, POINTS), "--out", folder / "run",
+                           "--quiet")
+    assert code == 0, err
+    return folder / "run"
+
+
+def record(**arrays) -> bytes:
+    """An ArrayRecord record as docs/streaming.md writes them: the bytes of an .npz."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def write_records(path: Path, records) -> None:
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    writer = ArrayRecordWriter(str(path), "group_size:1")
+    for r in records:
+        writer.write(r)
+    writer.close()
+
+
+def inputs_file(kind: str, x: np.ndarray, folder: Path) -> Path:
+    """`x` in a file of `kind`, with arrays beside it that are not the inputs."""
+    labels = np.zeros(len(x), np.int64)
+    if kind == "npz":
+        np.savez(folder / "new.npz", x=x, y=labels, x_test=x[:5])  # x wins over x_test
+        return folder / "new.npz"
+    if kind == "npz_x_test":
+        np.savez(folder / "new.npz", x_test=x, y_test=labels)
+        return folder / "new.npz"
+    if kind == "npz_compressed":
+        np.savez_compressed(folder / "new.npz", x=x)
+        return folder / "new.npz"
+    if kind in ("h5", "h5_course"):
+        with h5py.File(folder / "new.h5", "w") as handle:
+            handle["x" if kind == "h5" else "test_set_x"] = x
+            handle["y" if kind == "h5" else "test_set_y"] = labels
+            handle["list_classes"] = np.asarray([b"a", b"b", b"c"])
+        return folder / "new.h5"
+    records = [record(x=row, y=np.int64(0)) for row in x]
+    if kind == "array_record":
+        write_records(folder / "new.array_record", records)
+        return folder / "new.array_record"
+    shards = folder / "shards"  # three shards, read as one sequence in name order
+    shards.mkdir()
+    for k, part in enumerate(np.array_split(np.arange(len(x)), 3)):
+        write_records(shards / f"part-{k}.array_record", [records[i] for i in part])
+    return shards
+
+
+SOURCES = {"npz": ArraySource, "npz_x_test": ArraySource, "h5": H5Source,
+           "h5_course": H5Source, "array_record": ArrayRecordSource,
+           "array_record_shards": ArrayRecordSource}
+
+
+@pytest.mark.parametrize("kind", list(SOURCES))
+@pytest.mark.parametrize("dtype", ["float64", "uint8"])
+def test_streamed_predictions_equal_those_of_the_same_array_read_whole(points, kind, dtype,
+                                                                       tmp_path, monkeypatch):
+    rng = np.random.default_rng(5)
+    n = 600 if kind.startswith("array_record") else 2500  # npz, h5: three batches of 1024
+    x = rng.normal(size=(n, 2)) if dtype == "float64" else \
+        rng.integers(0, 256, (n, 2)).astype(np.uint8)  # divided by 255 as in training
+    np.save(tmp_path / "reference.npy", x)
+    inputs = inputs_file(kind, x, tmp_path)
+    model, variables = load_run(points)
+    assert isinstance(open_inputs(inputs, "new"), SOURCES[kind])
+    predict_file(model, variables, tmp_path / "reference.npy", tmp_path / "reference.npz",
+                 None, points, stream="off")
+    assert predict_file(model, variables, inputs, tmp_path / "whole.npz", None, points,
+                        stream="off") == n
+    seen = []
+    read = BatchReader.__call__
+    monkeypatch.setattr(BatchReader, "__call__",
+                        lambda self, rows: seen.append(len(rows)) or read(self, rows))
+    monkeypatch.setattr("netc.runtime.evaluate.load_inputs", None)  # never read whole
+    assert predict_file(model, variables, inputs, tmp_path / "streamed.npz", None, points,
+                        stream="on") == n
+    assert sum(seen) == n and max(seen) <= 1024
+    with np.load(tmp_path / "reference.npz") as want:
+        for name in ("whole", "streamed"):
+            with np.load(tmp_path / f"{name}.npz") as got:
+                assert sorted(got.files) == sorted(want.files)
+                for key in want.files:
+                    np.testing.assert_array_equal(got[key], want[key])
+
+
+def test_a_compressed_npz_is_read_whole_even_with_stream_on(points, tmp_path):
+    x = np.random.default_rng(7).normal(size=(40, 2))
+    inputs = inputs_file("npz_compressed", x, tmp_path)
+    assert open_inputs(inputs, "new.npz") is None  # cannot be read in pieces
+    model, variables = load_run(points)
+    for stream in ("off", "on"):
+        assert predict_file(model, variables, inputs, tmp_path / f"{stream}.npz", None, points,
+                            stream=stream) == 40
+    with np.load(tmp_path / "off.npz") as a, np.load(tmp_path / "on.npz") as b:
+        np.testing.assert_array_equal(a["outputs"], b["outputs"])
+
+
+def test_image_records_are_decoded_with_the_runs_size_and_mode(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(8)
+    images = []
+    for i in range(5):  # sizes differ: size= makes them one
+        pixels = rng.integers(0, 256, (6 + i, 7, 3)).astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        images.append(np.frombuffer(buffer.getvalue(), np.uint8))
+    write_records(tmp_path / "new.array_record", [record(image=b, y=np.int64(0))
+                                                  for b in images])
+    options = {"size": "4x3", "mode": "L"}
+    source = open_inputs(tmp_path / "new.array_record", "new", options)
+    streamed = source.read_rows(np.arange(len(source)))
+    whole = load_inputs(tmp_path / "new.array_record", "new", options)
+    want = np.stack([np.asarray(Image.open(io.BytesIO(b.tobytes())).convert("L")
+                                .resize((3, 4), Image.BILINEAR), np.float32)[..., None] / 255
+                     for b in images])
+    assert whole.shape == (5, 4, 3, 1)
+    np.testing.assert_array_equal(streamed, whole)
+    np.testing.assert_allclose(whole, want, atol=1e-6)
+
+
+def bad_file(name: str, folder: Path) -> Path:
+    path = folder / name.split(":")[0]
+    what = name.split(":")[1]
+    if what == "text" and path.suffix == ".npz":
+        np.savez(path, x=np.asarray(["a", "b"]))
+    elif what == "objects":
+        np.savez(path, x=np.asarray([1, None], dtype=object))
+    elif what == "no_x" and path.suffix == ".npz":
+        np.savez(path, y=np.zeros(3))
+    elif what == "two" and path.suffix == ".npz":
+        np.savez(path, x_test=np.zeros((3, 2)), x_dev=np.zeros((3, 2)))
+    elif what == "not_a_file":
+        path.write_bytes(b"not what it says")
+    elif what == "no_records":
+        write_records(path, [])
+    elif what == "no_y":
+        write_records(path, [record(x=np.zeros(2))])
+    else:
+        with h5py.File(path, "w") as handle:
+            if what == "text":
+                handle["x"] = np.asarray([b"ab", b"cd"])
+            elif what == "no_x":
+                handle["y"] = np.zeros(3)
+            else:  # two
+                handle["test_set_x"] = np.zeros((3, 2))
+                handle["x_dev"] = np.zeros((3, 2))
+    return path
+
+
+BAD = {"t.npz:text": "array 'x' in 't.npz' is not numeric (dtype <U1)",
+       "o.npz:objects": "array 'x' in 'o.npz' is not numeric (dtype object)",
+       "n.npz:no_x": "'n.npz' has no inputs 'x' (found: y)",
+       "w.npz:two": "'w.npz' holds x_test and x_dev: name the inputs x",
+       "b.npz:not_a_file": "cannot read inputs 'b.npz': File is not a zip file",
+       "t.h5:text": "dataset 'x' in 't.h5' is not numeric (dtype |S2)",
+       "n.h5:no_x": "'n.h5' has no inputs 'x' (found: y)",
+       "w.h5:two": "'w.h5' holds x_test and x_dev: name the inputs x",
+       "b.h5:not_a_file": "cannot read inputs 'b.h5': ",
+       "e.array_record:no_records": "ArrayRecord data 'e.array_record' holds no records",
+       "y.array_record:no_y": "record 0 of 'y.array_record' needs arrays 'y' and 'x' (or "
+                              "'image'); found: x",
+       "b.array_record:not_a_file": "cannot read inputs 'b.array_record': "}
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_an_unusable_file_is_the_same_one_line_streamed_or_read_whole(points, name, tmp_path):
+    path = bad_file(name, tmp_path)
+    messages = []
+    for read in (load_inputs, open_inputs):
+        with pytest.raises(DataError) as error:
+            read(path, path.name)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1]
+    assert messages[0].startswith(BAD[name])
+    code, _, err = run_cli("predict", points, path, "--out", tmp_path / "p.npz")
+    assert code != 0
+    message = messages[0].replace(f"'{path.name}'", f"'{path}'")
+    assert one_error_line(err) == f"netc: error: input: {message}"
+
+
+@pytest.mark.parametrize("memory, streams", [(10**12, False), (4 * 2500 * 2 * 4 - 1, True)])
+def test_stream_auto_streams_inputs_bigger_than_a_quarter_of_memory(points, memory, streams,
+                                                                    tmp_path, monkeypatch):
+    x = np.random.default_rng(9).normal(size=(2500, 2))
+    inputs = inputs_file("npz", x, tmp_path)  # 2500 x 2 float32: 20,000 bytes decoded
+    monkeypatch.setattr("netc.runtime.stream.machine_memory", lambda: memory)
+    model, variables = load_run(points)
+    forbidden = "netc.runtime.evaluate.load_inputs" if streams else \
+        "netc.runtime.evaluate.streamed_inputs"
+    monkeypatch.setattr(forbidden, None)
+    assert predict_file(model, variables, inputs, tmp_path / "p.npz", None, points,
+                        stream="auto") == 2500
