@@ -199,3 +199,36 @@ class CrashAfter:
     def finish(self, final, interrupted):
         pass
 
+
+
+# ---- a small trained run on 2-feature points in an uncompressed .npz (streamed eval/predict)
+
+POINTS_SPEC = """net points
+input 2
+fc 8 -> tanh -> softmax 3
+train {
+  data "points.npz" workers=0
+  split 0.6 0.2 0.2
+  optimizer adam lr=0.05
+  batch 16
+  epochs 4
+  seed 2
+  normalize standard
+  stream off
+}
+"""
+
+
+def train_points(folder: Path, out: str = "run") -> Path:
+    """folder/points.npz (120 points of 3 classes, uncompressed: streamable) and
+    POINTS_SPEC trained in memory into folder/OUT; the run folder."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    y = np.arange(120) % 3
+    x = (rng.normal(size=(120, 2)) + np.stack([y, y % 2], axis=1) * 1.5).astype(np.float32)
+    np.savez(folder / "points.npz", x=x, y=y)
+    code, _, err = run_cli("train", write_spec(folder, POINTS_SPEC), "--out", folder / out,
+                           "--quiet")
+    assert code == 0, err
+    return folder / out

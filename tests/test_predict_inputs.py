@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import one_error_line, run_cli, write_spec
+from conftest import one_error_line, run_cli, train_points
 from netc.runtime.data_base import DataError
 from netc.runtime.data_inputs import load_inputs, open_inputs
 from netc.runtime.evaluate import predict_file
@@ -21,34 +21,11 @@ from netc.runtime.run import load_run
 from netc.runtime.stream import BatchReader
 from netc.runtime.stream_sources import ArrayRecordSource, ArraySource, H5Source
 
-POINTS = """net points
-input 2
-fc 8 -> tanh -> softmax 3
-train {
-  data "points.npz" workers=0
-  split 0.6 0.2 0.2
-  optimizer adam lr=0.05
-  batch 16
-  epochs 4
-  seed 2
-  normalize standard
-  stream off
-}
-"""
-
 
 @pytest.fixture(scope="module")
 def points(tmp_path_factory) -> Path:
     """A trained run of 2-feature points (normalize standard)."""
-    folder = tmp_path_factory.mktemp("points")
-    rng = np.random.default_rng(3)
-    y = np.arange(120) % 3
-    x = (rng.normal(size=(120, 2)) + np.stack([y, y % 2], axis=1) * 1.5).astype(np.float32)
-    np.savez(folder / "points.npz", x=x, y=y)
-    code, _, err = run_cli("train", write_spec(folder, POINTS), "--out", folder / "run",
-                           "--quiet")
-    assert code == 0, err
-    return folder / "run"
+    return train_points(tmp_path_factory.mktemp("points"))
 
 
 def record(**arrays) -> bytes:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import one_error_line, run_cli, write_spec
+from conftest import one_error_line, run_cli, train_points, write_spec
 from netc.runtime.evaluate import predict_file
 from netc.runtime.export import export_run, sample_batch
 from netc.runtime.host_feed import is_streamed
@@ -35,20 +35,6 @@ train {
 }
 """
 
-POINTS = """net points
-input 2
-fc 8 -> tanh -> softmax 3
-train {
-  data "points.npz" workers=0
-  split 0.6 0.2 0.2
-  optimizer adam lr=0.05
-  batch 16
-  epochs 4
-  seed 2
-  normalize standard
-  stream off
-}
-"""
 
 
 def image_folder(root: Path, per_class: int = 12) -> Path:
@@ -90,14 +76,8 @@ def pets(tmp_path_factory) -> tuple[Path, Path]:
 def points(tmp_path_factory) -> tuple[Path, Path]:
     """(in-memory run, the same run streamed) of 2-feature points in an uncompressed .npz."""
     folder = tmp_path_factory.mktemp("points")
-    rng = np.random.default_rng(3)
-    y = np.arange(120) % 3
-    x = (rng.normal(size=(120, 2)) + np.stack([y, y % 2], axis=1) * 1.5).astype(np.float32)
-    np.savez(folder / "points.npz", x=x, y=y)
-    spec = write_spec(folder, POINTS)
-    code, _, err = run_cli("train", spec, "--out", folder / "memory", "--quiet")
-    assert code == 0, err
-    return folder / "memory", streamed_copy(folder / "memory", folder / "disk")
+    memory = train_points(folder, "memory")
+    return memory, streamed_copy(memory, folder / "disk")
 
 
 def eval_json(run: Path, *args) -> dict:
@@ -158,7 +138,7 @@ def test_streamed_eval_reports_what_the_in_memory_eval_reports(which, request):
 
 
 def numpy_figures(params: dict, x: np.ndarray, y: np.ndarray) -> dict:
-    """POINTS' fc 8 -> tanh -> softmax 3 with cross-entropy, in float64."""
+    """POINTS_SPEC's fc 8 -> tanh -> softmax 3 with cross-entropy, in float64."""
     h = np.tanh(x @ params["fc_1"]["kernel"] + params["fc_1"]["bias"])
     z = h @ params["softmax_1"]["kernel"] + params["softmax_1"]["bias"]
     z = z - z.max(axis=1, keepdims=True)
