@@ -14,6 +14,7 @@ from netc.dsl import nodes as n
 from netc.dsl.diagnostics import SpecError
 from netc.dsl.parser import parse
 
+from .layer_overrides import PREFIX, LayerOverrideError, apply_layer_override, is_layer_key
 from .losses import LOSS_NAMES
 from .settings import (
     BUILTIN_DATA,
@@ -167,7 +168,30 @@ def _init_from_text(where: str, current: str | None, option: str, value: str) ->
 
 
 def apply_overrides(source: str, overrides: list[str], filename: str = "<spec>") -> str:
-    """The spec text with the overrides applied to its train block."""
+    """The spec text with the overrides applied: train keys to its train block, then
+    NAME.OPTION keys to the named layers' text (compiler/layer_overrides.py)."""
+    if not overrides:
+        return source
+    layer_items = [item for item in overrides
+                   if is_layer_key(item.partition("=")[0].strip(), KEYS)]
+    source = _apply_train(source, [item for item in overrides if item not in layer_items],
+                          filename)
+    for item in layer_items:
+        key, _, value = (part.strip() for part in item.partition("="))
+        if not value:
+            raise OverrideError(f"--set {item}: write KEY=VALUE, e.g. --set dropout_1.keep=0.8")
+        try:
+            source = apply_layer_override(source, key, value, filename)
+        except LayerOverrideError as exc:
+            base = key.partition(".")[0]
+            if exc.unknown_name and not key.startswith(PREFIX) and _close(base, KEYS):
+                _apply_train(source, [item], filename)  # raises: a mistyped train setting
+            raise OverrideError(f"--set {item}: {exc}") from None
+    return source
+
+
+def _apply_train(source: str, overrides: list[str], filename: str) -> str:
+    """The spec text with the train overrides applied to its train block."""
     if not overrides:
         return source
     module = parse(source, filename)
