@@ -48,6 +48,15 @@ def is_layer_key(key: str, train_keys) -> bool:
     return bool(dot and base and option) and base not in train_keys
 
 
+def layer_named(source: str, name: str, filename: str = "<spec>") -> bool:
+    """Whether the spec checks and has a leaf layer called `name` (for the hint that
+    `layer:NAME.OPTION` reaches a layer named like a train setting)."""
+    try:
+        return any(leaf.name == name for leaf in check_source(source, filename).leaves())
+    except SpecError:
+        return False
+
+
 def _offset(source: str, line: int, col: int) -> int:
     """The index in `source` of 1-based (line, col)."""
     lines = source.split("\n")
@@ -190,10 +199,10 @@ def apply_layer_override(source: str, key: str, value: str, filename: str = "<sp
     except SpecError as exc:
         d = exc.diagnostics[0]
         hint = f" ({d.help})" if d.help else ""
-        where = "" if d.span.line == leaf.span.line else f"then line {d.span.line}: "
+        where = "" if d.span.line == leaf.span.line else f"line {d.span.line} then fails: "
         raise LayerOverrideError(f"{where}{d.message}{hint}") from None
     return edited
 
 
 __all__ = ["ALTERNATIVES", "PREFIX", "LayerOverrideError", "apply_layer_override",
-           "is_layer_key"]
+           "is_layer_key", "layer_named"]

@@ -14,7 +14,13 @@ from netc.dsl import nodes as n
 from netc.dsl.diagnostics import SpecError
 from netc.dsl.parser import parse
 
-from .layer_overrides import PREFIX, LayerOverrideError, apply_layer_override, is_layer_key
+from .layer_overrides import (
+    PREFIX,
+    LayerOverrideError,
+    apply_layer_override,
+    is_layer_key,
+    layer_named,
+)
 from .losses import LOSS_NAMES
 from .settings import (
     BUILTIN_DATA,
@@ -174,8 +180,12 @@ def apply_overrides(source: str, overrides: list[str], filename: str = "<spec>")
         return source
     layer_items = [item for item in overrides
                    if is_layer_key(item.partition("=")[0].strip(), KEYS)]
-    source = _apply_train(source, [item for item in overrides if item not in layer_items],
-                          filename)
+    try:
+        source = _apply_train(source, [item for item in overrides if item not in layer_items],
+                              filename)
+    except OverrideError as exc:
+        raise OverrideError(str(exc) + _layer_hint(source, str(exc), overrides, filename)) \
+            from None
     for item in layer_items:
         key, _, value = (part.strip() for part in item.partition("="))
         if not value:
@@ -188,6 +198,18 @@ def apply_overrides(source: str, overrides: list[str], filename: str = "<spec>")
                 _apply_train(source, [item], filename)  # raises: a mistyped train setting
             raise OverrideError(f"--set {item}: {exc}") from None
     return source
+
+
+def _layer_hint(source: str, message: str, overrides: list[str], filename: str) -> str:
+    """'; a layer is named optimizer: --set layer:optimizer.units=4' when the train key a
+    message is about is also the name of a layer; '' otherwise."""
+    item = next((i for i in overrides if message.startswith(f"--set {i}:")), None)
+    if item is None or "." not in item.partition("=")[0]:
+        return ""
+    base = item.partition(".")[0].strip()
+    if not layer_named(source, base, filename):
+        return ""
+    return f"; a layer is named {base} too: --set {PREFIX}{item.strip()} sets its option"
 
 
 def _apply_train(source: str, overrides: list[str], filename: str) -> str:

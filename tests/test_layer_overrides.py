@@ -46,8 +46,12 @@ def test_names_inside_blocks_and_as_names():
     applied = apply_overrides(spec, ["residual_1/fc_1.units=2", "layer:optimizer.units=6"])
     assert "residual { fc 2 -> relu } -> fc 6 as optimizer" in applied
     # a plain `optimizer.` key stays the train setting's
-    with pytest.raises(OverrideError, match="optimizer momentum has no argument 'units'"):
+    with pytest.raises(OverrideError) as info:
         apply_overrides(spec, ["optimizer.units=6"])
+    assert str(info.value).startswith("--set optimizer.units=6: optimizer momentum has no "
+                                      "argument 'units'")
+    assert str(info.value).endswith("; a layer is named optimizer too: --set "
+                                    "layer:optimizer.units=6 sets its option")
 
 
 ERRORS = {
@@ -107,3 +111,12 @@ def test_train_with_set_keep_is_training_the_hand_edited_spec(tmp_path):
     assert code == 0, err
     with pytest.raises(AssertionError):
         assert_trees_close(params_of(tmp_path / "set"), params_of(tmp_path / "plain"))
+
+
+def test_a_value_that_breaks_another_line_names_that_line():
+    spec = moons_mlp("fc 4 -> residual {\n  fc 4 -> relu\n} shortcut { fc 4 } -> fc 1 -> sigmoid")
+    with pytest.raises(OverrideError) as info:
+        apply_overrides(spec, ["residual_1/fc_1.units=3"])
+    assert str(info.value) == (
+        "--set residual_1/fc_1.units=3: line 5 then fails: residual: the body gives vector 3 "
+        "but the shortcut gives vector 4; they must match to be added")
