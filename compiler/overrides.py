@@ -14,6 +14,13 @@ from netc.dsl import nodes as n
 from netc.dsl.diagnostics import SpecError
 from netc.dsl.parser import parse
 
+from .layer_overrides import (
+    PREFIX,
+    LayerOverrideError,
+    apply_layer_override,
+    is_layer_key,
+    layer_named,
+)
 from .losses import LOSS_NAMES
 from .settings import (
     BUILTIN_DATA,
@@ -167,7 +174,46 @@ def _init_from_text(where: str, current: str | None, option: str, value: str) ->
 
 
 def apply_overrides(source: str, overrides: list[str], filename: str = "<spec>") -> str:
-    """The spec text with the overrides applied to its train block."""
+    """The spec text with the overrides applied: train keys to its train block, then
+    NAME.OPTION keys to the named layers' text (compiler/layer_overrides.py)."""
+    if not overrides:
+        return source
+    layer_items = [item for item in overrides
+                   if is_layer_key(item.partition("=")[0].strip(), KEYS)]
+    try:
+        source = _apply_train(source, [item for item in overrides if item not in layer_items],
+                              filename)
+    except OverrideError as exc:
+        raise OverrideError(str(exc) + _layer_hint(source, str(exc), overrides, filename)) \
+            from None
+    for item in layer_items:
+        key, _, value = (part.strip() for part in item.partition("="))
+        if not value:
+            raise OverrideError(f"--set {item}: write KEY=VALUE, e.g. --set dropout_1.keep=0.8")
+        try:
+            source = apply_layer_override(source, key, value, filename)
+        except LayerOverrideError as exc:
+            base = key.partition(".")[0]
+            if exc.unknown_name and not key.startswith(PREFIX) and _close(base, KEYS):
+                _apply_train(source, [item], filename)  # raises: a mistyped train setting
+            raise OverrideError(f"--set {item}: {exc}") from None
+    return source
+
+
+def _layer_hint(source: str, message: str, overrides: list[str], filename: str) -> str:
+    """'; a layer is named optimizer: --set layer:optimizer.units=4' when the train key a
+    message is about is also the name of a layer; '' otherwise."""
+    item = next((i for i in overrides if message.startswith(f"--set {i}:")), None)
+    if item is None or "." not in item.partition("=")[0]:
+        return ""
+    base = item.partition(".")[0].strip()
+    if not layer_named(source, base, filename):
+        return ""
+    return f"; a layer is named {base} too: --set {PREFIX}{item.strip()} sets its option"
+
+
+def _apply_train(source: str, overrides: list[str], filename: str) -> str:
+    """The spec text with the train overrides applied to its train block."""
     if not overrides:
         return source
     module = parse(source, filename)

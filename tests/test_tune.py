@@ -495,3 +495,46 @@ def test_prune_stops_hopeless_trials(capsys, tmp_path):
         metrics = (Path(r["run"]) / "metrics.jsonl").read_text().splitlines()
         assert len(metrics) == r["epochs_done"]
     assert all(r["state"] == "complete" for r in recs if r["params"]["optimizer.lr"] == 0.05)
+
+
+def test_tune_searches_a_layer_option(capsys, tmp_path):
+    """A space over dropout's keep: each trial's spec.net holds its own keep (the trials
+    differ in their program, so each trains on its own), best.net edits the layer in
+    place, and the report names the key."""
+    spec = tmp_path / "d.net"
+    spec.write_text(MOONS.read_text().replace("fc 5 -> relu ->",
+                                              "fc 5 -> relu -> dropout keep=0.9 ->"))
+    out = tmp_path / "tune"
+    code, stdout, err = tune(capsys, spec, "--trials", 3, "--set", "dropout_1.keep=uniform(0.5,1)",
+                             *QUICK, "--out", out)
+    assert code == 0, err
+    recs = read_jsonl(out / "tune.jsonl")
+    assert [r["state"] for r in recs] == ["complete"] * 3
+    keeps = []
+    for r in recs:
+        text = (Path(r["run"]) / "spec.net").read_text()
+        keep = r["params"]["dropout_1.keep"]
+        assert 0.5 <= keep <= 1 and f"dropout keep={sp.show(keep)} ->" in text
+        assert check_source(text).leaves()[2].attrs["keep"] == keep
+        keeps.append(keep)
+    assert len(set(keeps)) == 3
+    best = min(recs, key=lambda r: r["value"])
+    best_text = (out / "best.net").read_text()
+    assert f"fc 5 -> relu -> dropout keep={sp.show(best['params']['dropout_1.keep'])} ->" \
+        in best_text
+    assert "# sklearn.datasets.make_moons" in best_text  # the rest as written
+    assert "dropout_1.keep" in stdout and f"best: trial {best['number']}" in stdout
+
+
+def test_tune_searches_a_layer_size_and_checks_the_key_first(capsys, tmp_path):
+    out = tmp_path / "tune"
+    code, _, err = tune(capsys, MOONS, "--trials", 2, "--set", "fc_1.units=int(3, 9)",
+                        *QUICK, "--out", out)
+    assert code == 0, err
+    for r in read_jsonl(out / "tune.jsonl"):
+        net = check_source((Path(r["run"]) / "spec.net").read_text())
+        assert net.leaves()[0].out_shape == (r["params"]["fc_1.units"],)
+    code, _, err = tune(capsys, MOONS, "--trials", 2, "--set", "fc_9.units=int(3, 9)",
+                        "--out", tmp_path / "bad")
+    assert code == 1 and "--set fc_9.units=int(3, 9): no layer is named 'fc_9'" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()

@@ -7,7 +7,8 @@ gives the same settings but edits the text in place: `optimizer adam lr=0.001 b1
 line unchanged; an absent option is added at the end of its setting, an absent setting as a
 new line at the end of the train block, an absent train block as a new block at the end.
 The result is checked: it must give exactly the train settings apply_overrides gives, or
-apply_overrides's text is returned instead. No JAX here.
+apply_overrides's text is returned instead. A layer's option (`dropout_1.keep=0.7`) is
+written in place by apply_overrides itself. No JAX here.
 """
 
 from __future__ import annotations
@@ -56,10 +57,14 @@ def _setting_text(source: str, item: str, base: str, filename: str) -> str:
 
 
 def _apply_one(source: str, item: str, filename: str) -> str:
+    from netc.compiler.layer_overrides import is_layer_key
     from netc.compiler.overrides import apply_overrides
+    from netc.compiler.settings import KEYS
 
     key, _, value = item.partition("=")
     key, value = key.strip(), value.strip()
+    if is_layer_key(key, KEYS):  # a layer's option: already written in place
+        return apply_overrides(source, [item], filename)
     base, _, option = key.partition(".")
     block = _train_block(source, filename)
     if block is None:

@@ -1,0 +1,122 @@
+"""`--set NAME.OPTION=VALUE` on a layer: the edit is the hand edit (same text where it
+matters, bitwise the same parameters after training), spec.net holds it, dropout's keep and
+rate replace each other, shared def/repeat text and bad names, options and values are
+one-line errors, and train settings keep their keys."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import assert_trees_close, moons_mlp, one_error_line, params_of, run_cli, write_spec
+from netc.compiler.check import check_source
+from netc.compiler.overrides import OverrideError, apply_overrides
+
+LAYERS = "fc 16 -> relu -> dropout keep=0.9 -> fc 8 -> relu -> dropout rate=0.2 -> fc 1 -> sigmoid"
+SPEC = moons_mlp(LAYERS, epochs=3)
+
+
+def model_part(text: str) -> str:
+    return text.split("train {")[0]
+
+
+@pytest.mark.parametrize("items, edited", [
+    (["dropout_1.keep=0.5"], LAYERS.replace("keep=0.9", "keep=0.5")),
+    (["dropout_2.keep=0.5"], LAYERS.replace("rate=0.2", "keep=0.5")),  # keep replaces rate
+    (["dropout_1.rate=0.3"], LAYERS.replace("keep=0.9", "rate=0.3")),
+    (["fc_1.units=32"], LAYERS.replace("fc 16", "fc 32")),  # positional stays positional
+    (["fc_2.units=2*8"], LAYERS.replace("fc 8", "fc units=2*8")),
+    (["fc_1.bias=false", "dropout_1.keep=1"],
+     LAYERS.replace("fc 16", "fc 16 bias=false").replace("keep=0.9", "keep=1")),
+])
+def test_the_override_is_the_hand_edit(items, edited):
+    applied = apply_overrides(SPEC, items, "s.net")
+    assert applied == SPEC.replace(LAYERS, edited)
+
+
+def test_layer_and_train_keys_mix_and_the_checked_net_has_the_values():
+    net = check_source(apply_overrides(SPEC, ["epochs=1", "dropout_1.keep=0.6",
+                                              "optimizer.lr=0.05", "fc_2.units=5"], "s.net"))
+    leaves = {leaf.name: leaf for leaf in net.leaves()}
+    assert leaves["dropout_1"].attrs["keep"] == 0.6
+    assert leaves["fc_2"].out_shape == (5,) and leaves["dropout_2"].attrs["keep"] == 0.8
+    assert net.train.epochs == 1 and net.train.optimizer.options["lr"] == 0.05
+
+
+def test_names_inside_blocks_and_as_names():
+    spec = moons_mlp("residual { fc 2 -> relu } -> fc 4 as optimizer -> relu -> fc 1 -> sigmoid")
+    applied = apply_overrides(spec, ["residual_1/fc_1.units=2", "layer:optimizer.units=6"])
+    assert "residual { fc 2 -> relu } -> fc 6 as optimizer" in applied
+    # a plain `optimizer.` key stays the train setting's
+    with pytest.raises(OverrideError) as info:
+        apply_overrides(spec, ["optimizer.units=6"])
+    assert str(info.value).startswith("--set optimizer.units=6: optimizer momentum has no "
+                                      "argument 'units'")
+    assert str(info.value).endswith("; a layer is named optimizer too: --set "
+                                    "layer:optimizer.units=6 sets its option")
+
+
+ERRORS = {
+    "dropout_3.keep=0.5": "no layer is named 'dropout_3' (did you mean dropout_2? layers: fc_1, "
+                          "relu_1, dropout_1, fc_2, relu_2, dropout_2, fc_3, sigmoid_1)",
+    "dropout_1.kep=0.5": "dropout_1 (dropout) has no option 'kep' (did you mean dropout_1.keep? "
+                         "dropout takes: keep, rate)",
+    "dropout_1.keep=1.5": "expects a probability in (0, 1]",
+    "fc_1.units=0": "expects a positive integer",
+    "fc_1.units=3 bias=false": "'3 bias=false' is not one value for units",
+    "optim.lr=0.1": "unknown train setting 'optim' (did you mean --set optimizer.lr=0.1?",
+}
+
+
+@pytest.mark.parametrize("item", ERRORS)
+def test_errors_are_one_line_naming_the_set(tmp_path, item):
+    path = write_spec(tmp_path, SPEC, "s.net")
+    code, out, err = run_cli("train", path, "--out", tmp_path / "run", "--set", item)
+    assert code == 1
+    line = one_error_line(err)
+    assert line.startswith(f"netc: error: --set {item}: ") and ERRORS[item] in line, line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("layers, words", [
+    ("repeat 2 { fc 4 -> relu } -> fc 1 -> sigmoid", "fc_1 is written once for 2 layers"),
+    ("def block(n) { fc n -> relu } block(4) -> block(3) -> fc 1 -> sigmoid",
+     "block_1/fc_1 is written once for 2 layers"),
+    ("residual { fc 3 -> relu } -> fc 1 -> sigmoid", "made by its residual"),
+])
+def test_text_that_is_not_one_layers_own_cannot_change(layers, words):
+    spec = moons_mlp(layers)
+    name = words.split()[0] if "written" in words else "residual_1/projection"
+    with pytest.raises(OverrideError) as info:
+        apply_overrides(spec, [f"{name}.units=5"])
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_def_called_once_can_change():
+    spec = moons_mlp("def block(n) { fc n -> relu } block(4) -> fc 1 -> sigmoid")
+    assert "{ fc 5 -> relu }" in apply_overrides(spec, ["block_1/fc_1.units=5"])
+
+
+def test_train_with_set_keep_is_training_the_hand_edited_spec(tmp_path):
+    """Same seed, bitwise the same parameters; spec.net holds the edited layer."""
+    path = write_spec(tmp_path, SPEC, "s.net")
+    code, _, err = run_cli("train", path, "--out", tmp_path / "set", "--quiet",
+                           "--set", "dropout_1.keep=0.5")
+    assert code == 0, err
+    hand = write_spec(tmp_path, SPEC.replace("keep=0.9", "keep=0.5"), "hand.net")
+    code, _, err = run_cli("train", hand, "--out", tmp_path / "hand", "--quiet")
+    assert code == 0, err
+    assert "dropout keep=0.5" in (tmp_path / "set" / "spec.net").read_text()
+    assert_trees_close(params_of(tmp_path / "set"), params_of(tmp_path / "hand"))
+    # and the keep matters: the spec as written trains to other parameters
+    code, _, err = run_cli("train", path, "--out", tmp_path / "plain", "--quiet")
+    assert code == 0, err
+    with pytest.raises(AssertionError):
+        assert_trees_close(params_of(tmp_path / "set"), params_of(tmp_path / "plain"))
+
+
+def test_a_value_that_breaks_another_line_names_that_line():
+    spec = moons_mlp("fc 4 -> residual {\n  fc 4 -> relu\n} shortcut { fc 4 } -> fc 1 -> sigmoid")
+    with pytest.raises(OverrideError) as info:
+        apply_overrides(spec, ["residual_1/fc_1.units=3"])
+    assert str(info.value) == (
+        "--set residual_1/fc_1.units=3: line 5 then fails: residual: the body gives vector 3 "
+        "but the shortcut gives vector 4; they must match to be added")
