@@ -118,21 +118,25 @@ def _one_value(kind: str, option: str, value: str, positional: bool) -> bool:
     """Whether VALUE reads as one argument written positionally (`fc 32`) or else as
     OPTION=VALUE (`fc units=2*8`, `keep=0.5`); not one value (`3 s=2`) is an error."""
     def reads_as_one(text: str) -> bool:
+        """Whether `text` is one layer with one argument, its span the whole text (so a
+        `# comment` or anything else left over is not silently dropped)."""
         try:
             module = parse(text, "<value>", positional_names=layers.POSITIONAL)
         except SpecError:
             return False
         chain = module.statements[0] if len(module.statements) == 1 else None
-        return (isinstance(chain, n.Chain) and len(chain.elements) == 1
-                and isinstance(chain.elements[0], n.Layer)
-                and len(chain.elements[0].args) == 1 and chain.elements[0].alias is None)
+        layer = chain.elements[0] if isinstance(chain, n.Chain) and \
+            len(chain.elements) == 1 else None
+        return (isinstance(layer, n.Layer) and len(layer.args) == 1 and layer.alias is None
+                and layer.span == n.Span(1, 1, 1, len(text) + 1))
 
     if positional and reads_as_one(f"{kind} {value}"):
         return True
     if reads_as_one(f"{kind} {option}={value}"):
         return False
+    comment = "; '#' starts a comment" if "#" in value else ""
     raise LayerOverrideError(f"'{value}' is not one value for {option} (write one number, "
-                             "word or expression without spaces)")
+                             f"word or expression without spaces{comment})")
 
 
 def _edit(source: str, layer: n.Layer, kind: layers.LayerKind, option: str, value: str) -> str:

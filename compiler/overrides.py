@@ -178,6 +178,11 @@ def apply_overrides(source: str, overrides: list[str], filename: str = "<spec>")
     NAME.OPTION keys to the named layers' text (compiler/layer_overrides.py)."""
     if not overrides:
         return source
+    for item in overrides:
+        if "\n" in item or "\r" in item:
+            shown = item.replace("\r", "\\r").replace("\n", "\\n")
+            raise OverrideError(f"--set {shown}: a --set is one line (this one holds a line "
+                                "break)")
     layer_items = [item for item in overrides
                    if is_layer_key(item.partition("=")[0].strip(), KEYS)]
     try:

@@ -63,6 +63,10 @@ ERRORS = {
     "fc_1.units=0": "expects a positive integer",
     "fc_1.units=3 bias=false": "'3 bias=false' is not one value for units",
     "optim.lr=0.1": "unknown train setting 'optim' (did you mean --set optimizer.lr=0.1?",
+    # a comment would drop the rest of the line (relu and dropout) and train on
+    "fc_1.units=3 # x": "'3 # x' is not one value for units (write one number, word or "
+                        "expression without spaces; '#' starts a comment)",
+    "dropout_1.keep=0.5#": "'0.5#' is not one value for keep",
 }
 
 
@@ -120,3 +124,15 @@ def test_a_value_that_breaks_another_line_names_that_line():
     assert str(info.value) == (
         "--set residual_1/fc_1.units=3: line 5 then fails: residual: the body gives vector 3 "
         "but the shortcut gives vector 4; they must match to be added")
+
+
+@pytest.mark.parametrize("item", ["fc_1.units=3\n-> relu", "epochs=2\n  batch 4",
+                                  "fc_1.units=3\r"])
+def test_a_line_break_in_a_set_is_one_line_refused(tmp_path, item):
+    path = write_spec(tmp_path, SPEC, "s.net")
+    code, out, err = run_cli("train", path, "--out", tmp_path / "run", "--set", item)
+    assert code == 1
+    shown = item.replace("\r", "\\r").replace("\n", "\\n")
+    assert one_error_line(err) == (f"netc: error: --set {shown}: a --set is one line (this one "
+                                   "holds a line break)")
+    assert not (tmp_path / "run").exists()
