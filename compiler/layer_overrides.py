@@ -9,8 +9,11 @@ the spec as run says what ran. dropout's `keep` and `rate` are alternatives: wri
 removes the other. `layer:NAME.OPTION=VALUE` reaches a layer named like a train setting
 (`as optimizer`), since plain keys go to the train section first.
 
-A layer whose text several leaves share (in a def called more than once, or in a repeat)
-cannot change for one of them alone: that is an error. No JAX here.
+Several layer overrides are all written first and the result checked once, so a change
+that only checks together with another (two concat branches that must agree) is allowed; a
+failure is put on the override whose layer it points at, or on all of them. A layer whose
+text several leaves share (in a def called more than once, or in a repeat) cannot change
+for one of them alone: that is an error. No JAX here.
 """
 
 from __future__ import annotations
@@ -32,11 +35,13 @@ _LIST_AT_MOST = 12  # the layer names are listed in an error when there are no m
 
 class LayerOverrideError(Exception):
     """A layer --set that cannot be applied; the message is one line (without `--set X:`).
-    `unknown_name`: no layer has the name (it may be a mistyped train setting)."""
+    `unknown_name`: no layer has the name (it may be a mistyped train setting); `which`: the
+    edits of apply_layer_overrides it is about."""
 
     def __init__(self, message: str, unknown_name: bool = False):
         super().__init__(message)
         self.unknown_name = unknown_name
+        self.which: tuple[int, ...] = ()  # the indexes of the edits it is about
 
 
 def is_layer_key(key: str, train_keys) -> bool:
@@ -175,15 +180,12 @@ def _edit(source: str, layer: n.Layer, kind: layers.LayerKind, option: str, valu
     return source
 
 
-def apply_layer_override(source: str, key: str, value: str, filename: str = "<spec>") -> str:
-    """`source` with `--set KEY=VALUE` (KEY is [layer:]NAME.OPTION) written into the named
-    layer's text, and the result checked. Raises LayerOverrideError (one line, to be put
-    after `--set ITEM:`), or SpecError when the spec itself does not check."""
+def _resolve(net, key: str) -> tuple[n.Span, layers.LayerKind, str]:
+    """(the leaf's span, its kind, the option) that [layer:]NAME.OPTION names in `net`."""
     name, _, option = key.removeprefix(PREFIX).rpartition(".")
-    if not name or not option:
+    if not name:
         raise LayerOverrideError("write NAME.OPTION=VALUE for a layer, e.g. "
                                  "--set dropout_1.keep=0.8")
-    net = check_source(source, filename)
     leaf = _find_leaf(net, name)
     kind = layers.KINDS[leaf.kind]
     options = [a.name for a in kind.args]
@@ -192,21 +194,57 @@ def apply_layer_override(source: str, key: str, value: str, filename: str = "<sp
         hint = f"did you mean {name}.{close[0]}? " if close else ""
         raise LayerOverrideError(f"{name} ({leaf.kind}) has no option '{option}' ({hint}"
                                  f"{leaf.kind} takes: {', '.join(options) or 'nothing'})")
+    return leaf.span, kind, option
+
+
+def _contains(outer: n.Span, inner: n.Span) -> bool:
+    return ((outer.line, outer.col) <= (inner.line, inner.col)
+            < (outer.end_line, outer.end_col))
+
+
+def apply_layer_overrides(source: str, edits: list[tuple[str, str]],
+                          filename: str = "<spec>") -> str:
+    """`source` with each `--set KEY=VALUE` of `edits` ((KEY, VALUE) pairs, KEY
+    [layer:]NAME.OPTION) written into the named layer's text, every edit unchecked and the
+    result checked once (so edits that only agree together, like two concat branches, pass).
+    Raises LayerOverrideError (one line, to be put after `--set ITEM:`; its `which` are the
+    indexes of the edits it is about), or SpecError when the spec itself does not check."""
+    net = check_source(source, filename)
     module = parse(source, filename, positional_names=layers.POSITIONAL)
-    layer = next((x for x in _written_layers(module) if x.span == leaf.span), None)
-    if layer is None:  # a residual's projection W_s: made by the checker, not written
-        raise LayerOverrideError(f"{name} is made by its residual, not written in the spec, "
-                                 "so --set cannot change it")
-    edited = _edit(source, layer, kind, option, value)
+    spans = [x.span for x in _written_layers(module)]
+    targets = []  # per edit: the index of its layer among the written ones
+    for i, (key, value) in enumerate(edits):
+        try:
+            span, kind, option = _resolve(net, key)
+            if span not in spans:  # a residual's projection W_s: made by the checker
+                raise LayerOverrideError(f"{key.removeprefix(PREFIX).rpartition('.')[0]} is "
+                                         "made by its residual, not written in the spec, so "
+                                         "--set cannot change it")
+            # an edit rewrites one layer's arguments on its line: the layers keep their order
+            index = spans.index(span)
+            written = list(_written_layers(parse(source, filename,
+                                                 positional_names=layers.POSITIONAL)))
+            source = _edit(source, written[index], kind, option, value)
+        except LayerOverrideError as exc:
+            exc.which = (i,)
+            raise
+        targets.append(index)
     try:
-        check_source(edited, filename)
+        check_source(source, filename)
     except SpecError as exc:
         d = exc.diagnostics[0]
         hint = f" ({d.help})" if d.help else ""
-        where = "" if d.span.line == leaf.span.line else f"line {d.span.line} then fails: "
-        raise LayerOverrideError(f"{where}{d.message}{hint}") from None
-    return edited
+        written = list(_written_layers(parse(source, filename,
+                                             positional_names=layers.POSITIONAL)))
+        owners = tuple(i for i, index in enumerate(targets)
+                       if _contains(written[index].span, d.span))
+        lines = {written[index].span.line for index in targets}
+        where = "" if owners or d.span.line in lines else f"line {d.span.line} then fails: "
+        error = LayerOverrideError(f"{where}{d.message}{hint}")
+        error.which = owners or tuple(range(len(edits)))
+        raise error from None
+    return source
 
 
-__all__ = ["ALTERNATIVES", "PREFIX", "LayerOverrideError", "apply_layer_override",
+__all__ = ["ALTERNATIVES", "PREFIX", "LayerOverrideError", "apply_layer_overrides",
            "is_layer_key", "layer_named"]

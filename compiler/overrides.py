@@ -17,7 +17,7 @@ from netc.dsl.parser import parse
 from .layer_overrides import (
     PREFIX,
     LayerOverrideError,
-    apply_layer_override,
+    apply_layer_overrides,
     is_layer_key,
     layer_named,
 )
@@ -191,18 +191,22 @@ def apply_overrides(source: str, overrides: list[str], filename: str = "<spec>")
     except OverrideError as exc:
         raise OverrideError(str(exc) + _layer_hint(source, str(exc), overrides, filename)) \
             from None
+    edits = []
     for item in layer_items:
         key, _, value = (part.strip() for part in item.partition("="))
         if not value:
             raise OverrideError(f"--set {item}: write KEY=VALUE, e.g. --set dropout_1.keep=0.8")
-        try:
-            source = apply_layer_override(source, key, value, filename)
-        except LayerOverrideError as exc:
-            base = key.partition(".")[0]
-            if exc.unknown_name and not key.startswith(PREFIX) and _close(base, KEYS):
-                _apply_train(source, [item], filename)  # raises: a mistyped train setting
-            raise OverrideError(f"--set {item}: {exc}") from None
-    return source
+        edits.append((key, value))
+    try:
+        return apply_layer_overrides(source, edits, filename)
+    except LayerOverrideError as exc:
+        items = [layer_items[i] for i in exc.which]
+        key = edits[exc.which[0]][0]
+        base = key.partition(".")[0]
+        if exc.unknown_name and not key.startswith(PREFIX) and _close(base, KEYS):
+            _apply_train(source, items, filename)  # raises: a mistyped train setting
+        raise OverrideError(" ".join(f"--set {item}" for item in items) + f": {exc}") \
+            from None
 
 
 def _layer_hint(source: str, message: str, overrides: list[str], filename: str) -> str:

@@ -136,3 +136,43 @@ def test_a_line_break_in_a_set_is_one_line_refused(tmp_path, item):
     assert one_error_line(err) == (f"netc: error: --set {shown}: a --set is one line (this one "
                                    "holds a line break)")
     assert not (tmp_path / "run").exists()
+
+
+CONCAT = ("net c\ninput 8x8x4\nconcat { conv c=2 f=3 p=same | conv c=3 f=1 } -> gap -> softmax 3\n"
+          "train {\n  data moons\n}\n")
+
+
+def test_layer_sets_are_checked_together():
+    """Either edit alone leaves the concat's branches at 8x8 and 6x6; together both are 6x6."""
+    both = ["concat_1/conv_1.p=valid", "concat_1/conv_2.f=3"]
+    applied = apply_overrides(CONCAT, both)
+    assert "concat { conv c=2 f=3 p=valid | conv c=3 f=3 } -> gap" in applied
+    concat = next(x for x in check_source(applied).leaves() if x.name == "concat_1/conv_2")
+    assert concat.out_shape == (6, 6, 3)
+    for item in both:
+        with pytest.raises(OverrideError) as info:
+            apply_overrides(CONCAT, [item])
+        assert str(info.value).startswith(f"--set {item}: concat branches must agree")
+
+
+def test_a_failure_names_the_set_whose_layer_it_points_at_or_all_of_them():
+    with pytest.raises(OverrideError) as info:
+        apply_overrides(SPEC, ["fc_1.units=32", "dropout_1.keep=1.5", "fc_2.units=4"])
+    assert str(info.value).startswith("--set dropout_1.keep=1.5: ")
+    assert "expects a probability in (0, 1]" in str(info.value)
+    with pytest.raises(OverrideError) as info:
+        apply_overrides(CONCAT, ["concat_1/conv_1.p=valid", "concat_1/conv_2.f=5"])
+    assert str(info.value).startswith("--set concat_1/conv_1.p=valid --set concat_1/conv_2.f=5: "
+                                      "concat branches must agree on every axis but the "
+                                      "channels: branch 1 (line 3) gives 6x6x2; branch 2 "
+                                      "(line 3) gives 4x4x3")
+    assert "\n" not in str(info.value)
+
+
+def test_tunes_best_spec_writes_layer_sets_that_only_check_together():
+    from netc.runtime.tune.specedit import write_settings
+
+    written = write_settings(CONCAT, ["concat_1/conv_1.p=valid", "epochs=2",
+                                      "concat_1/conv_2.f=3"])
+    assert written == CONCAT.replace("p=same", "p=valid").replace("f=1", "f=3").replace(
+        "  data moons\n", "  data moons\n  epochs 2\n")
