@@ -19,6 +19,7 @@ for one of them alone: that is an error. No JAX here.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 
 from netc.dsl import nodes as n
 from netc.dsl.diagnostics import SpecError
@@ -96,19 +97,23 @@ def _written_layers(module: n.Module):
         yield from walk(statement)
 
 
-def _unknown_name(name: str, names: list[str]) -> str:
+def _unknown_name(name: str, names: list[str], settings: Sequence[str]) -> str:
+    """No layer is `name`; with `settings` (a key without `layer:`), no train setting either."""
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]}? " if close else ""
     listed = ("layers: " + ", ".join(names) if len(names) <= _LIST_AT_MOST else
               "`netc check FILE` lists the layer names")
+    if settings:
+        return (f"no train setting or layer is named '{name}' ({hint}settings: "
+                f"{', '.join(settings)}; {listed})")
     return f"no layer is named '{name}' ({hint}{listed})"
 
 
-def _find_leaf(net, name: str):
+def _find_leaf(net, name: str, settings: Sequence[str]):
     leaves = net.leaves()
     leaf = next((x for x in leaves if x.name == name), None)
     if leaf is None:
-        raise LayerOverrideError(_unknown_name(name, [x.name for x in leaves]),
+        raise LayerOverrideError(_unknown_name(name, [x.name for x in leaves], settings),
                                  unknown_name=True)
     sharing = [x.name for x in leaves if x.span == leaf.span]
     if len(sharing) > 1:
@@ -180,13 +185,14 @@ def _edit(source: str, layer: n.Layer, kind: layers.LayerKind, option: str, valu
     return source
 
 
-def _resolve(net, key: str) -> tuple[n.Span, layers.LayerKind, str]:
-    """(the leaf's span, its kind, the option) that [layer:]NAME.OPTION names in `net`."""
+def _resolve(net, key: str, settings: Sequence[str]) -> tuple[n.Span, layers.LayerKind, str]:
+    """(the leaf's span, its kind, the option) that [layer:]NAME.OPTION names in `net`; an
+    unknown NAME of a key without `layer:` names the train `settings` too."""
     name, _, option = key.removeprefix(PREFIX).rpartition(".")
     if not name:
         raise LayerOverrideError("write NAME.OPTION=VALUE for a layer, e.g. "
                                  "--set dropout_1.keep=0.8")
-    leaf = _find_leaf(net, name)
+    leaf = _find_leaf(net, name, () if key.startswith(PREFIX) else settings)
     kind = layers.KINDS[leaf.kind]
     options = [a.name for a in kind.args]
     if option not in options:
@@ -203,19 +209,20 @@ def _contains(outer: n.Span, inner: n.Span) -> bool:
 
 
 def apply_layer_overrides(source: str, edits: list[tuple[str, str]],
-                          filename: str = "<spec>") -> str:
+                          filename: str = "<spec>", settings: Sequence[str] = ()) -> str:
     """`source` with each `--set KEY=VALUE` of `edits` ((KEY, VALUE) pairs, KEY
     [layer:]NAME.OPTION) written into the named layer's text, every edit unchecked and the
     result checked once (so edits that only agree together, like two concat branches, pass).
     Raises LayerOverrideError (one line, to be put after `--set ITEM:`; its `which` are the
-    indexes of the edits it is about), or SpecError when the spec itself does not check."""
+    indexes of the edits it is about; an unknown name without `layer:` lists the train
+    `settings` too), or SpecError when the spec itself does not check."""
     net = check_source(source, filename)
     module = parse(source, filename, positional_names=layers.POSITIONAL)
     spans = [x.span for x in _written_layers(module)]
     targets = []  # per edit: the index of its layer among the written ones
     for i, (key, value) in enumerate(edits):
         try:
-            span, kind, option = _resolve(net, key)
+            span, kind, option = _resolve(net, key, settings)
             if span not in spans:  # a residual's projection W_s: made by the checker
                 raise LayerOverrideError(f"{key.removeprefix(PREFIX).rpartition('.')[0]} is "
                                          "made by its residual, not written in the spec, so "

@@ -198,7 +198,7 @@ def apply_overrides(source: str, overrides: list[str], filename: str = "<spec>")
             raise OverrideError(f"--set {item}: write KEY=VALUE, e.g. --set dropout_1.keep=0.8")
         edits.append((key, value))
     try:
-        return apply_layer_overrides(source, edits, filename)
+        return apply_layer_overrides(source, edits, filename, KEYS)
     except LayerOverrideError as exc:
         items = [layer_items[i] for i in exc.which]
         key = edits[exc.which[0]][0]

@@ -55,8 +55,13 @@ def test_names_inside_blocks_and_as_names():
 
 
 ERRORS = {
-    "dropout_3.keep=0.5": "no layer is named 'dropout_3' (did you mean dropout_2? layers: fc_1, "
-                          "relu_1, dropout_1, fc_2, relu_2, dropout_2, fc_3, sigmoid_1)",
+    "dropout_3.keep=0.5": "no train setting or layer is named 'dropout_3' (did you mean "
+                          "dropout_2? settings: data, split, ",
+    "layer:dropout_3.keep=0.5": "no layer is named 'dropout_3' (did you mean dropout_2? layers: "
+                                "fc_1, relu_1, dropout_1, fc_2, relu_2, dropout_2, fc_3, "
+                                "sigmoid_1)",
+    # a mistyped train setting not close to any: both kinds of key are listed
+    "opt.lr=0.1": "no train setting or layer is named 'opt' (settings: data, split, normalize, ",
     "dropout_1.kep=0.5": "dropout_1 (dropout) has no option 'kep' (did you mean dropout_1.keep? "
                          "dropout takes: keep, rate)",
     "dropout_1.keep=1.5": "expects a probability in (0, 1]",
@@ -176,3 +181,14 @@ def test_tunes_best_spec_writes_layer_sets_that_only_check_together():
                                       "concat_1/conv_2.f=3"])
     assert written == CONCAT.replace("p=same", "p=valid").replace("f=1", "f=3").replace(
         "  data moons\n", "  data moons\n  epochs 2\n")
+
+
+def test_an_unknown_name_lists_the_train_settings_and_the_layers():
+    from netc.compiler.settings import KEYS
+
+    with pytest.raises(OverrideError) as info:
+        apply_overrides(SPEC, ["opt.lr=0.1"])
+    assert str(info.value) == (
+        "--set opt.lr=0.1: no train setting or layer is named 'opt' (settings: "
+        + ", ".join(KEYS) + "; layers: fc_1, relu_1, dropout_1, fc_2, relu_2, dropout_2, "
+        "fc_3, sigmoid_1)")
