@@ -47,11 +47,12 @@ class LayerOverrideError(Exception):
 
 def is_layer_key(key: str, train_keys) -> bool:
     """Whether `--set KEY=...` is for a layer: `layer:NAME.OPTION`, or NAME.OPTION whose
-    NAME is not a train setting (train settings keep precedence)."""
+    NAME is not a train setting (train settings keep precedence); `NAME.` too, to be told
+    its option is missing."""
     if key.startswith(PREFIX):
         return True
-    base, dot, option = key.partition(".")
-    return bool(dot and base and option) and base not in train_keys
+    base, dot, _ = key.partition(".")
+    return bool(dot and base) and base not in train_keys
 
 
 def layer_named(source: str, name: str, filename: str = "<spec>") -> bool:
@@ -195,6 +196,9 @@ def _resolve(net, key: str, settings: Sequence[str]) -> tuple[n.Span, layers.Lay
     leaf = _find_leaf(net, name, () if key.startswith(PREFIX) else settings)
     kind = layers.KINDS[leaf.kind]
     options = [a.name for a in kind.args]
+    if not option:
+        raise LayerOverrideError(f"the option is missing: write {name}.OPTION=VALUE "
+                                 f"({leaf.kind} takes: {', '.join(options) or 'nothing'})")
     if option not in options:
         close = difflib.get_close_matches(option, options, n=1, cutoff=0.6)
         hint = f"did you mean {name}.{close[0]}? " if close else ""

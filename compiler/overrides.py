@@ -213,9 +213,9 @@ def _layer_hint(source: str, message: str, overrides: list[str], filename: str) 
     """'; a layer is named optimizer: --set layer:optimizer.units=4' when the train key a
     message is about is also the name of a layer; '' otherwise."""
     item = next((i for i in overrides if message.startswith(f"--set {i}:")), None)
-    if item is None or "." not in item.partition("=")[0]:
+    base, _, option = (item or "").partition("=")[0].strip().partition(".")
+    if not option:  # no option to set (`--set fc_1.=3` is told it is missing)
         return ""
-    base = item.partition(".")[0].strip()
     if not layer_named(source, base, filename):
         return ""
     return f"; a layer is named {base} too: --set {PREFIX}{item.strip()} sets its option"
@@ -235,9 +235,12 @@ def _apply_train(source: str, overrides: list[str], filename: str) -> str:
         where = f"--set {item}"
         key, sep, value = item.partition("=")
         key, value = key.strip(), value.strip()
-        base, _, option = key.partition(".")
+        base, dot, option = key.partition(".")
         if not sep or not base or not value:
             raise OverrideError(f"{where}: write KEY=VALUE, e.g. --set epochs=5")
+        if dot and not option:
+            raise OverrideError(f"{where}: the option is missing: write {base}.OPTION=VALUE, "
+                                f"or {base}=VALUE for the whole setting")
         if base not in KEYS:
             hint = _close(base, KEYS) if option else unknown_key_hint(base, value)
             if option and hint:

@@ -72,6 +72,9 @@ ERRORS = {
     "fc_1.units=3 # x": "'3 # x' is not one value for units (write one number, word or "
                         "expression without spaces; '#' starts a comment)",
     "dropout_1.keep=0.5#": "'0.5#' is not one value for keep",
+    # the option is missing (it was an unknown train setting with a hint at layer:fc_1.=3)
+    "fc_1.=3": "the option is missing: write fc_1.OPTION=VALUE (fc takes: units, bias, init)",
+    "layer:fc_1.=3": "the option is missing: write fc_1.OPTION=VALUE (fc takes: units, ",
 }
 
 
@@ -192,3 +195,18 @@ def test_an_unknown_name_lists_the_train_settings_and_the_layers():
         "--set opt.lr=0.1: no train setting or layer is named 'opt' (settings: "
         + ", ".join(KEYS) + "; layers: fc_1, relu_1, dropout_1, fc_2, relu_2, dropout_2, "
         "fc_3, sigmoid_1)")
+
+
+def test_a_layer_named_like_a_setting_is_hinted_at_only_with_an_option():
+    spec = moons_mlp("fc 4 as optimizer -> relu -> fc 1 -> sigmoid")
+    with pytest.raises(OverrideError) as info:
+        apply_overrides(spec, ["optimizer.=gd"])
+    assert str(info.value) == ("--set optimizer.=gd: the option is missing: write "
+                               "optimizer.OPTION=VALUE, or optimizer=VALUE for the whole setting")
+    with pytest.raises(OverrideError) as info:
+        apply_overrides(spec, ["optimizer.=3"])
+    assert "layer:" not in str(info.value)
+    with pytest.raises(OverrideError) as info:
+        apply_overrides(spec, ["optimizer.units=3x"])
+    assert str(info.value).endswith("; a layer is named optimizer too: --set "
+                                    "layer:optimizer.units=3x sets its option")
