@@ -3,11 +3,12 @@
 NAME is a leaf layer's name as `netc check` lists it (`dropout_1`, `layer1/conv_2`, an `as`
 name) and OPTION an argument of its kind as the registry declares it (`keep`, `units`, `c`).
 The layer's own text is rewritten in place: the argument replaced (a positional one stays
-positional: `fc 64` becomes `fc 32`), or added after the last one; the other arguments,
-comments and every other line are untouched, so error positions elsewhere still hold and
-the spec as run says what ran. dropout's `keep` and `rate` are alternatives: writing one
-removes the other. `layer:NAME.OPTION=VALUE` reaches a layer named like a train setting
-(`as optimizer`), since plain keys go to the train section first.
+positional: `fc 64` becomes `fc 32`), or added: a positional one right after the kind
+(`softmax init=he` becomes `softmax 3 init=he`), a keyword one after the last argument;
+the other arguments, comments and every other line are untouched, so error positions
+elsewhere still hold and the spec as run says what ran. dropout's `keep` and `rate` are
+alternatives: writing one removes the other. `layer:NAME.OPTION=VALUE` reaches a layer
+named like a train setting (`as optimizer`), since plain keys go to the train section first.
 
 Several layer overrides are all written first and the result checked once, so a change
 that only checks together with another (two concat branches that must agree) is allowed; a
@@ -170,8 +171,8 @@ def _edit(source: str, layer: n.Layer, kind: layers.LayerKind, option: str, valu
     edits = [(target.span, written)] if target is not None else []
     if target is None and removed:  # keep=0.5 takes rate=0.3's place
         edits.append((removed.pop(0).span, written))
-    elif target is None:
-        last = layer.args[-1].span if layer.args else layer.kind_span
+    elif target is None:  # a positional value right after the kind, else after the last
+        last = layer.kind_span if as_positional or not layer.args else layer.args[-1].span
         edits.append((n.Span(last.end_line, last.end_col, last.end_line, last.end_col),
                       " " + written))
     edits += [(arg.span, None) for arg in removed]  # None: deleted with the blank before

@@ -32,6 +32,21 @@ def test_the_override_is_the_hand_edit(items, edited):
     assert applied == SPEC.replace(LAYERS, edited)
 
 
+@pytest.mark.parametrize("layers, item, edited, units", [
+    ("fc 10 -> softmax init=he", "softmax_1.units=3", "fc 10 -> softmax 3 init=he", 3),
+    ("fc 10 -> softmax init=he", "softmax_1.bias=false", "fc 10 -> softmax init=he bias=false",
+     10),
+    ("fc 10 -> softmax as head", "head.units=3", "fc 10 -> softmax 3 as head", 3),
+    ("fc 10 -> softmax bias=false init=he", "softmax_1.units=2*2",
+     "fc 10 -> softmax bias=false init=he units=2*2", 4),
+])
+def test_an_added_positional_value_comes_right_after_the_kind(layers, item, edited, units):
+    spec = moons_mlp(layers)
+    applied = apply_overrides(spec, [item])
+    assert applied == spec.replace(layers, edited)
+    assert check_source(applied).leaves()[-1].out_shape == (units,)
+
+
 def test_layer_and_train_keys_mix_and_the_checked_net_has_the_values():
     net = check_source(apply_overrides(SPEC, ["epochs=1", "dropout_1.keep=0.6",
                                               "optimizer.lr=0.05", "fc_2.units=5"], "s.net"))
