@@ -148,6 +148,10 @@ def _one_line(where: str, text: str):
         block = next(s for s in module.statements if isinstance(s, n.TrainBlock))
     except SpecError as exc:
         raise OverrideError(f"{where}: {exc.diagnostics[0].message}") from None
+    if len(block.settings) != 1 or block.settings[0].span != n.Span(2, 1, 2, len(text) + 1):
+        left = "'#' starts a comment" if "#" in text else "more follows the setting"
+        raise OverrideError(f"{where}: the value is not all read ({left}; write the value "
+                            "alone)")
     diags = []
     check_train(block, diags)
     if diags:

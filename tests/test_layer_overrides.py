@@ -87,6 +87,10 @@ ERRORS = {
     "fc_1.units=3 # x": "'3 # x' is not one value for units (write one number, word or "
                         "expression without spaces; '#' starts a comment)",
     "dropout_1.keep=0.5#": "'0.5#' is not one value for keep",
+    # in a train value too: spec.net would hold the comment, an in-place edit lose the rest
+    "optimizer.lr=0.1 # x": "the value is not all read ('#' starts a comment; write the value "
+                            "alone)",
+    "epochs=2#": "the value is not all read ('#' starts a comment",
     # the option is missing (it was an unknown train setting with a hint at layer:fc_1.=3)
     "fc_1.=3": "the option is missing: write fc_1.OPTION=VALUE (fc takes: units, bias, init)",
     "layer:fc_1.=3": "the option is missing: write fc_1.OPTION=VALUE (fc takes: units, ",
