@@ -17,7 +17,7 @@ from netc.dsl.parser import parse
 from .layer_overrides import (
     PREFIX,
     LayerOverrideError,
-    apply_layer_override,
+    apply_layer_overrides,
     is_layer_key,
     layer_named,
 )
@@ -148,6 +148,10 @@ def _one_line(where: str, text: str):
         block = next(s for s in module.statements if isinstance(s, n.TrainBlock))
     except SpecError as exc:
         raise OverrideError(f"{where}: {exc.diagnostics[0].message}") from None
+    if len(block.settings) != 1 or block.settings[0].span != n.Span(2, 1, 2, len(text) + 1):
+        left = "'#' starts a comment" if "#" in text else "more follows the setting"
+        raise OverrideError(f"{where}: the value is not all read ({left}; write the value "
+                            "alone)")
     diags = []
     check_train(block, diags)
     if diags:
@@ -178,6 +182,11 @@ def apply_overrides(source: str, overrides: list[str], filename: str = "<spec>")
     NAME.OPTION keys to the named layers' text (compiler/layer_overrides.py)."""
     if not overrides:
         return source
+    for item in overrides:
+        if "\n" in item or "\r" in item:
+            shown = item.replace("\r", "\\r").replace("\n", "\\n")
+            raise OverrideError(f"--set {shown}: a --set is one line (this one holds a line "
+                                "break)")
     layer_items = [item for item in overrides
                    if is_layer_key(item.partition("=")[0].strip(), KEYS)]
     try:
@@ -186,27 +195,31 @@ def apply_overrides(source: str, overrides: list[str], filename: str = "<spec>")
     except OverrideError as exc:
         raise OverrideError(str(exc) + _layer_hint(source, str(exc), overrides, filename)) \
             from None
+    edits = []
     for item in layer_items:
         key, _, value = (part.strip() for part in item.partition("="))
         if not value:
             raise OverrideError(f"--set {item}: write KEY=VALUE, e.g. --set dropout_1.keep=0.8")
-        try:
-            source = apply_layer_override(source, key, value, filename)
-        except LayerOverrideError as exc:
-            base = key.partition(".")[0]
-            if exc.unknown_name and not key.startswith(PREFIX) and _close(base, KEYS):
-                _apply_train(source, [item], filename)  # raises: a mistyped train setting
-            raise OverrideError(f"--set {item}: {exc}") from None
-    return source
+        edits.append((key, value))
+    try:
+        return apply_layer_overrides(source, edits, filename, KEYS)
+    except LayerOverrideError as exc:
+        items = [layer_items[i] for i in exc.which]
+        key = edits[exc.which[0]][0]
+        base = key.partition(".")[0]
+        if exc.unknown_name and not key.startswith(PREFIX) and _close(base, KEYS):
+            _apply_train(source, items, filename)  # raises: a mistyped train setting
+        raise OverrideError(" ".join(f"--set {item}" for item in items) + f": {exc}") \
+            from None
 
 
 def _layer_hint(source: str, message: str, overrides: list[str], filename: str) -> str:
     """'; a layer is named optimizer: --set layer:optimizer.units=4' when the train key a
     message is about is also the name of a layer; '' otherwise."""
     item = next((i for i in overrides if message.startswith(f"--set {i}:")), None)
-    if item is None or "." not in item.partition("=")[0]:
+    base, _, option = (item or "").partition("=")[0].strip().partition(".")
+    if not option:  # no option to set (`--set fc_1.=3` is told it is missing)
         return ""
-    base = item.partition(".")[0].strip()
     if not layer_named(source, base, filename):
         return ""
     return f"; a layer is named {base} too: --set {PREFIX}{item.strip()} sets its option"
@@ -226,9 +239,12 @@ def _apply_train(source: str, overrides: list[str], filename: str) -> str:
         where = f"--set {item}"
         key, sep, value = item.partition("=")
         key, value = key.strip(), value.strip()
-        base, _, option = key.partition(".")
+        base, dot, option = key.partition(".")
         if not sep or not base or not value:
             raise OverrideError(f"{where}: write KEY=VALUE, e.g. --set epochs=5")
+        if dot and not option:
+            raise OverrideError(f"{where}: the option is missing: write {base}.OPTION=VALUE, "
+                                f"or {base}=VALUE for the whole setting")
         if base not in KEYS:
             hint = _close(base, KEYS) if option else unknown_key_hint(base, value)
             if option and hint:

@@ -536,5 +536,6 @@ def test_tune_searches_a_layer_size_and_checks_the_key_first(capsys, tmp_path):
         assert net.leaves()[0].out_shape == (r["params"]["fc_1.units"],)
     code, _, err = tune(capsys, MOONS, "--trials", 2, "--set", "fc_9.units=int(3, 9)",
                         "--out", tmp_path / "bad")
-    assert code == 1 and "--set fc_9.units=int(3, 9): no layer is named 'fc_9'" in err
+    assert code == 1 and ("--set fc_9.units=int(3, 9): no train setting or layer is named "
+                          "'fc_9' (did you mean fc_2?") in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()

@@ -8,7 +8,7 @@ line unchanged; an absent option is added at the end of its setting, an absent s
 new line at the end of the train block, an absent train block as a new block at the end.
 The result is checked: it must give exactly the train settings apply_overrides gives, or
 apply_overrides's text is returned instead. A layer's option (`dropout_1.keep=0.7`) is
-written in place by apply_overrides itself. No JAX here.
+written in place by apply_overrides itself, all of them in one call (checked together). No JAX here.
 """
 
 from __future__ import annotations
@@ -57,14 +57,10 @@ def _setting_text(source: str, item: str, base: str, filename: str) -> str:
 
 
 def _apply_one(source: str, item: str, filename: str) -> str:
-    from netc.compiler.layer_overrides import is_layer_key
     from netc.compiler.overrides import apply_overrides
-    from netc.compiler.settings import KEYS
 
     key, _, value = item.partition("=")
     key, value = key.strip(), value.strip()
-    if is_layer_key(key, KEYS):  # a layer's option: already written in place
-        return apply_overrides(source, [item], filename)
     base, _, option = key.partition(".")
     block = _train_block(source, filename)
     if block is None:
@@ -103,15 +99,21 @@ def write_settings(source: str, overrides: Sequence[str], filename: str = "<spec
     place (see the module's docstring). Raises OverrideError or SpecError as apply_overrides
     and the checker do for overrides that cannot be applied."""
     from netc.compiler.check import check_source
+    from netc.compiler.layer_overrides import is_layer_key
     from netc.compiler.overrides import apply_overrides
+    from netc.compiler.settings import KEYS
     from netc.dsl.diagnostics import SpecError
 
     expected_text = apply_overrides(source, list(overrides), filename)
     expected = check_source(expected_text, filename).train
-    edited = source
+    layer_items = [item for item in overrides
+                   if is_layer_key(item.partition("=")[0].strip(), KEYS)]
+    # a layer's options are written in place by apply_overrides, all of them together
+    edited = apply_overrides(source, layer_items, filename) if layer_items else source
     try:
         for item in overrides:
-            edited = _apply_one(edited, item, filename)
+            if item not in layer_items:
+                edited = _apply_one(edited, item, filename)
         if check_source(edited, filename).train == expected:
             return edited
     except (SpecError, StopIteration, IndexError):
