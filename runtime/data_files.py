@@ -32,6 +32,7 @@ __all__ = [
     "data_kind",
     "decode_record",
     "h5_class_names",
+    "h5_dataset",
     "h5_layout",
     "image_label",
     "list_image_folder",
@@ -111,9 +112,22 @@ def _load_npz(path: pathlib.Path, source: str, options: dict,
     return arrays
 
 
+def h5_dataset(handle, key: str, source: str):
+    """Dataset ``key`` of an open HDF5 file, or a DataError when ``key`` is a group (or
+    another object that holds no array)."""
+    import h5py
+
+    item = handle[key]
+    if not isinstance(item, h5py.Dataset):
+        what = "is a group, not" if isinstance(item, h5py.Group) else "is not"
+        raise DataError(f"'{key}' in '{source}' {what} a dataset")
+    return item
+
+
 def check_h5_numeric(handle, key: str, source: str) -> None:
-    """Dataset ``key`` of an open HDF5 file must be numeric (checked without reading it)."""
-    dtype = handle[key].dtype
+    """``key`` of an open HDF5 file must be a dataset of numbers (checked without reading
+    it)."""
+    dtype = h5_dataset(handle, key, source).dtype
     if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
         raise DataError(f"dataset '{key}' in '{source}' is not numeric (dtype {dtype})")
 
@@ -144,7 +158,7 @@ def h5_class_names(handle, source: str) -> np.ndarray | None:
     ``class_names``) as text, or None."""
     for key in H5_CLASS_NAMES:
         if key in handle:
-            return names_of(handle[key][()], key, source)
+            return names_of(h5_dataset(handle, key, source)[()], key, source)
     return None
 
 

@@ -169,6 +169,8 @@ def bad_file(name: str, folder: Path) -> Path:
                 handle["x"] = np.asarray([b"ab", b"cd"])
             elif what == "no_x":
                 handle["y"] = np.zeros(3)
+            elif what == "group":
+                handle.create_group("x")["x"] = np.zeros((3, 2))
             else:  # two
                 handle["test_set_x"] = np.zeros((3, 2))
                 handle["x_dev"] = np.zeros((3, 2))
@@ -182,6 +184,7 @@ BAD = {"t.npz:text": "array 'x' in 't.npz' is not numeric (dtype <U1)",
        "b.npz:not_a_file": "cannot read inputs 'b.npz': File is not a zip file",
        "t.h5:text": "dataset 'x' in 't.h5' is not numeric (dtype |S2)",
        "n.h5:no_x": "'n.h5' has no inputs 'x' (found: y)",
+       "g.h5:group": "'x' in 'g.h5' is a group, not a dataset",
        "w.h5:two": "'w.h5' holds x_test and x_dev: name the inputs x",
        "b.h5:not_a_file": "cannot read inputs 'b.h5': ",
        "e.array_record:no_records": "ArrayRecord data 'e.array_record' holds no records",

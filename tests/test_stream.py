@@ -213,6 +213,25 @@ def test_h5_dataset_of_text_is_the_same_error_in_memory_and_streamed(tmp_path):
         streamed(net, tmp_path)
 
 
+@pytest.mark.parametrize("group", ["x", "y", "list_classes"])
+def test_an_h5_group_where_an_array_belongs_is_the_same_error_in_memory_and_streamed(
+        tmp_path, group):
+    x, y = arrays_xy(m=24)
+    with h5py.File(tmp_path / "nested.h5", "w") as f:
+        arrays = {"x": x, "y": y, "list_classes": np.asarray([b"a", b"b", b"c"])}
+        for key, array in arrays.items():
+            if key == group:  # a group holding the array, not the array itself
+                f.create_group(key)[key] = array
+            else:
+                f[key] = array
+    net = make_net(tmp_path, "nested.h5", workers=0)
+    message = rf"^'{group}' in 'nested\.h5' is a group, not a dataset$"
+    with pytest.raises(DataError, match=message):
+        in_memory(net, tmp_path, "classes", 3)
+    with pytest.raises(DataError, match=message):
+        streamed(net, tmp_path)
+
+
 def test_h5_batch_with_repeated_rows_reads_them_in_order(tmp_path):
     x, y = arrays_xy(m=60)
     with h5py.File(tmp_path / "plain.h5", "w") as f:
