@@ -5,7 +5,7 @@ utilisation and the training loop netc picked; everything under one output folde
 
     bash benchmarks/gpu_check.sh             # on the device tool's GPU machine (README.md)
     bash benchmarks/gpu_check.sh --dry-run   # the same steps at tiny sizes, here on CPU
-    python benchmarks/gpu_check.py --out DIR [--dry-run] [--budget 420]
+    python benchmarks/gpu_check.py --out DIR [--dry-run] [--budget 400]
 
 It writes (at most 8 files come back from the device tool; gpu_check.sh adds check.log,
 all that it and this script print, the contender runs as they happened):
@@ -18,7 +18,10 @@ all that it and this script print, the contender runs as they happened):
 
 Each (case, contender, repeat) runs in its own process as in run.py; repeats are rounds
 over all three cases, the tests run after the first, and a round's run that would not end
-before the budget is skipped: every case is measured at least once.
+before the budget is skipped: every case is measured at least once. results-gpu.json,
+RESULTS-gpu.md and summary.json are written after each run and after the tests, so a check
+killed at the device tool's limit still brings back what it measured (`written_after`
+says how far it got).
 Utilisation: nvidia-smi sampled every 200 ms during each run; `busy` is the mean over the
 samples above 0 % (the process's import and compile leave the GPU idle), `max` the peak.
 """
@@ -131,6 +134,15 @@ def gpu_name() -> str | None:
 
 
 # ---- the tests ------------------------------------------------------------------------------
+def tests_timeout(budget: float, deadline: float, now: float) -> float:
+    """Seconds the test subset may take: a quarter of the budget at most, and what leaves a
+    minute before the deadline for the other rounds, yet 30 s when only that much is left
+    before it, never past it; 0 (the tests are skipped) when under 10 s are left."""
+    left = deadline - now
+    seconds = min(budget / 4, max(left - 60, min(30.0, left)))
+    return seconds if seconds >= 10 else 0.0
+
+
 def run_tests(files, log: Path, timeout_s: float) -> dict:
     """pytest on `files` with JAX allocating as it goes (its subprocesses share the GPU);
     up to 10 failures are listed (one run on a lent machine: see as many as it shows), and
@@ -197,14 +209,17 @@ class Rounds:
     """The benchmark's runs, a round at a time: each round runs every case's contenders once
     (the ONCE ones only in the first), in fresh processes, each sampled by a GpuSampler; a
     run whose earlier repeat would not fit before the deadline is skipped. .runs:
-    {case: {contender: [figures of each run]}}; the samples go to samples_csv."""
+    {case: {contender: [figures of each run]}}; the samples go to samples_csv; after each
+    run, `ran` (if given) is called with "round N, CASE/CONTENDER"."""
 
-    def __init__(self, settings, deadline, log, samples_csv, cases=tuple(CONTENDERS)):
-        self.settings, self.deadline, self.log = settings, deadline, log
+    def __init__(self, settings, deadline, log, samples_csv, cases=tuple(CONTENDERS),
+                 ran=None):
+        self.settings, self.deadline, self.log, self.ran = settings, deadline, log, ran
         self.runs = {case: {name: [] for name in CONTENDERS[case]} for case in cases}
         self.took = {}  # (case, contender) -> its longest run's seconds
         self.done = 0
         self.t_start = time.time()
+        self.samples_csv = samples_csv
         self.samples = csv.writer(samples_csv)
         self.samples.writerow(["case", "contender", "repeat", "sample", "util_percent",
                                "memory_mib"])
@@ -232,6 +247,11 @@ class Rounds:
         t0 = time.time()
         contender = next(c for c in case.contenders if c.name == name)
         argv = case.argv(contender, limited)  # netc_cached: runs its untimed warm-up here
+        left = self.deadline - time.time()
+        if left < 1:
+            self.say(f"{case_name}/{name} #{rep}: skipped (its warm-up took the time left)")
+            return
+        limited = dataclasses.replace(self.settings, timeout_s=int(left))
         with GpuSampler() as sampler:
             res = run_one(argv, limited, 0)
         self.took[(case_name, name)] = max(self.took.get((case_name, name), 0),
@@ -239,6 +259,7 @@ class Rounds:
         res.update(sampler.figures())
         for row in sampler.samples:
             self.samples.writerow([case_name, name, rep, *row])
+        self.samples_csv.flush()  # a run killed later keeps these
         self.runs[case_name][name].append(res)
         shown = {f.key: res[f.key] for f in case.figures if f.key in res}
         status = res.get("error") or ", ".join(f"{k}={v:.4g}" for k, v in shown.items())
@@ -246,6 +267,8 @@ class Rounds:
         util = (f", GPU busy {res['gpu_util_busy']:.0f}% max {res['gpu_util_max']:.0f}%"
                 if "gpu_util_max" in res else "")
         self.say(f"{case_name}/{name} #{rep}: {status}{loop}{util}")
+        if self.ran:
+            self.ran(f"round {rep}, {case_name}/{name}")
 
 
 def case_results(case_name, by_name) -> dict:
@@ -303,6 +326,9 @@ def markdown(doc) -> str:
     """RESULTS-gpu.md: report.py's header and tables, then utilisation, loops and goals."""
     lines = header(doc)
     lines[0] = "# netc benchmark results on a GPU (benchmarks/gpu_check.py)"
+    if doc.get("written_after", "the end") != "the end":
+        lines[1:1] = ["", f"**Incomplete**: written after {doc['written_after']}; the check "
+                      "was stopped before its end (the device tool's time limit?)."]
     m = doc["machine"]
     lines[lines.index("## Machine") + 2:lines.index("## Machine") + 2] = [
         f"- GPU: {m.get('gpu') or 'none'}; JAX backend {m.get('backend')}, devices "
@@ -343,28 +369,40 @@ def markdown(doc) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_reports(doc, out: Path) -> None:
-    """The goals into doc, then results-gpu.json, RESULTS-gpu.md and summary.json in out;
-    the end of RESULTS-gpu.md (utilisation, loops, goals) to the output."""
+def write_reports(doc, out: Path, show: bool = True) -> None:
+    """results-gpu.json (the figures first), the goals into doc, then results-gpu.json again,
+    RESULTS-gpu.md and summary.json in out (each replaced whole); with `show`, the end of
+    RESULTS-gpu.md (utilisation, loops, goals) to the output."""
+    replace_text(out / "results-gpu.json", json.dumps(doc, indent=1))
     doc["goals"] = goals(doc)
-    (out / "results-gpu.json").write_text(json.dumps(doc, indent=1))
+    replace_text(out / "results-gpu.json", json.dumps(doc, indent=1))
     text = markdown(doc)
-    (out / "RESULTS-gpu.md").write_text(text)
+    replace_text(out / "RESULTS-gpu.md", text)
     machine = doc["machine"]
     summary = {"machine": {k: machine.get(k) for k in ("gpu", "backend", "devices", "loop")},
+               "written_after": doc.get("written_after", "the end"),
                "tests": doc["tests"], "goals": doc["goals"], "total_s": doc.get("total_s"),
                "medians": {c: {n: {k: s["median"] for k, s in summ.items()}
                                for n, summ in r["summary"].items()}
                            for c, r in doc["cases"].items()}}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print("## GPU utilisation" + text.split("## GPU utilisation")[-1])
+    replace_text(out / "summary.json", json.dumps(summary, indent=1))
+    if show:
+        print("## GPU utilisation" + text.split("## GPU utilisation")[-1])
+
+
+def replace_text(path: Path, text: str) -> None:
+    """`path` replaced by `text` whole (written beside it, then renamed over it): a kill
+    mid-write leaves the earlier file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "gpu-check-out"))
     p.add_argument("--dry-run", action="store_true", help="tiny sizes, one repeat (CPU)")
-    p.add_argument("--budget", type=float, default=420,
+    p.add_argument("--budget", type=float, default=400,
                    help="seconds for the whole check (the tests at most a quarter)")
     p.add_argument("--cases", default=",".join(CONTENDERS),
                    help="comma-separated subset of moons,lenet,resnet (a rerun of some)")
@@ -392,27 +430,37 @@ def main(argv=None) -> int:
           f"gpu {probe.get('gpu')}, loops {probe.get('loop')}", flush=True)
     if "error" in probe:
         print("the probe failed:\n" + probe["error"], flush=True)
-    with open(out / "gpu-samples.csv", "w", newline="") as f:
-        rounds = Rounds(settings, deadline, sys.stdout, f, cases)
-        rounds.run(1)  # every case measured once before anything else
-        tests = {"summary": "not run (--skip-tests)", "files": []}
-        if not a.skip_tests:
-            tests = run_tests(DRY_TESTS if a.dry_run else TESTS, out / "pytest.log",
-                              min(a.budget / 4, max(deadline - time.time() - 60, 30)))
-            print(f"tests ({tests['seconds']} s, rc {tests['rc']}): {tests['summary']}",
-                  flush=True)
-        rounds.run(settings.repeats - 1)
-        runs = rounds.runs
     machine = {**machine_info(), **{k: probe.get(k) for k in ("backend", "devices", "gpu",
                                                              "loop")}}
     doc = {"command": "python benchmarks/gpu_check.py " + " ".join(argv or sys.argv[1:]),
            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
            "settings": dataclasses.asdict(settings), "machine": machine,
-           "versions": {**versions(), **(probe.get("versions") or {})}, "tests": tests,
-           "cases": {c: case_results(c, by_name) for c, by_name in runs.items()}}
-    (out / "results-gpu.json").write_text(json.dumps(doc, indent=1))  # the figures first
-    doc["total_s"] = time.time() - t_start
-    write_reports(doc, out)
+           "versions": {**versions(), **(probe.get("versions") or {})},
+           "tests": {"summary": "not run (--skip-tests)" if a.skip_tests else "not run yet",
+                     "files": []}}
+
+    def save(after: str) -> None:  # the files so far: a kill at the limit keeps them
+        doc["written_after"] = after
+        doc["cases"] = {c: case_results(c, by_name) for c, by_name in rounds.runs.items()}
+        doc["total_s"] = time.time() - t_start
+        write_reports(doc, out, show=after == "the end")
+
+    with open(out / "gpu-samples.csv", "w", newline="") as f:
+        rounds = Rounds(settings, deadline, sys.stdout, f, cases, ran=save)
+        rounds.run(1)  # every case measured once before anything else
+        if not a.skip_tests:
+            if timeout := tests_timeout(a.budget, deadline, time.time()):
+                doc["tests"] = tests = run_tests(DRY_TESTS if a.dry_run else TESTS,
+                                                 out / "pytest.log", timeout)
+                print(f"tests ({tests['seconds']} s, rc {tests['rc']}): {tests['summary']}",
+                      flush=True)
+            else:
+                doc["tests"]["summary"] = (f"not run ({deadline - time.time():.0f} s left "
+                                           f"before the budget's end)")
+                print(f"tests: {doc['tests']['summary']}", flush=True)
+            save("the tests")
+        rounds.run(settings.repeats - 1)
+    save("the end")
     print(f"wrote {out} in {doc['total_s']:.0f} s")
     return 0
 

@@ -5,7 +5,7 @@
 # jax.devices(), then runs benchmarks/gpu_check.py (tests, moons/LeNet-5/ResNet-50 against
 # hand-written Flax, utilisation, netc's loop), which writes its files to $OUT.
 #
-#     bash benchmarks/gpu_check.sh [--budget 420]      # on the GPU machine ($OUT is set)
+#     bash benchmarks/gpu_check.sh [--budget 400]      # on the GPU machine ($OUT is set)
 #     bash benchmarks/gpu_check.sh --dry-run           # here, on CPU: tiny sizes, 1 repeat
 #
 # --dry-run installs nothing into this interpreter: it checks that .whl/ installs as a

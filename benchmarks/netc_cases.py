@@ -27,14 +27,20 @@ def netc(case: str, args, cache: str = "fresh"):
 
 def warmed(case: str, args):
     """The command of a run whose compilation cache is already filled: the first time it
-    is built for these settings, run it once untimed (that run fills the cache)."""
+    is built for these settings, run it once untimed (that run fills the cache), within the
+    settings' timeout_s (gpu_check.py gives the time left before its deadline)."""
     def command(s):
         folder = CACHE / f"{case}-{'-'.join(args(s))}".replace("/", "_")
         argv = [sys.executable, BENCH, case, *args(s), "--cache", str(folder)]
         if not folder.exists():
             folder.mkdir(parents=True)
-            warm_up = subprocess.run(argv, capture_output=True, check=False, cwd=HERE.parent)
-            if warm_up.returncode != 0:  # try again next time; the timed run shows the error
+            try:
+                warm_up = subprocess.run(argv, capture_output=True, check=False,
+                                         cwd=HERE.parent, timeout=s.timeout_s)
+                failed = warm_up.returncode != 0
+            except subprocess.TimeoutExpired:
+                failed = True
+            if failed:  # try again next time; the timed run shows the error
                 shutil.rmtree(folder, ignore_errors=True)
         return argv
     return command

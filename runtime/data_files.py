@@ -27,11 +27,13 @@ __all__ = [
     "SPLIT_KEYS",
     "SUPPORTED_KINDS",
     "array_record_paths",
+    "check_examples",
     "check_h5_numeric",
     "check_pairs",
     "data_kind",
     "decode_record",
     "h5_class_names",
+    "h5_dataset",
     "h5_layout",
     "image_label",
     "list_image_folder",
@@ -62,10 +64,21 @@ def uint8_to_unit(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def check_examples(shape: tuple[int, ...], source: str, key: str = "") -> None:
+    """An array of examples (``key`` in ``source``, or the file ``source`` itself) has a
+    first axis: a 0-d array, one value, is a DataError."""
+    if not len(shape):
+        name = f"'{key}' in '{source}'" if key else f"'{source}'"
+        raise DataError(f"{name} holds one value, not a batch of examples")
+
+
 def check_pairs(arrays: dict, source: str, found: list[str], part: str | None = None) -> None:
     """Require ``x``/``y`` (in a split's own file, ``x_PART``/``y_PART`` or ``x``/``y``) and
     complete ``x_dev``/``y_dev``, ``x_test``/``y_test``, ``x_train_dev``/``y_train_dev``
-    pairs."""
+    pairs, each array of them (those read already) with a first axis."""
+    for key in ("x", "y", *SPLIT_KEYS):
+        if isinstance(arrays.get(key), np.ndarray):
+            check_examples(arrays[key].shape, source, key)
     listing = ", ".join(found) if found else "none"
     if part is None and ("x" not in arrays or "y" not in arrays):
         raise DataError(f"data file '{source}' needs arrays 'x' and 'y'; found: {listing}")
@@ -111,9 +124,24 @@ def _load_npz(path: pathlib.Path, source: str, options: dict,
     return arrays
 
 
+def h5_dataset(handle, key: str, source: str):
+    """Dataset ``key`` of an open HDF5 file, or a DataError when ``key`` is a group (or
+    another object that holds no array)."""
+    import h5py
+
+    item = handle[key]
+    if not isinstance(item, h5py.Dataset):
+        what = "is a group, not" if isinstance(item, h5py.Group) else "is not"
+        raise DataError(f"'{key}' in '{source}' {what} a dataset")
+    return item
+
+
 def check_h5_numeric(handle, key: str, source: str) -> None:
-    """Dataset ``key`` of an open HDF5 file must be numeric (checked without reading it)."""
-    dtype = handle[key].dtype
+    """``key`` of an open HDF5 file must be a dataset of numbers with a first axis (checked
+    without reading it)."""
+    dataset = h5_dataset(handle, key, source)
+    check_examples(dataset.shape, source, key)
+    dtype = dataset.dtype
     if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
         raise DataError(f"dataset '{key}' in '{source}' is not numeric (dtype {dtype})")
 
@@ -144,7 +172,7 @@ def h5_class_names(handle, source: str) -> np.ndarray | None:
     ``class_names``) as text, or None."""
     for key in H5_CLASS_NAMES:
         if key in handle:
-            return names_of(handle[key][()], key, source)
+            return names_of(h5_dataset(handle, key, source)[()], key, source)
     return None
 
 

@@ -23,6 +23,7 @@ from .data_files import (
     IMAGE_EXTENSIONS,
     LIBRARY_ERRORS,
     array_record_paths,
+    check_examples,
     check_h5_numeric,
     data_kind,
     decode_record,
@@ -63,14 +64,15 @@ def _input_key(keys, source: str, found: list[str]) -> str:
 
 
 def _npz_member(archive: zipfile.ZipFile, source: str) -> tuple[str, zipfile.ZipInfo]:
-    """The inputs' name in a .npz (open as a zip file) and its member, checked numeric from
-    the member's header without reading its data."""
+    """The inputs' name in a .npz (open as a zip file) and its member, checked (numbers, a
+    first axis) from the member's header without reading its data."""
     members = {info.filename[:-4]: info for info in archive.infolist()
                if info.filename.endswith(".npy")}
     found = [name[:-4] if name.endswith(".npy") else name for name in archive.namelist()]
     key = _input_key(members, source, found)  # found: as np.load lists them
     with archive.open(members[key]) as member:
-        dtype = read_npy_header(member)[2]
+        shape, _, dtype = read_npy_header(member)
+    check_examples(shape, source, key)
     if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
         raise DataError(f"array '{key}' in '{source}' is not numeric (dtype {dtype})")
     return key, members[key]
@@ -78,7 +80,8 @@ def _npz_member(archive: zipfile.ZipFile, source: str) -> tuple[str, zipfile.Zip
 
 def _h5_inputs(handle, source: str) -> str:
     """The dataset of an open .h5 file that holds the inputs (``x``, else its one
-    ``x_PART``, the course's ``test_set_x``...), checked numeric without reading it."""
+    ``x_PART``, the course's ``test_set_x``...), checked (numbers, a first axis) without
+    reading it."""
     names = {key: key for key in INPUT_KEYS if key in handle}
     names.update({name: key for key, name in COURSE_H5_KEYS.items()
                   if key in handle and name.startswith("x") and name not in names})
@@ -121,7 +124,9 @@ def _read(path: pathlib.Path, source: str, options: dict, layout: dict | None) -
     if suffix in IMAGE_EXTENSIONS:
         return _images([path], source, images)
     if suffix == ".npy":
-        return uint8_to_unit(np.load(path, allow_pickle=False))
+        x = np.load(path, allow_pickle=False)
+        check_examples(x.shape, source)
+        return uint8_to_unit(x)
     if suffix == ".npz":  # as np.load reads a member, never unpickling
         with zipfile.ZipFile(path) as archive:
             _, member = _npz_member(archive, source)

@@ -234,12 +234,25 @@ def predict_file(model, variables, path: Path, out: Path, class_names=None,
 PREDICT_BATCH = 1024  # inputs predicted at once
 
 
+def check_input_size(array_shape: tuple[int, ...], shape: tuple[int, ...]) -> None:
+    """A DataError unless an array of inputs of ``array_shape`` (examples first) holds as
+    many values per example as the net's input ``shape``."""
+    per_example, size = tuple(array_shape[1:]), int(np.prod(shape))
+    if int(np.prod(per_example)) == size:
+        return
+    expects = "x".join(map(str, shape))
+    if not per_example:  # a 1-D array: one value per example
+        one = f" (one example of them is shape (1, {size}))" if array_shape[0] == size else ""
+        raise DataError(f"inputs are an array of shape {tuple(array_shape)}, one value per "
+                        f"example, but the net expects {expects} per example{one}")
+    raise DataError(f"inputs are {'x'.join(map(str, per_example))} per example but the net "
+                    f"expects {expects}")
+
+
 def as_input(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Inputs shaped as the net's input, or a DataError when their size differs."""
+    check_input_size(x.shape, shape)
     if x.shape[1:] != shape:
-        if int(np.prod(x.shape[1:])) != int(np.prod(shape)):
-            raise DataError(f"inputs are {'x'.join(map(str, x.shape[1:]))} per example but the "
-                            f"net expects {'x'.join(map(str, shape))}")
         x = x.reshape((len(x), *shape))
     return x
 
@@ -250,7 +263,7 @@ def streamed_inputs(source, shape: tuple[int, ...], stats: dict | None):
     read whole: only a few batches are in memory at once."""
     from .stream import BatchReader, default_workers, read_batches
 
-    as_input(np.zeros((0, *source.example_shape), np.float32), shape)  # the size must fit
+    check_input_size((len(source), *source.example_shape), shape)
     mean = std = None
     if stats is not None and stats.get("mean") is not None:
         mean, std = (np.asarray(stats[k], np.float32).reshape(shape) for k in ("mean", "std"))

@@ -26,6 +26,7 @@ from .data_files import (
     LIBRARY_ERRORS,
     SPLIT_KEYS,
     array_record_paths,
+    check_examples,
     check_h5_numeric,
     check_pairs,
     data_kind,
@@ -146,6 +147,7 @@ class ArraySource(StreamSource):
                 handle.seek(self.offset)
                 shape, fortran, dtype = read_npy_header(handle)
                 start = handle.tell()
+            check_examples(shape, self.source, self.member)
             if dtype.hasobject:
                 raise DataError(f"'{self.member or 'x'}' in '{self.source}' holds Python "
                                 f"objects, not numbers")
@@ -276,7 +278,7 @@ def _npy_folder(path: pathlib.Path, source: str, options: dict,
                 part: str | None = None) -> dict:
     check_options(f"array folder '{source}'", options, ())
     files = npy_folder_files(path)
-    arrays = {key: ArraySource(file, source) if key.startswith("x") else
+    arrays = {key: ArraySource(file, source, member=key) if key.startswith("x") else
               np.load(file, allow_pickle=False) for key, file in files.items()
               if key != "class_names"}
     if "class_names" in files:

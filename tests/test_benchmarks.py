@@ -31,3 +31,19 @@ def test_quick_benchmark_run_writes_results(tmp_path):
     assert check["netc_json"][0]["rc"] == 0 and check["netc_json"][0]["wall_s"] > 0
     text = out.read_text()
     assert "| `netc` |" in text and "| `netc_json` |" in text
+
+
+def test_a_warm_up_that_does_not_end_is_stopped_at_the_settings_timeout(tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import netc_cases
+    from settings import Settings
+
+    hangs = tmp_path / "hangs.py"  # a contender whose warm-up would not end
+    hangs.write_text("import time\ntime.sleep(30)\n")
+    monkeypatch.setattr(netc_cases, "BENCH", str(hangs))
+    monkeypatch.setattr(netc_cases, "CACHE", tmp_path / "cache")
+    command = netc_cases.warmed("moons", lambda s: ["--epochs", "3"])
+    argv = command(Settings(timeout_s=1))  # returns: the warm-up was stopped after 1 s
+    assert argv[1] == str(hangs) and argv[-2] == "--cache"
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())

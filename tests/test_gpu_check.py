@@ -99,3 +99,73 @@ def test_the_sampler_reads_utilisation_and_memory(tmp_path, monkeypatch):
     assert sampler.figures() == {"gpu_util_mean": 40.0, "gpu_util_max": 80.0,
                                  "gpu_util_busy": 60.0, "gpu_mem_max_mib": 2000.0,
                                  "gpu_samples": 3}
+
+
+def import_gpu_check(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    monkeypatch.delitem(sys.modules, "gpu_check", raising=False)
+    import gpu_check
+
+    return gpu_check
+
+
+def test_the_tests_get_a_quarter_of_the_budget_and_never_run_past_its_end(monkeypatch):
+    gpu_check = import_gpu_check(monkeypatch)
+    timeout = gpu_check.tests_timeout
+    assert timeout(budget=400, deadline=1000, now=600) == 100  # a quarter of the budget
+    assert timeout(budget=400, deadline=1000, now=880) == 60  # a minute left for the rounds
+    assert timeout(budget=400, deadline=1000, now=950) == 30  # 30 s, as long as they fit
+    assert timeout(budget=400, deadline=1000, now=980) == 20  # up to the deadline
+    assert timeout(budget=400, deadline=1000, now=995) == 0  # under 10 s: skipped
+    assert timeout(budget=400, deadline=1000, now=1020) == 0  # past it: skipped
+
+
+def test_a_check_killed_mid_round_keeps_the_figures_of_the_runs_that_ended(tmp_path,
+                                                                           monkeypatch):
+    gpu_check = import_gpu_check(monkeypatch)
+    machine = {"backend": "gpu", "devices": ["cuda:0"], "gpu": "H200", "loop": LOOPS}
+    monkeypatch.setattr(gpu_check, "byte_compile_netc", lambda: None)
+    monkeypatch.setattr(gpu_check, "probe_machine", lambda env_txt: dict(machine))
+    figures = {"lenet": {"flax_optax": 1.0, "flax_scan": 0.5, "netc": 0.54},
+               "resnet": {"flax": 0.010, "netc": 0.012}}
+
+    def run_one(argv, settings, i):  # a run's figures, as its contender prints them
+        case_name, name = argv
+        if killed_in == (case_name, name):  # the device tool's limit
+            raise KeyboardInterrupt
+        return {f.key: figures[case_name].get(name, 1.0)
+                for f in gpu_check.CASES[case_name].figures}
+
+    def tests_pass(files, log, timeout_s):
+        return {"rc": 0, "seconds": 1.0, "files": list(files), "summary": "3 passed"}
+
+    killed_in = ("resnet", "netc")  # the last run of the first round
+    case_class = type(gpu_check.CASES["lenet"])
+    monkeypatch.setattr(case_class, "argv", lambda case, contender, s: [case.name,
+                                                                         contender.name])
+    monkeypatch.setattr(gpu_check, "run_one", run_one)
+    monkeypatch.setattr(gpu_check, "run_tests", tests_pass)
+    with pytest.raises(KeyboardInterrupt):
+        gpu_check.main(["--out", str(tmp_path), "--cases", "lenet,resnet"])
+    doc = json.loads((tmp_path / "results-gpu.json").read_text())
+    assert doc["written_after"] == "round 1, resnet/flax"  # the last run that ended
+    assert [run["step_ms"] for run in doc["cases"]["lenet"]["runs"]["netc"]] == [0.54]
+    assert doc["cases"]["resnet"]["runs"]["netc"] == []
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["written_after"] == "round 1, resnet/flax"
+    lenet = next(g for g in summary["goals"] if g["goal"].startswith("lenet"))
+    assert lenet["speed_vs_best"] == pytest.approx(0.5 / 0.54)
+    assert summary["medians"]["resnet"]["flax"]["step_s"] == 0.010
+    report = (tmp_path / "RESULTS-gpu.md").read_text()
+    assert "**Incomplete**: written after round 1, resnet/flax" in report
+    with open(tmp_path / "gpu-samples.csv") as f:
+        assert f.readline().startswith("case,contender,repeat")
+
+    killed_in = None  # not killed: every round, and the tests
+    assert gpu_check.main(["--out", str(tmp_path), "--cases", "lenet,resnet"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["written_after"] == "the end"
+    assert summary["tests"]["summary"] == "3 passed"
+    runs = json.loads((tmp_path / "results-gpu.json").read_text())["cases"]["lenet"]["runs"]
+    assert [len(runs[name]) for name in ("flax_optax", "netc", "netc_step")] == [3, 3, 1]
+    assert "Incomplete" not in (tmp_path / "RESULTS-gpu.md").read_text()

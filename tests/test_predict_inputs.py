@@ -163,12 +163,20 @@ def bad_file(name: str, folder: Path) -> Path:
         write_records(path, [])
     elif what == "no_y":
         write_records(path, [record(x=np.zeros(2))])
+    elif what == "one_value" and path.suffix == ".npy":
+        np.save(path, np.float64(3.0))
+    elif what == "one_value" and path.suffix == ".npz":
+        np.savez(path, x=np.float64(3.0))
     else:
         with h5py.File(path, "w") as handle:
             if what == "text":
                 handle["x"] = np.asarray([b"ab", b"cd"])
             elif what == "no_x":
                 handle["y"] = np.zeros(3)
+            elif what == "one_value":
+                handle["x"] = 3.0
+            elif what == "group":
+                handle.create_group("x")["x"] = np.zeros((3, 2))
             else:  # two
                 handle["test_set_x"] = np.zeros((3, 2))
                 handle["x_dev"] = np.zeros((3, 2))
@@ -180,8 +188,12 @@ BAD = {"t.npz:text": "array 'x' in 't.npz' is not numeric (dtype <U1)",
        "n.npz:no_x": "'n.npz' has no inputs 'x' (found: y)",
        "w.npz:two": "'w.npz' holds x_test and x_dev: name the inputs x",
        "b.npz:not_a_file": "cannot read inputs 'b.npz': File is not a zip file",
+       "v.npz:one_value": "'x' in 'v.npz' holds one value, not a batch of examples",
+       "v.npy:one_value": "'v.npy' holds one value, not a batch of examples",
+       "v.h5:one_value": "'x' in 'v.h5' holds one value, not a batch of examples",
        "t.h5:text": "dataset 'x' in 't.h5' is not numeric (dtype |S2)",
        "n.h5:no_x": "'n.h5' has no inputs 'x' (found: y)",
+       "g.h5:group": "'x' in 'g.h5' is a group, not a dataset",
        "w.h5:two": "'w.h5' holds x_test and x_dev: name the inputs x",
        "b.h5:not_a_file": "cannot read inputs 'b.h5': ",
        "e.array_record:no_records": "ArrayRecord data 'e.array_record' holds no records",
@@ -204,6 +216,27 @@ def test_an_unusable_file_is_the_same_one_line_streamed_or_read_whole(points, na
     assert code != 0
     message = messages[0].replace(f"'{path.name}'", f"'{path}'")
     assert one_error_line(err) == f"netc: error: input: {message}"
+
+
+@pytest.mark.parametrize("kind", ["npz", "h5", "npy"])
+@pytest.mark.parametrize("n", [5, 2])
+def test_a_1d_array_is_one_value_per_example_the_same_message_streamed_or_read_whole(
+        points, kind, n, tmp_path):
+    x = np.zeros(n)  # the net expects 2 values per example
+    inputs = tmp_path / "flat.npy" if kind == "npy" else inputs_file(kind, x, tmp_path)
+    np.save(tmp_path / "flat.npy", x)
+    model, variables = load_run(points)
+    want = (f"inputs are an array of shape ({n},), one value per example, but the net "
+            f"expects 2 per example")
+    if n == 2:  # as many values as one example: how to give it
+        want += " (one example of them is shape (1, 2))"
+    for stream in ("on", "off"):
+        with pytest.raises(DataError) as error:
+            predict_file(model, variables, inputs, tmp_path / "p.npz", None, points,
+                         stream=stream)
+        assert str(error.value) == want
+    code, _, err = run_cli("predict", points, inputs, "--out", tmp_path / "p.npz")
+    assert code != 0 and one_error_line(err) == f"netc: error: input: {want}"
 
 
 @pytest.mark.parametrize("memory, streams", [(10**12, False), (4 * 2500 * 2 * 4 - 1, True)])

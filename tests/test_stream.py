@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 
 import h5py
@@ -207,6 +208,46 @@ def test_h5_dataset_of_text_is_the_same_error_in_memory_and_streamed(tmp_path):
         f["y"] = np.asarray([b"cat"] * 24)
     net = make_net(tmp_path, "words.h5", workers=0)
     message = r"dataset 'y' in 'words.h5' is not numeric \(dtype \|S3\)"
+    with pytest.raises(DataError, match=message):
+        in_memory(net, tmp_path, "classes", 3)
+    with pytest.raises(DataError, match=message):
+        streamed(net, tmp_path)
+
+
+@pytest.mark.parametrize("group", ["x", "y", "list_classes"])
+def test_an_h5_group_where_an_array_belongs_is_the_same_error_in_memory_and_streamed(
+        tmp_path, group):
+    x, y = arrays_xy(m=24)
+    with h5py.File(tmp_path / "nested.h5", "w") as f:
+        arrays = {"x": x, "y": y, "list_classes": np.asarray([b"a", b"b", b"c"])}
+        for key, array in arrays.items():
+            if key == group:  # a group holding the array, not the array itself
+                f.create_group(key)[key] = array
+            else:
+                f[key] = array
+    net = make_net(tmp_path, "nested.h5", workers=0)
+    message = rf"^'{group}' in 'nested\.h5' is a group, not a dataset$"
+    with pytest.raises(DataError, match=message):
+        in_memory(net, tmp_path, "classes", 3)
+    with pytest.raises(DataError, match=message):
+        streamed(net, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["one.npz", "one.h5", "one"])  # one: a folder of .npy
+def test_one_value_for_x_is_the_same_error_in_memory_and_streamed(tmp_path, name):
+    _, y = arrays_xy(m=24)
+    path = tmp_path / name
+    if name == "one.npz":
+        np.savez(path, x=np.float64(3.0), y=y)
+    elif name == "one.h5":
+        with h5py.File(path, "w") as f:
+            f["x"], f["y"] = 3.0, y
+    else:
+        path.mkdir()
+        np.save(path / "x.npy", np.float64(3.0))
+        np.save(path / "y.npy", y)
+    net = make_net(tmp_path, name, workers=0)
+    message = rf"^'x' in '{re.escape(name)}' holds one value, not a batch of examples$"
     with pytest.raises(DataError, match=message):
         in_memory(net, tmp_path, "classes", 3)
     with pytest.raises(DataError, match=message):
