@@ -87,11 +87,6 @@ class CurveProcess:
             self.close(process)
         learning_curve(history, path, title)
 
-    def draw(self, history: list[dict], path: Path, title: str = "") -> None:
-        """learning_curve(history, path, title), by the helper when it can."""
-        self.send(history, path, title)
-        self.finish()
-
     def close(self, process=None) -> None:
         """End the helper without drawing (the run failed, perhaps after send()); it exits
         at the end of its input too, so a parent that dies leaves no helper behind."""

@@ -24,7 +24,9 @@ def history(dev: bool = True) -> list[dict]:
 
 @pytest.mark.parametrize("dev", [True, False])
 def test_the_helper_draws_this_process_figure(tmp_path, dev):
-    CurveProcess().draw(history(dev), tmp_path / "helper.png", title="t")
+    curve = CurveProcess()
+    curve.send(history(dev), tmp_path / "helper.png", title="t")
+    curve.finish()
     learning_curve(history(dev), tmp_path / "here.png", title="t")
     drawn = (tmp_path / "helper.png").read_bytes()
     assert drawn[:8] == b"\x89PNG\r\n\x1a\n"
@@ -35,7 +37,8 @@ def test_without_a_helper_this_process_draws(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
     curve = CurveProcess()
     assert curve.process is None
-    curve.draw(history(), tmp_path / "c.png", title="t")
+    curve.send(history(), tmp_path / "c.png", title="t")
+    curve.finish()
     learning_curve(history(), tmp_path / "here.png", title="t")
     assert (tmp_path / "c.png").read_bytes() == (tmp_path / "here.png").read_bytes()
 
@@ -43,7 +46,8 @@ def test_without_a_helper_this_process_draws(tmp_path, monkeypatch):
 def test_a_failing_helper_leaves_the_drawing_here(tmp_path, monkeypatch):
     monkeypatch.setattr("netc.runtime.plots._HELPER", "raise SystemExit(3)")
     curve = CurveProcess()
-    curve.draw(history(), tmp_path / "c.png", title="t")
+    curve.send(history(), tmp_path / "c.png", title="t")
+    curve.finish()
     learning_curve(history(), tmp_path / "here.png", title="t")
     assert (tmp_path / "c.png").read_bytes() == (tmp_path / "here.png").read_bytes()
 
