@@ -51,7 +51,8 @@ CONTENDERS = {
               ("netc_cached", warmed("moons", moons_args))],
     "lenet": [("netc", netc("lenet", lenet_args)),  # auto: scan (its convs lower to matmuls)
               ("netc_step", netc("lenet", lambda s: [*lenet_args(s), "--loop", "step"])),
-              ("netc_augment", netc("lenet", lambda s: [*lenet_args(s), "--augment"]))],
+              ("netc_augment", netc("lenet", lambda s: [*lenet_args(s), "--augment"])),
+              ("netc_saving", netc("lenet", lambda s: [*lenet_args(s), "--save-every-epoch"]))],
     "digits": [("netc", netc("digits", digits_args)),
                ("netc_cached", warmed("digits", digits_args))],
     "resnet": [("netc", netc("resnet", resnet_args))],

@@ -25,6 +25,7 @@ import numpy as np
 from netc.compiler.ir import Net
 from netc.compiler.losses import LOSSES
 from netc.compiler.model import compile_net
+from netc.compiler.xla_options import SMALL_NET_MACS
 
 from . import checkpoint as ckpt
 from . import sharded_checkpoint as sharded
@@ -159,6 +160,11 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
         raise RunFailed(str(exc)) from None
     out_dir.mkdir(parents=True, exist_ok=True)
     log = MetricsLog(out_dir / "metrics.jsonl")
+    # Orbax's import (0.12 s of Python) goes on a thread beside the epochs where they leave
+    # a host core idle: on an accelerator, or for a small net on CPU (moons). XLA:CPU runs a
+    # larger net's steps on every core, which the import would slow (LeNet-5's first epochs
+    # after the warm-up 1.9x, benchmarks/FINDINGS.md), so there the first save imports it
+    spare_core = model.platform != "cpu" or net.macs <= SMALL_NET_MACS
     say = reporter.warn if reporter else print
 
     carry = None
@@ -211,7 +217,8 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
                 count = min(trainer.chunk, cfg.epochs - done)
                 t0, c0 = now(), compile_seconds()
                 new_carry, sums = trainer.run_epochs(carry, done, count)
-                writer.preload()  # Orbax imported while the epochs run, not while tracing
+                if spare_core:  # Orbax imported while the epochs run, not while tracing
+                    writer.preload()
                 if matplotlib_loading is None and curve is None:
                     matplotlib_loading = preload()
                 # compiling is not training

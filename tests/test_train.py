@@ -492,6 +492,34 @@ def test_auto_loop_fuses_unless_a_conv_stays_direct_on_cpu(body, cpu_loop, monke
     assert choose_loop(net) == "scan"
 
 
+@pytest.mark.parametrize(("body", "beside"), [
+    ("fc 8 -> relu -> fc 6 -> tanh -> sigmoid 1", True),     # 70 multiply-adds per example
+    ("fc 64 -> relu -> fc 64 -> tanh -> sigmoid 1", False),  # 4,288: XLA:CPU takes both cores
+])
+def test_orbax_is_imported_beside_the_epochs_only_when_they_leave_a_core_idle(
+        tmp_path, monkeypatch, body, beside):
+    """On CPU a small net's epochs leave a core idle, so Orbax is imported on a thread after
+    the first chunk; a larger net's first save imports it, not the epochs beside it."""
+    from netc.runtime import sharded_checkpoint as sharded
+
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    calls = []
+    preload, save = sharded.CheckpointWriter.preload, sharded.CheckpointWriter.save
+
+    def record_preload(self):
+        calls.append("preload")
+        return preload(self)
+
+    def record_save(self, *args):
+        calls.append("save")
+        return save(self, *args)
+    monkeypatch.setattr(sharded.CheckpointWriter, "preload", record_preload)
+    monkeypatch.setattr(sharded.CheckpointWriter, "save", record_save)
+    train_spec(moons_mlp(body, epochs=3), tmp_path, report_every=1)
+    assert calls[0] == ("preload" if beside else "save")
+    assert calls.count("save") == 1  # at the end only: report_every saves nothing
+
+
 @pytest.mark.parametrize("batch", ["16", "full"], ids=["shuffled", "full_batch"])
 def test_scan_chunks_and_step_loop_agree(tmp_path, batch):
     """Chunks of 3 over 8 epochs (a short last chunk, prefetched orders) and the step loop
