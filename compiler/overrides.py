@@ -240,6 +240,10 @@ def _apply_train(source: str, overrides: list[str], filename: str) -> str:
         key, sep, value = item.partition("=")
         key, value = key.strip(), value.strip()
         base, dot, option = key.partition(".")
+        if sep and dot and not base and option:
+            raise OverrideError(f"{where}: the name before '.{option}' is missing: write "
+                                f"NAME.{option}=VALUE, NAME a train setting (optimizer.lr) "
+                                "or a layer as `netc check` lists them (fc_1.units)")
         if not sep or not base or not value:
             raise OverrideError(f"{where}: write KEY=VALUE, e.g. --set epochs=5")
         if dot and not option:

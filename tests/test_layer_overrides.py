@@ -94,6 +94,10 @@ ERRORS = {
     # the option is missing (it was an unknown train setting with a hint at layer:fc_1.=3)
     "fc_1.=3": "the option is missing: write fc_1.OPTION=VALUE (fc takes: units, bias, init)",
     "layer:fc_1.=3": "the option is missing: write fc_1.OPTION=VALUE (fc takes: units, ",
+    # the name is missing
+    ".units=3": "the name before '.units' is missing: write NAME.units=VALUE, NAME a train "
+                "setting (optimizer.lr) or a layer as `netc check` lists them (fc_1.units)",
+    "layer:.units=3": "write NAME.OPTION=VALUE for a layer, e.g. --set dropout_1.keep=0.8",
 }
 
 
