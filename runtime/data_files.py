@@ -396,18 +396,23 @@ def array_record_paths(path: pathlib.Path, source: str) -> list[pathlib.Path]:
 
 
 def decode_record(record: bytes, label: str, mode: str = "RGB",
-                  size: tuple[int, int] | None = None, *, decode_x: bool = True):
+                  size: tuple[int, int] | None = None, *, decode_x: bool = True,
+                  labelled: bool = True):
     """One ArrayRecord record as ``(x, y)``. A record is the bytes of an ``.npz`` (what
     ``np.savez`` writes into a ``BytesIO``) holding ``y`` (the label: a class id, a row of
     targets) and either ``x`` (the example; 8-bit values are divided by 255) or ``image``
     (the bytes of a PNG/JPEG file as a uint8 array, decoded as an image folder's files are,
-    with the data's ``mode=``/``size=``). ``x`` is None unless ``decode_x``."""
+    with the data's ``mode=``/``size=``). ``x`` is None unless ``decode_x``. Inputs to
+    predict (``labelled`` False) need no ``y``: it is None where the record has none."""
     try:
         with np.load(io.BytesIO(record), allow_pickle=False) as archive:
-            if "y" not in archive.files or not ({"x", "image"} & set(archive.files)):
-                raise DataError(f"{label} needs arrays 'y' and 'x' (or 'image'); found: "
+            files = set(archive.files)
+            if not {"x", "image"} & files or (labelled and "y" not in files):
+                need = "arrays 'y' and 'x' (or 'image')" if labelled else \
+                    "an array 'x' (or 'image')"
+                raise DataError(f"{label} needs {need}; found: "
                                 f"{', '.join(archive.files) or 'none'}")
-            y = np.asarray(archive["y"])
+            y = np.asarray(archive["y"]) if "y" in files else None
             if not decode_x:
                 return None, y
             if "x" in archive.files:

@@ -248,5 +248,6 @@ def _records(path: pathlib.Path, source: str, images: dict) -> ArrayRecordSource
     records = ArrayRecordDataSource([str(p) for p in paths])
     if not len(records):
         raise DataError(f"ArrayRecord data '{source}' holds no records")
-    first, _ = decode_record(records[0], f"record 0 of '{source}'", mode, size)
-    return ArrayRecordSource(paths, source, mode, size, len(records), first)
+    first, _ = decode_record(records[0], f"record 0 of '{source}'", mode, size,
+                             labelled=False)
+    return ArrayRecordSource(paths, source, mode, size, len(records), first, labelled=False)

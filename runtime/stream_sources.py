@@ -219,14 +219,17 @@ class H5Source(StreamSource):
 
 class ArrayRecordSource(StreamSource):
     """ArrayRecord files (shards read as one sequence, in sorted name order); each record is
-    decoded by runtime/data_files.py's :func:`decode_record`."""
+    decoded by runtime/data_files.py's :func:`decode_record` (inputs to predict, not
+    ``labelled``, need no ``y``)."""
 
     handles = ("reader",)
 
     def __init__(self, paths: list[pathlib.Path], source: str, mode: str,
-                 size: tuple[int, int] | None, length: int, first: np.ndarray):
+                 size: tuple[int, int] | None, length: int, first: np.ndarray,
+                 labelled: bool = True):
         self.paths, self.source, self.mode, self.size = [str(p) for p in paths], source, mode, size
         self.length, self.example_shape, self.dtype = length, first.shape, first.dtype
+        self.labelled = labelled
 
     def records(self):
         """Grain's ArrayRecord reader of the shards, opened on first use in this process."""
@@ -250,7 +253,8 @@ class ArrayRecordSource(StreamSource):
             raise DataError(f"cannot read '{self.source}': {first_line(error)}") from None
         examples = []
         for i, record in zip(rows, data):
-            x, _ = decode_record(record, self.name(i), self.mode, self.size)
+            x, _ = decode_record(record, self.name(i), self.mode, self.size,
+                                 labelled=self.labelled)
             if x.shape != self.example_shape:
                 raise DataError(f"{self.name(i)} is {x.shape} but record 0 is "
                                 f"{self.example_shape}; records must share one shape")

@@ -62,6 +62,9 @@ def inputs_file(kind: str, x: np.ndarray, folder: Path) -> Path:
             handle["y" if kind == "h5" else "test_set_y"] = labels
             handle["list_classes"] = np.asarray([b"a", b"b", b"c"])
         return folder / "new.h5"
+    if kind == "array_record_unlabelled":  # inputs to predict need no y
+        write_records(folder / "new.array_record", [record(x=row) for row in x])
+        return folder / "new.array_record"
     records = [record(x=row, y=np.int64(0)) for row in x]
     if kind == "array_record":
         write_records(folder / "new.array_record", records)
@@ -75,7 +78,7 @@ def inputs_file(kind: str, x: np.ndarray, folder: Path) -> Path:
 
 SOURCES = {"npz": ArraySource, "npz_x_test": ArraySource, "h5": H5Source,
            "h5_course": H5Source, "array_record": ArrayRecordSource,
-           "array_record_shards": ArrayRecordSource}
+           "array_record_shards": ArrayRecordSource, "array_record_unlabelled": ArrayRecordSource}
 
 
 @pytest.mark.parametrize("kind", list(SOURCES))
@@ -132,8 +135,9 @@ def test_image_records_are_decoded_with_the_runs_size_and_mode(tmp_path):
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="PNG")
         images.append(np.frombuffer(buffer.getvalue(), np.uint8))
-    write_records(tmp_path / "new.array_record", [record(image=b, y=np.int64(0))
-                                                  for b in images])
+    write_records(tmp_path / "new.array_record", [record(image=b, y=np.int64(0)) if i % 2
+                                                  else record(image=b)  # some without a y
+                                                  for i, b in enumerate(images)])
     options = {"size": "4x3", "mode": "L"}
     source = open_inputs(tmp_path / "new.array_record", "new", options)
     streamed = source.read_rows(np.arange(len(source)))
@@ -161,8 +165,8 @@ def bad_file(name: str, folder: Path) -> Path:
         path.write_bytes(b"not what it says")
     elif what == "no_records":
         write_records(path, [])
-    elif what == "no_y":
-        write_records(path, [record(x=np.zeros(2))])
+    elif what == "no_x" and path.suffix == ".array_record":
+        write_records(path, [record(y=np.zeros(2))])
     elif what == "one_value" and path.suffix == ".npy":
         np.save(path, np.float64(3.0))
     elif what == "one_value" and path.suffix == ".npz":
@@ -197,8 +201,8 @@ BAD = {"t.npz:text": "array 'x' in 't.npz' is not numeric (dtype <U1)",
        "w.h5:two": "'w.h5' holds x_test and x_dev: name the inputs x",
        "b.h5:not_a_file": "cannot read inputs 'b.h5': ",
        "e.array_record:no_records": "ArrayRecord data 'e.array_record' holds no records",
-       "y.array_record:no_y": "record 0 of 'y.array_record' needs arrays 'y' and 'x' (or "
-                              "'image'); found: x",
+       "y.array_record:no_x": "record 0 of 'y.array_record' needs an array 'x' (or 'image'); "
+                              "found: y",
        "b.array_record:not_a_file": "cannot read inputs 'b.array_record': "}
 
 

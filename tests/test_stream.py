@@ -316,6 +316,20 @@ def test_array_record_of_encoded_images(tmp_path):
                                   folder["x"])
 
 
+def test_array_record_training_data_needs_every_records_label(tmp_path):
+    """Inputs to predict may leave y out; training data may not, streamed or read whole."""
+    x, y = arrays_xy(m=6)
+    write_records(tmp_path / "d.array_record",
+                  [record(x=x[i], y=y[i]) if i != 4 else record(x=x[i]) for i in range(6)])
+    net = make_net(tmp_path, "d.array_record", workers=0)
+    want = "record 4 of 'd.array_record' needs arrays 'y' and 'x' (or 'image'); found: x"
+    with pytest.raises(DataError) as whole:
+        load_source("d.array_record", base_dir=tmp_path)
+    with pytest.raises(DataError) as on:
+        streamed(net, tmp_path)
+    assert str(whole.value) == str(on.value) == want
+
+
 def test_split_file_of_another_image_folder_renumbers_classes(tmp_path):
     image_folder(tmp_path / "train")
     image_folder(tmp_path / "test", classes=("dog", "eel"), per_class=3, seed=5)
