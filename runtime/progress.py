@@ -36,8 +36,6 @@ class Reporter:
         self.examples = trainer.train_data.m
         # a train split streamed from disk: its reading and stepping rates (host_feed.py)
         self.feed = trainer.feed_rates if getattr(trainer, "streamed", False) else None
-        self.t0 = time.perf_counter()
-        self.done0 = done
         self.last_line = 0.0
         if self.mode == "quiet":
             return
@@ -72,9 +70,11 @@ class Reporter:
             self._live.start()
 
     def epochs(self, records: list[dict]) -> None:
+        """Show the newest of these epochs' figures, and how fast they trained: examples
+        over their training seconds (compiling left out, as in metrics.jsonl)."""
         last = records[-1]
-        elapsed = time.perf_counter() - self.t0
-        rate = (last["epoch"] - self.done0) * self.examples / max(elapsed, 1e-9)
+        seconds = sum(r.get("seconds", 0.0) for r in records)
+        rate = len(records) * self.examples / seconds if seconds > 0 else 0.0
         rate_text = f"{rate:,.0f} ex/s{_feed_rates(self.feed)}"
         if self._live is not None:
             self._live.update(self._task, completed=last["epoch"], metrics=_fmt(last),
