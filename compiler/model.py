@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from functools import cached_property
 
 import jax
@@ -62,6 +63,10 @@ class Model:
             self._logits = None
         self.loss_name = net.train.loss or default_loss(net.head.kind)
         self._loss = LOSSES[self.loss_name]
+        # a multi-task net (`sigmoid N`, N > 1, binary cross-entropy): each output a yes/no
+        # task with its own accuracy; 0 for any other
+        width = math.prod(self.output_shape)
+        self.tasks = width if self._loss.task_hits is not None and width > 1 else 0
         self._weights = [(layer, p) for layer, p in weight_names(net)
                          if layer not in self.frozen]  # frozen weights get no L2
         # XLA's options for this net's programs on this platform (compiler/xla_options.py)
@@ -139,13 +144,24 @@ class Model:
                                       from_logits)
 
     def metrics(self, out, y, weights=None) -> dict:
-        """Sums for accuracy over a batch: {'hits', 'counted'} (empty for regression)."""
+        """Sums for accuracy over a batch: {'hits', 'counted'} (empty for regression); a
+        multi-task net's also 'task_hits' and 'task_known', each (tasks,): every task's
+        right answers and known labels."""
         if self._loss.hits is None:
             return {}
-        hits, counted = self._loss.hits(self.activate(out), y)
+        probabilities = self.activate(out)
+        hits, counted = self._loss.hits(probabilities, y)
         if weights is not None:
             hits, counted = hits * weights, counted * weights
-        return {"hits": jnp.sum(hits), "counted": jnp.sum(counted)}
+        figures = {"hits": jnp.sum(hits), "counted": jnp.sum(counted)}
+        if self.tasks:
+            m = probabilities.shape[0]
+            task_hits, known = self._loss.task_hits(probabilities.reshape(m, -1),
+                                                    y.reshape(m, -1))
+            if weights is not None:
+                task_hits, known = task_hits * weights[:, None], known * weights[:, None]
+            figures["task_hits"], figures["task_known"] = task_hits.sum(0), known.sum(0)
+        return figures
 
     # ---- jitted pieces ---------------------------------------------------------------
     def jit(self, fn, **options):

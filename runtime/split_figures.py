@@ -13,7 +13,7 @@ from netc.compiler.model import Model
 from .host_feed import is_streamed, padded_stream_batches
 
 __all__ = ["as_sums", "batches_sums", "evaluate", "evaluate_split", "figures_of",
-           "members_sums", "padded_batches", "split_batches", "split_sums"]
+           "members_sums", "padded_batches", "split_batches", "split_sums", "sums_width"]
 
 
 def evaluate(model: Model, variables, x, y, batch: int) -> dict:
@@ -28,7 +28,8 @@ def evaluate_split(model: Model, variables, split, batch: int) -> dict:
 
 
 def figures_of(sums: np.ndarray) -> dict:
-    loss_sum, n, hits, counted = sums.tolist()
+    """{'loss', 'accuracy' (where counted)} of a split's summed figures (as_sums)."""
+    loss_sum, n, hits, counted = sums[:4].tolist()
     out = {"loss": loss_sum / max(n, 1)}
     if counted:
         out["accuracy"] = hits / counted
@@ -36,25 +37,27 @@ def figures_of(sums: np.ndarray) -> dict:
 
 
 def split_sums(model: Model, variables, x, y, batch: int) -> np.ndarray:
-    """[loss_sum, n, hits, counted] over a split, in batches of exactly `batch` examples (the
-    last padded and weighted 0): the final figures of every split and the step loop's dev
-    check share one compiled program (the scan loop checks dev inside its own program)."""
+    """[loss_sum, n, hits, counted] (and per-task sums, as_sums) over a split, in batches of
+    exactly `batch` examples (the last padded and weighted 0): the final figures of every
+    split and the step loop's dev check share one compiled program (the scan loop checks
+    dev inside its own program)."""
     return batches_sums(model, variables, padded_batches(x, y, batch))
 
 
 def batches_sums(model: Model, variables, batches) -> np.ndarray:
-    """[loss_sum, n, hits, counted] summed over padded (x, y, weights) batches of one size."""
+    """[loss_sum, n, hits, counted] (and per-task sums, as_sums) summed over padded
+    (x, y, weights) batches of one size."""
     run = batch_sums_program(model)
-    total = np.zeros(4, np.float32)
+    total = np.zeros(sums_width(model), np.float32)
     for xb, yb, weights in batches:
         total = run(variables, xb, yb, weights, total)
     return np.asarray(total, np.float64)
 
 
 def members_sums(model: Model, members: list[dict], batches) -> np.ndarray:
-    """batches_sums of each member's variables, (members, 4), reading `batches` once."""
+    """batches_sums of each member's variables, (members, width), reading `batches` once."""
     run = batch_sums_program(model)
-    totals = [np.zeros(4, np.float32) for _ in members]
+    totals = [np.zeros(sums_width(model), np.float32) for _ in members]
     for xb, yb, weights in batches:
         totals = [run(variables, xb, yb, weights, total)
                   for variables, total in zip(members, totals)]
@@ -81,15 +84,25 @@ def padded_batches(x, y, batch: int):
         yield xb, yb, weights
 
 
+def sums_width(model: Model) -> int:
+    """The length of a split's figures as the loops add them up (as_sums): 4, and a
+    multi-task net's per-task hits and known labels after them (2 per task)."""
+    return 4 + 2 * model.tasks
+
+
 def as_sums(r: dict):
-    """evaluate_batch's figures as the [loss_sum, n, hits, counted] vector the loops add up."""
-    return jnp.stack([r["loss_sum"], r["n"], r.get("hits", jnp.float32(0)),
+    """evaluate_batch's (or a training step's) figures as the vector the loops add up:
+    [loss_sum, n, hits, counted], then a multi-task net's task_hits and task_known."""
+    head = jnp.stack([r["loss_sum"], r["n"], r.get("hits", jnp.float32(0)),
                       r.get("counted", jnp.float32(0))])
+    if "task_hits" not in r:
+        return head
+    return jnp.concatenate([head, r["task_hits"], r["task_known"]]).astype(head.dtype)
 
 
 @functools.lru_cache(maxsize=8)
 def batch_sums_program(model: Model):
-    """jit: (variables, x, y, weights, total) -> total + [loss_sum, n, hits, counted]."""
+    """jit: (variables, x, y, weights, total) -> total + the batch's as_sums."""
     def run(variables, x, y, weights, total):
         r = model.evaluate_batch(variables, x, y, weights)
         return total + as_sums(r)

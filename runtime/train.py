@@ -41,7 +41,7 @@ from .host_feed import (
 )
 from .host_scan import device_groups, scan_reader
 from .optim import build_optimizer, epoch_rate, hyperparameters
-from .split_figures import as_sums, members_sums, split_batches
+from .split_figures import as_sums, members_sums, split_batches, sums_width
 
 
 @dataclass
@@ -84,6 +84,10 @@ class Trainer:
         cfg = net.train
         self.net, self.cfg = net, cfg
         self.model: Model = compile_net(net, compute_dtype=compute_dtype)
+        # an epoch's figures of a split: [loss_sum, n, hits, counted] and a multi-task net's
+        # per-task hits and known labels (split_figures.as_sums); a chunk's row holds the
+        # train split's, the dev split's and 1 if the epoch ran
+        self.width = sums_width(self.model)
         self.train_data, self.dev_data = train, dev
         self.batch = cfg.batch_of(train.m)
         self.full_batches, self.remainder = divmod(train.m, self.batch)
@@ -231,16 +235,14 @@ class Trainer:
                                   accumulate=k if x.shape[0] % k == 0 else 1)
         params, state, opt, cost, metrics = step(params, state, opt, x, y, rng)
         n = x.shape[0]
-        sums = jnp.stack([cost * n, jnp.asarray(n, jnp.float32),
-                          metrics.get("hits", jnp.float32(0)),
-                          metrics.get("counted", jnp.float32(0))])
+        sums = as_sums({"loss_sum": cost * n, "n": jnp.asarray(n, jnp.float32), **metrics})
         return (params, state, opt, watch), sums
 
     def _epoch(self, hp, carry, epoch, order, x_all, y_all):
         """All minibatches of one epoch inside one trace (the scan loop)."""
         b, full = self.batch, self.full_batches
         order = self._order(order)
-        sums = jnp.zeros(4, jnp.float32)
+        sums = jnp.zeros(self.width, jnp.float32)
         if full:
             batches = order[: full * b].reshape(full, b)
 
@@ -259,7 +261,7 @@ class Trainer:
     def _scan_chunk(self):
         """jit: run a chunk of epochs; epochs < 0 (a short last chunk) and the epochs after
         early stopping ran out of patience are skipped. Per epoch: [train sums, dev sums,
-        1 if it ran]."""
+        1 if it ran] (2 * width + 1)."""
         if "scan" not in self._compiled:
             def chunk(hp, carry, epochs, orders, x_all, y_all, dev_x, dev_y):
                 def one(c, xs):
@@ -271,18 +273,18 @@ class Trainer:
                         c = self._watched(c, epoch, dev)
                         return c, jnp.concatenate([sums, dev, jnp.ones(1, jnp.float32)])
                     live = (epoch >= 0) & ~self._stopped(c)
-                    return jax.lax.cond(live, run,
-                                        lambda c: (c, jnp.zeros(9, jnp.float32)), c)
+                    skipped = jnp.zeros(2 * self.width + 1, jnp.float32)
+                    return jax.lax.cond(live, run, lambda c: (c, skipped), c)
                 return jax.lax.scan(one, carry, (epochs, orders))
             self._compiled["scan"] = self.model.jit(self._per_member(chunk, 2),
                                                     donate_argnums=(1,))
         return self._compiled["scan"]
 
     def _dev_sums(self, carry, dev_x, dev_y):
-        """[loss_sum, n, hits, counted] on the dev split (an argument, never a constant
-        baked into the program), zeros without one."""
+        """The dev split's figures (as_sums; an argument, never a constant baked into the
+        program), zeros without one."""
         if dev_x is None:
-            return jnp.zeros(4, jnp.float32)
+            return jnp.zeros(self.width, jnp.float32)
         params, state = carry[0], carry[1]
         r = self.model.evaluate_batch({"params": params, "state": state}, dev_x, dev_y,
                                       jnp.ones(dev_x.shape[0], jnp.float32))
@@ -329,9 +331,10 @@ class Trainer:
 
     def _dev_check(self, carry, epoch: int) -> np.ndarray:
         """The step loop's dev figures after an epoch (the evaluation program of the run):
-        (4,), or (members, 4). A host-fed dev split is read once per check, by one reader
-        for the run (host_feed.dev_reader), and every member evaluated on each batch."""
-        shape = (4,) if self.members is None else (self.members, 4)
+        (width,), or (members, width). A host-fed dev split is read once per check, by one
+        reader for the run (host_feed.dev_reader), and every member evaluated on each
+        batch."""
+        shape = (self.width,) if self.members is None else (self.members, self.width)
         if self.dev_data is None:
             return np.zeros(shape)
         if isinstance(self.dev_data, HostData):  # read from the host at every check
@@ -425,9 +428,9 @@ class Trainer:
 
     # ---- running ---------------------------------------------------------------------
     def run_epochs(self, carry, first: int, count: int):
-        """Run epochs first .. first+count-1 -> (carry, per-epoch sums as numpy (count, 9):
-        train [loss_sum, n, hits, counted], dev likewise, 1 if the epoch ran (0 after early
-        stopping); a population's have a leading member axis)."""
+        """Run epochs first .. first+count-1 -> (carry, per-epoch sums as numpy
+        (count, 2 * width + 1): the train split's figures (as_sums), the dev split's, 1 if
+        the epoch ran (0 after early stopping); a population's have a leading member axis)."""
         if self.loop == "scan" and not self.streamed:
             x, y = self.train_data.x, self.train_data.y
             epochs = np.full(self.chunk, -1, np.int32)
@@ -452,9 +455,9 @@ class Trainer:
             if carry[3] is not None:  # members that ran out of patience before this epoch
                 ran = ~np.asarray(carry[3]["stopped"]).reshape(*members, 1) * ran
                 if not ran.any():
-                    rows.append(np.zeros((*members, 9), np.float32))
+                    rows.append(np.zeros((*members, 2 * self.width + 1), np.float32))
                     continue
-            total = np.zeros((*members, 4), np.float32)
+            total = np.zeros((*members, self.width), np.float32)
             if self.streamed and self.loop == "scan":
                 carry, total = self._host_fed_scan_epoch(carry, total, epoch)
             elif self.streamed:
@@ -535,27 +538,40 @@ class Trainer:
         chunk that took `seconds` of training and ended `ended` seconds into the run
         (`time`, spread evenly); for a population, `sums` is one member's and `member` its
         index."""
-        out = []
-        ran_epochs = int(sums[:, 8].sum())
+        out, w = [], self.width
+        ran_epochs = int(sums[:, 2 * w].sum())
         per_epoch = seconds / max(ran_epochs, 1)
         rates = np.asarray(self.rate_of_epoch(np.arange(first, first + len(sums)), member),
                            np.float64).tolist()  # one call for the chunk, not one per epoch
         for k, row in enumerate(sums.tolist()):
-            loss_sum, n, hits, counted, dl, dn, dh, dc, ran = row
+            train, dev, ran = row[:w], row[w:2 * w], row[2 * w]
             if not ran:  # after early stopping: no further epoch ran
                 break
+            loss_sum, n, hits, counted = train[:4]
             rec = {"epoch": first + k + 1, "lr": rates[k], "loss": loss_sum / n}
             if counted:
                 rec["accuracy"] = hits / counted
+            if self.model.tasks:
+                rec["task_accuracy"] = task_accuracy(train[4:])
+            dl, dn, dh, dc = dev[:4]
             if self.dev_data is not None and dn:
                 rec["dev_loss"] = dl / dn
                 if dc:
                     rec["dev_accuracy"] = dh / dc
+                if self.model.tasks:
+                    rec["dev_task_accuracy"] = task_accuracy(dev[4:])
             rec["seconds"] = per_epoch
             if ended is not None:
                 rec["time"] = round(ended - (ran_epochs - k - 1) * per_epoch, 4)
             out.append(rec)
         return out
+
+
+def task_accuracy(task_sums: list[float]) -> list[float | None]:
+    """Each task's accuracy from a multi-task net's summed [task hits..., task known...]:
+    None for a task with no known label."""
+    tasks = len(task_sums) // 2
+    return [h / k if k else None for h, k in zip(task_sums[:tasks], task_sums[tasks:])]
 
 
 class StopRequested:

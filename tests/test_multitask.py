@@ -1,8 +1,8 @@
 """Multi-task heads: `sigmoid N` with N yes/no labels per example, NaN where a label is
 unknown (LANGUAGE.md section 4). Unknown labels add nothing to the cost, its gradient or the
 accuracy; every figure is checked against numpy written here (forward and backward pass by
-hand), and a run reports accuracy per task in run.json, `netc eval` and at the end of
-`netc train`.
+hand), and a run reports accuracy per task in run.json, every epoch's in metrics.jsonl,
+`netc eval` and at the end of `netc train`.
 
 The cost netc minimises: J = -(1/m) sum_i sum_{j known in row i} [y log a + (1-y) log(1-a)]:
 each example sums over its known labels, the mean is over all m examples of the minibatch
@@ -16,7 +16,9 @@ import jax
 import netc
 import numpy as np
 import pytest
-from conftest import run_cli, write_spec
+from conftest import metrics_of, run_cli, write_spec
+from netc.compiler.check import check_file
+from netc.runtime.run import train_run
 from netc.runtime.split_figures import evaluate
 from netc.runtime.task_metrics import is_multitask, task_figures
 
@@ -204,3 +206,41 @@ def test_a_multitask_run_reports_accuracy_per_task(tmp_path):
     code, stdout, _ = run_cli("eval", out)
     assert code == 0
     assert "per task" in stdout and "known labels" in stdout
+
+
+@pytest.mark.parametrize("loop, stream", [("scan", "off"), ("step", "off"), ("step", "on"),
+                                          ("scan", "on")])
+def test_each_epoch_reports_accuracy_per_task(tmp_path, loop, stream):
+    """metrics.jsonl has every epoch's task_accuracy and dev_task_accuracy, in the scan loop,
+    the step loop and the host-fed ones (`stream on`): each epoch's tasks, weighted by their
+    known labels, make its overall accuracy, and the last epoch's dev figures are the run's
+    final ones (computed apart, by runtime/task_metrics.py)."""
+    labels, _ = _multitask_data(tmp_path)
+    text = MULTITASK_RUN.replace("epochs 30", f"epochs 6\n  stream {stream}")
+    spec = write_spec(tmp_path, text)
+    out = tmp_path / "run"
+    train_run(check_file(spec), out, base_dir=tmp_path, loop=loop)
+    records = metrics_of(out)
+    known = {split: (~np.isnan(y)).sum(axis=0) for split, y in labels.items()}
+    for r in records:
+        for prefix, split in (("", "train"), ("dev_", "dev")):
+            tasks = r[f"{prefix}task_accuracy"]
+            assert len(tasks) == 3
+            overall = np.dot(tasks, known[split]) / known[split].sum()
+            assert overall == pytest.approx(r[f"{prefix}accuracy"], rel=1e-6)
+    final = json.loads((out / "run.json").read_text())["final"]["dev"]["task_accuracy"]
+    assert records[-1]["dev_task_accuracy"] == pytest.approx(final, rel=1e-6)
+    assert records[0]["task_accuracy"] != records[-1]["task_accuracy"]  # it learns
+
+
+def test_a_task_without_a_known_label_has_no_accuracy_in_an_epoch(tmp_path):
+    labels, _ = _multitask_data(tmp_path)
+    with np.load(tmp_path / "tasks.npz") as data:
+        arrays = dict(data)
+    arrays["y_dev"][:, 1] = NAN  # no dev label of task 1
+    np.savez(tmp_path / "tasks.npz", **arrays)
+    spec = write_spec(tmp_path, MULTITASK_RUN.replace("epochs 30", "epochs 2"))
+    train_run(check_file(spec), tmp_path / "run", base_dir=tmp_path)
+    for r in metrics_of(tmp_path / "run"):
+        assert r["dev_task_accuracy"][1] is None
+        assert None not in r["task_accuracy"]
