@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -147,6 +148,11 @@ SPACE_ERRORS = {
     "optimizer.b1=1-log(0, 0.1)": "bounds > 0",
     "optimizer.lr=logg(1e-4, 1)": "did you mean log?",
     "optimizer.lr=normal(0, 1)": "unknown search space 'normal'",
+    # other tools' names: the same call with netc's
+    "optimizer.lr=loguniform(1e-4, 0.1)": "unknown search space 'loguniform' (did you mean "
+                                          "log(1e-4, 0.1)? spaces: log(1e-4, 1), ",
+    "batch=Categorical(32, 64)": "(did you mean choice(32, 64)? spaces:",
+    "epochs=randint(5, 9)": "(did you mean int(5, 9)? spaces:",
     "optimizer.lr=log(1e-4)": "takes two bounds",
     "l2=uniform(0, 1, 2)": "takes two bounds",
     "l2=uniform(a, 1)": "'a' is not a number",
@@ -161,7 +167,7 @@ SPACE_ERRORS = {
 
 @pytest.mark.parametrize("item", list(SPACE_ERRORS))
 def test_bad_spaces_are_one_line_errors(item, capsys, tmp_path):
-    with pytest.raises(sp.SpaceError, match=SPACE_ERRORS[item].replace("?", r"\?")):
+    with pytest.raises(sp.SpaceError, match=re.escape(SPACE_ERRORS[item])):
         sp.parse_set(item)
     code = cli.main(["tune", str(MOONS), "--trials", "1", "--set", item,
                      "--out", str(tmp_path / "t")])

@@ -266,6 +266,11 @@ def _box(values: list[float], low: float, high: float) -> tuple[float, float]:
 _CALL = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*\((.*)\)\s*$", re.S)
 _TOKEN = re.compile(r"""\s*("[^"]*"|'[^']*'|[^,]*?)\s*(,|$)""")
 KINDS = ("log", "1-log", "uniform", "int", "choice")
+# what other tools call netc's spaces (Optuna's suggest_loguniform, scipy.stats' reciprocal
+# and randint, Ray Tune's loguniform, randint and choice, Keras Tuner's Choice): the hint
+# writes the same call with netc's name
+OTHER_NAMES = {"loguniform": "log", "log_uniform": "log", "reciprocal": "log",
+               "randint": "int", "integer": "int", "categorical": "choice"}
 _EXAMPLES = {"log": "log(1e-4, 1)", "1-log": "1-log(1e-3, 1e-1)", "uniform": "uniform(0.5, 1)",
              "int": "int(16, 256)", "choice": "choice(32, 64, 128)"}
 
@@ -317,6 +322,8 @@ def parse_set(item: str) -> Space | None:
     if kind not in KINDS:
         close = difflib.get_close_matches(kind, KINDS, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]}? " if close else ""
+        if kind.lower() in OTHER_NAMES:
+            hint = f"did you mean {OTHER_NAMES[kind.lower()]}({m.group(2).strip()})? "
         raise SpaceError(f"{where}: unknown search space '{kind}' ({hint}spaces: "
                          + ", ".join(_EXAMPLES.values()) + ")")
     if kind == "choice":
