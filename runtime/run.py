@@ -160,10 +160,11 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
         raise RunFailed(str(exc)) from None
     out_dir.mkdir(parents=True, exist_ok=True)
     log = MetricsLog(out_dir / "metrics.jsonl")
-    # Orbax's import (0.12 s of Python) goes on a thread beside the epochs where they leave
-    # a host core idle: on an accelerator, or for a small net on CPU (moons). XLA:CPU runs a
-    # larger net's steps on every core, which the import would slow (LeNet-5's first epochs
-    # after the warm-up 1.9x, benchmarks/FINDINGS.md), so there the first save imports it
+    # Orbax's import (0.12-0.3 s of Python) goes on a thread beside the epochs where they
+    # leave a host core idle: on an accelerator, or for a small net on CPU (moons). XLA:CPU
+    # runs a larger net's steps on every core, which the import would slow (LeNet-5's first
+    # epochs after the warm-up up to 2x), so there the first save imports it: the same cost,
+    # once, but not inside the epochs' timing (benchmarks/FINDINGS.md)
     spare_core = model.platform != "cpu" or net.macs <= SMALL_NET_MACS
     say = reporter.warn if reporter else print
 

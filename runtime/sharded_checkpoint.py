@@ -46,7 +46,7 @@ KEEP = 2
 
 
 def _orbax():
-    """orbax.checkpoint, imported when first needed (0.3 s: not in `netc eval` of a
+    """orbax.checkpoint, imported when first needed (0.12-0.3 s: not in `netc eval` of a
     finished run, nor before training starts)."""
     import orbax.checkpoint as ocp
     from absl import logging as absl_logging

@@ -793,6 +793,8 @@ def test_resnet50_forward():
     ((8, 8, 2), "conv f=1x3 s=1x2 p=same c=3 bias=false"),
     ((12, 12, 20), "conv f=3 s=3 p=same c=4"),   # more channels than the im2col limit
     ((7, 9, 4), "conv f=4 s=3 c=2"),             # strides that skip the last cells
+    ((20, 20, 8), "conv f=5 p=same c=4"),        # patches as rows (200 values, 400 positions)
+    ((24, 22, 3), "conv f=6x5 s=1x2 p=1x3 c=5"),  # rows: 90 values, 21x12 positions
 ])
 def test_conv_lowerings_agree_in_values_and_gradients(in_shape, layer):
     """The im2col lowering and lax.conv_general_dilated give the same outputs and gradients
@@ -828,6 +830,19 @@ def test_im2col_is_chosen_only_for_few_channels_ungrouped_on_cpu():
     assert not chosen("input 224x224x3\nconv f=7 s=2 p=3 c=64")  # too many positions
     assert not chosen("input 8x8x4\nconv f=3 c=4 groups=2")     # grouped: direct only
     assert not chosen("input 8x8x4\ndwconv f=3")
+
+
+def test_im2col_puts_the_positions_last_for_short_rows_or_few_patch_values():
+    """The layout chosen per conv (benchmarks/FINDINGS.md's table of 20 shapes): positions
+    last for LeNet-5's convs, rows of patches for long rows over many positions."""
+    def positions_last(spec):
+        return conv.patches_positions_last(netc.check(spec).leaves()[0])
+
+    assert positions_last("input 32x32x1\nconv f=5 c=6")      # a row of 25 values
+    assert positions_last("input 14x14x6\nconv f=5 c=16")     # 150 values x 100 positions
+    assert positions_last("input 64x64x3\nconv f=3 p=same c=16")  # 27 values
+    assert not positions_last("input 32x32x4\nconv f=5 p=same c=16")  # 100 x 1,024
+    assert not positions_last("input 16x16x8\nconv f=3 p=same c=16")  # 72 x 256
 
 
 def test_the_model_lowers_for_its_platform():

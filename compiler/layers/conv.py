@@ -92,27 +92,50 @@ def conv_direct(node):
     return forward
 
 
+# im2col's patches with the positions last, (f_h*f_w*c_in, batch*h*w), or as rows,
+# (batch*h*w, f_h*f_w*c_in): positions last is faster (0.57-0.87x the time, forward and
+# backward) for short patch rows or few patch values per example (LeNet-5's 25-value rows and
+# conv2's 150 x 100 positions), rows for longer rows over many positions (1.2-1.4x the time
+# otherwise: benchmarks/FINDINGS.md, "im2col with the positions as the long side")
+POSITIONS_LAST_MAX_ROW = 50
+POSITIONS_LAST_MAX_VALUES = 16_384  # f_h*f_w*c_in * h*w, per example
+
+
+def patches_positions_last(node) -> bool:
+    """Whether conv_im2col lays its patches out with the positions last."""
+    fh, fw = node.attrs["f"]
+    row = fh * fw * node.in_shape[-1]
+    return (row <= POSITIONS_LAST_MAX_ROW
+            or row * node.out_shape[0] * node.out_shape[1] <= POSITIONS_LAST_MAX_VALUES)
+
+
 def conv_im2col(node):
-    """conv as im2col with the positions last: the f_h*f_w shifted (strided) views of the
-    padded input, channels first (c_in, batch, h, w), stacked in HWIO order into a
-    (f_h*f_w*c_in, batch*h*w) matrix, which the transposed kernel (c_out, f_h*f_w*c_in)
-    multiplies; the (c_out, batch, h, w) result goes back to NHWC. With the positions as the
-    matmul's long side, LeNet-5's few channels (1 and 6 in, 6 and 16 out) train 1.2x faster
-    than with NHWC patches (batch*h*w, f_h*f_w*c_in), whose rows are 25 to 150 floats wide
-    (benchmarks/FINDINGS.md). Ungrouped convs only (conv_as_matmul never picks it for
-    groups)."""
+    """conv as im2col: the f_h*f_w shifted (strided) views of the padded input, in HWIO
+    order, as one matrix that the kernel (reshaped to (f_h*f_w*c_in, c_out)) multiplies.
+    Positions last (patches_positions_last): the input channels first (c_in, batch, h, w),
+    the views stacked into (f_h*f_w*c_in, batch*h*w), times the transposed kernel, the
+    (c_out, batch, h, w) result put back to NHWC; else the views concatenated on channels,
+    (batch, h, w, f_h*f_w*c_in), times the kernel. Ungrouped convs only (conv_as_matmul never
+    picks it for groups)."""
     (sh, sw), ((pt, pb), (pl, pr)) = node.attrs["s"], node.attrs["padding"]
     oh, ow = node.out_shape[0], node.out_shape[1]
+    positions_last = patches_positions_last(node)
 
     def forward(ctx, x, params, state):
         kernel = ctx.cast(params["kernel"])
         fh, fw, cin, cout = kernel.shape
-        x = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0))).transpose(3, 0, 1, 2)
-        views = [x[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
-                 for i in range(fh) for j in range(fw)]
-        patches = jnp.stack(views).reshape(fh * fw * cin, -1)
-        y = kernel.reshape(fh * fw * cin, cout).T @ patches
-        y = y.reshape(cout, -1, oh, ow).transpose(1, 2, 3, 0)
+        x = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+        if positions_last:
+            x = x.transpose(3, 0, 1, 2)
+            views = [x[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+                     for i in range(fh) for j in range(fw)]
+            patches = jnp.stack(views).reshape(fh * fw * cin, -1)
+            y = kernel.reshape(fh * fw * cin, cout).T @ patches
+            y = y.reshape(cout, -1, oh, ow).transpose(1, 2, 3, 0)
+        else:
+            views = [x[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :]
+                     for i in range(fh) for j in range(fw)]
+            y = jnp.concatenate(views, axis=-1) @ kernel.reshape(fh * fw * cin, cout)
         return y + ctx.cast(params["bias"]) if "bias" in params else y
     return forward
 
