@@ -180,6 +180,9 @@ def test_accumulated_micro_batches_give_the_whole_batchs_update():
     a = jax.jit(whole.step_fn(tx))(*args)
     b = jax.jit(micro.step_fn(tx, accumulate=3))(*args)
     np.testing.assert_allclose(a[3], b[3], rtol=1e-6)
-    assert {k: float(v) for k, v in a[4].items()} == {k: float(v) for k, v in b[4].items()}
+    # hits and counted, and (sigmoid 2: two tasks) each task's hits and known labels
+    assert {k: np.asarray(v).tolist() for k, v in a[4].items()} == \
+        {k: np.asarray(v).tolist() for k, v in b[4].items()}
+    assert set(a[4]) == {"hits", "counted", "task_hits", "task_known"}
     for p, q in zip(jax.tree.leaves(a[0]), jax.tree.leaves(b[0])):
         np.testing.assert_allclose(p, q, atol=1e-6)
