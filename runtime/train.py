@@ -293,8 +293,10 @@ class Trainer:
     def _step_fn(self):
         if "step" not in self._compiled:
             def step(hp, carry, total, x_all, y_all, idx, epoch, i):
-                carry, sums = self._step_on(hp, carry, x_all, y_all, idx, epoch, i)
-                return carry, total + sums  # the epoch's sums stay on the device
+                def run(c):
+                    c, sums = self._step_on(hp, c, x_all, y_all, idx, epoch, i)
+                    return c, total + sums  # the epoch's sums stay on the device
+                return self._unless_stopped(carry, total, run)
             self._compiled["step"] = self.model.jit(self._per_member(step, 3),
                                                     donate_argnums=(1, 2))
         return self._compiled["step"]
@@ -303,9 +305,10 @@ class Trainer:
         """jit: the step of the host-fed loop, on a minibatch from the host."""
         if "batch_step" not in self._compiled:
             def step(hp, carry, total, x, y, epoch, i):
-                x, y = self.augmented(x, y, epoch, i)
-                carry, sums = self._step_with(hp, carry, x, y, epoch, i)
-                return carry, total + sums
+                def run(c):
+                    c, sums = self._step_with(hp, c, *self.augmented(x, y, epoch, i), epoch, i)
+                    return c, total + sums
+                return self._unless_stopped(carry, total, run)
             # `total` is not donated: the loop waits on the step before last through it
             self._compiled["batch_step"] = self.model.jit(self._per_member(step, 3),
                                                           donate_argnums=(1,))
@@ -321,9 +324,12 @@ class Trainer:
                     i, x, y = inputs
                     x, y = self.augmented(x, y, epoch, i)
                     return self._step_with(hp, c, x, y, epoch, i)
-                index = first + jnp.arange(xs.shape[0], dtype=jnp.int32)
-                carry, per = jax.lax.scan(body, carry, (index, xs, ys))
-                return carry, total + per.sum(axis=0)
+
+                def run(c):
+                    index = first + jnp.arange(xs.shape[0], dtype=jnp.int32)
+                    c, per = jax.lax.scan(body, c, (index, xs, ys))
+                    return c, total + per.sum(axis=0)
+                return self._unless_stopped(carry, total, run)
             # `total` is not donated: the loop waits on the dispatch before last through it
             self._compiled["group_scan"] = self.model.jit(self._per_member(steps, 3),
                                                           donate_argnums=(1,))
@@ -382,6 +388,14 @@ class Trainer:
         watch = carry[3]
         return jnp.bool_(False) if watch is None else watch["stopped"]
 
+    def _unless_stopped(self, carry, total, run):
+        """run(carry) -> (carry, total) of the step loops, or both as they are for a member
+        whose patience ran out: a population's members stop one by one, and a stopped
+        member's parameters and figures stay where its own run ended."""
+        if carry[3] is None:
+            return run(carry)
+        return jax.lax.cond(self._stopped(carry), lambda c: (c, total), run, carry)
+
     def _watched(self, carry, epoch, dev):
         """The carry after epoch `epoch` (from 0) with dev sums [loss_sum, n, hits, counted]:
         an improvement by more than min_delta keeps this epoch's variables as the best."""
@@ -395,22 +409,23 @@ class Trainer:
         else:
             value = dev[0] / jnp.maximum(dev[1], 1.0)
             improved = value < watch["best"] - stop.min_delta
+        improved = improved & ~watch["stopped"]  # a stopped member stays as it stopped
         wait = jnp.where(improved, 0, watch["wait"] + 1)
 
         def keep(new, old):
             return jax.tree.map(lambda a, b: jnp.where(improved, a, b), new, old)
         watch = {"best": jnp.where(improved, value, watch["best"]),
                  "best_epoch": jnp.where(improved, epoch + 1, watch["best_epoch"]),
-                 "wait": wait, "stopped": wait >= stop.patience,
+                 "wait": wait, "stopped": watch["stopped"] | (wait >= stop.patience),
                  "params": keep(params, watch["params"]), "state": keep(state, watch["state"])}
         return params, state, opt, watch
 
     def _watch_fn(self):
         """jit: the step loop's early-stopping update after an epoch."""
         if "watch" not in self._compiled:
-            def watch(carry, epoch, dev):
+            def watch(carry, dev, epoch):  # each member's own dev figures
                 return self._watched(carry, epoch, dev)
-            self._compiled["watch"] = self.model.jit(self._per_member(watch, 1),
+            self._compiled["watch"] = self.model.jit(self._per_member(watch, 2),
                                                      donate_argnums=(0,))
         return self._compiled["watch"]
 
@@ -470,7 +485,7 @@ class Trainer:
                                         order[i * b:(i + 1) * b], epoch, i)
             dev = self._dev_check(carry, epoch).astype(np.float32)
             if carry[3] is not None:
-                carry = self._watch_fn()(carry, np.int32(epoch), dev)
+                carry = self._watch_fn()(carry, dev, np.int32(epoch))
             rows.append(np.concatenate([np.asarray(total), dev, ran], axis=-1) * ran)
         return carry, np.stack(rows, axis=-2)
 

@@ -244,3 +244,27 @@ def test_a_task_without_a_known_label_has_no_accuracy_in_an_epoch(tmp_path):
     for r in metrics_of(tmp_path / "run"):
         assert r["dev_task_accuracy"][1] is None
         assert None not in r["task_accuracy"]
+
+
+def test_population_members_report_their_tasks_as_their_separate_runs(tmp_path):
+    """A tuning population's members (runtime/population.py): run.json's per-task figures
+    and every epoch's, as `netc train` of the member's spec gives them."""
+    from netc.compiler.overrides import apply_overrides
+    from netc.runtime.population import train_population
+
+    _multitask_data(tmp_path)
+    text = MULTITASK_RUN.replace("epochs 30", "epochs 4")
+    nets = [check_file(write_spec(tmp_path, apply_overrides(text, [f"optimizer.lr={lr}"]),
+                                  f"m{lr}.net")) for lr in (0.05, 0.01)]
+    results = train_population(nets, [tmp_path / f"p{i}" for i in range(2)], base_dir=tmp_path)
+    for net, result in zip(nets, results):
+        alone = tmp_path / f"alone{net.train.optimizer.options['lr']}"
+        train_run(net, alone, base_dir=tmp_path)
+        got, want = (json.loads((d / "run.json").read_text())["final"]
+                     for d in (result.out_dir, alone))
+        for split in ("train", "dev", "test"):
+            assert got[split]["task_known"] == want[split]["task_known"]
+            assert got[split]["task_accuracy"] == pytest.approx(want[split]["task_accuracy"],
+                                                                rel=1e-6)
+        for a, b in zip(metrics_of(result.out_dir), metrics_of(alone)):
+            assert a["dev_task_accuracy"] == pytest.approx(b["dev_task_accuracy"], rel=1e-6)

@@ -144,6 +144,39 @@ def test_the_step_loop_runs_a_population_too(tmp_path):
         assert_trees_close(params_of(result.out_dir), params_of(single.out_dir), atol=1e-5)
 
 
+@pytest.mark.parametrize("stream", ["off", "on"])
+def test_members_stop_early_one_by_one_as_their_separate_runs(tmp_path, stream):
+    """early_stop in the step loop (and the host-fed one, `stream on`): each member stops
+    after its own epoch, keeps its best epoch's variables, and logs the epochs its separate
+    run logs, with the same figures; a stopped member no longer trains while the others go
+    on."""
+    rng = np.random.default_rng(4)  # noisy labels: the dev loss soon stops improving
+    x = rng.normal(size=(160, 2)).astype(np.float32)
+    y = (x[:, :1] + rng.normal(scale=0.8, size=(160, 1)) > 0).astype(np.float32)
+    np.savez(tmp_path / "points.npz", x=x, y=y)  # a file streams (`data moons` cannot)
+    text = SCHEDULED.replace("data moons n=120 noise=0.25 seed=1", 'data "points.npz"').replace(
+        "epochs 40", f"epochs 30\n  early_stop patience=2 min_delta=0.002\n  stream {stream}")
+    rates = (0.3, 0.1, 0.02)
+    nets = [member(text, f"optimizer.lr={lr}") for lr in rates]
+    results = train_population(nets, [tmp_path / f"m{i}" for i in range(3)],
+                               base_dir=tmp_path, loop="step")
+    stopped = set()
+    for net, lr, result in zip(nets, rates, results):
+        single = train_run(net, tmp_path / f"single{lr}", base_dir=tmp_path, loop="step")
+        got, want = metrics_of(result.out_dir), single.history
+        assert [r["epoch"] for r in got] == [r["epoch"] for r in want]
+        for a, b in zip(got, want):
+            np.testing.assert_allclose([a["loss"], a["dev_loss"]], [b["loss"], b["dev_loss"]],
+                                       rtol=1e-5)
+        run, alone = (json.loads((d / "run.json").read_text())
+                      for d in (result.out_dir, single.out_dir))
+        assert (run["best_epoch"], run["stopped_epoch"]) == \
+            (alone["best_epoch"], alone["stopped_epoch"])
+        assert_trees_close(params_of(result.out_dir), params_of(single.out_dir), atol=1e-5)
+        stopped.add(run["stopped_epoch"])
+    assert len(stopped) > 1  # the members stopped after different epochs
+
+
 def test_init_scale_is_a_hyperparameter_too(tmp_path):
     """`init random scale=S` draws the weights as S * N(0, 1): members with other scales
     start (and end) as their separate runs do."""
