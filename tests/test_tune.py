@@ -152,7 +152,12 @@ SPACE_ERRORS = {
     "optimizer.lr=loguniform(1e-4, 0.1)": "unknown search space 'loguniform' (did you mean "
                                           "log(1e-4, 0.1)? spaces: log(1e-4, 1), ",
     "batch=Categorical(32, 64)": "(did you mean choice(32, 64)? spaces:",
-    "epochs=randint(5, 9)": "(did you mean int(5, 9)? spaces:",
+    "batch=categorical([32, 64])": "(did you mean choice(32, 64)? spaces:",
+    "epochs=randint(5, 9)": "(did you mean int(5, 8)? (randint leaves its upper bound out, "
+                            "int takes it) spaces:",
+    # a call netc would refuse too is not suggested
+    "optimizer.lr=loguniform(1e-4,1e-1,base=2)": "(netc's is log, e.g. log(1e-4, 1); spaces:",
+    "optimizer.lr=loguniform(0, 1)": "(netc's is log, e.g. log(1e-4, 1); spaces:",
     "optimizer.lr=log(1e-4)": "takes two bounds",
     "l2=uniform(0, 1, 2)": "takes two bounds",
     "l2=uniform(a, 1)": "'a' is not a number",

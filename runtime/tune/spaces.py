@@ -309,6 +309,22 @@ def _choice_value(word: str):
     return x if math.isfinite(x) else word
 
 
+def _other_name_hint(key: str, kind: str, args: str) -> str:
+    """'did you mean CALL? ' with netc's space for another tool's (OTHER_NAMES), when that
+    call is one netc takes; else where netc's name and an example are."""
+    ours, words = OTHER_NAMES[kind], _args(args.strip().strip("[]"))  # categorical([...])
+    note = ""
+    if kind == "randint" and len(words) == 2 and all(re.fullmatch(r"-?\d+", w) for w in words):
+        words[1], note = str(int(words[1]) - 1), "(randint leaves its upper bound out, int " \
+            "takes it) "
+    call = f"{ours}({', '.join(words)})"
+    try:
+        parse_set(f"{key}={call}")
+    except SpaceError:
+        return f"netc's is {ours}, e.g. {_EXAMPLES[ours]}; "
+    return f"did you mean {call}? {note}"
+
+
 def parse_set(item: str) -> Space | None:
     """The space of a `--set KEY=SPACE` item; None for a fixed `KEY=VALUE` (no space function:
     apply_overrides checks it). Raises SpaceError with a one-line message."""
@@ -323,7 +339,7 @@ def parse_set(item: str) -> Space | None:
         close = difflib.get_close_matches(kind, KINDS, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]}? " if close else ""
         if kind.lower() in OTHER_NAMES:
-            hint = f"did you mean {OTHER_NAMES[kind.lower()]}({m.group(2).strip()})? "
+            hint = _other_name_hint(key, kind.lower(), m.group(2))
         raise SpaceError(f"{where}: unknown search space '{kind}' ({hint}spaces: "
                          + ", ".join(_EXAMPLES.values()) + ")")
     if kind == "choice":
