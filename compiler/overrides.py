@@ -240,7 +240,7 @@ def _apply_train(source: str, overrides: list[str], filename: str) -> str:
         key, sep, value = item.partition("=")
         key, value = key.strip(), value.strip()
         base, dot, option = key.partition(".")
-        if sep and dot and not base and option:
+        if sep and dot and not base and option and not option.startswith("."):
             raise OverrideError(f"{where}: the name before '.{option}' is missing: write "
                                 f"NAME.{option}=VALUE, NAME a train setting (optimizer.lr) "
                                 "or a layer as `netc check` lists them (fc_1.units)")

@@ -403,7 +403,7 @@ def decode_record(record: bytes, label: str, mode: str = "RGB",
     targets) and either ``x`` (the example; 8-bit values are divided by 255) or ``image``
     (the bytes of a PNG/JPEG file as a uint8 array, decoded as an image folder's files are,
     with the data's ``mode=``/``size=``). ``x`` is None unless ``decode_x``. Inputs to
-    predict (``labelled`` False) need no ``y``: it is None where the record has none."""
+    predict (``labelled`` False) need no ``y``, and one there is not read: y is None."""
     try:
         with np.load(io.BytesIO(record), allow_pickle=False) as archive:
             files = set(archive.files)
@@ -412,7 +412,7 @@ def decode_record(record: bytes, label: str, mode: str = "RGB",
                     "an array 'x' (or 'image')"
                 raise DataError(f"{label} needs {need}; found: "
                                 f"{', '.join(archive.files) or 'none'}")
-            y = np.asarray(archive["y"]) if "y" in files else None
+            y = np.asarray(archive["y"]) if labelled else None  # predict reads no label
             if not decode_x:
                 return None, y
             if "x" in archive.files:

@@ -113,6 +113,25 @@ def test_streamed_predictions_equal_those_of_the_same_array_read_whole(points, k
                     np.testing.assert_array_equal(got[key], want[key])
 
 
+def test_a_records_label_is_not_read_by_predict(points, tmp_path):
+    """Inputs to predict need no y; one that is there is not read (an object array, which
+    np.load refuses without pickles, does not stop them)."""
+    x = np.random.default_rng(9).normal(size=(30, 2))
+    write_records(tmp_path / "new.array_record",
+                  [record(x=row, y=np.asarray([None], dtype=object)) for row in x])
+    np.save(tmp_path / "reference.npy", x)
+    model, variables = load_run(points)
+    for inputs, stream in ((tmp_path / "reference.npy", "off"),
+                           (tmp_path / "new.array_record", "off"),
+                           (tmp_path / "new.array_record", "on")):
+        assert predict_file(model, variables, inputs, tmp_path / f"{inputs.stem}-{stream}.npz",
+                            None, points, stream=stream) == 30
+    with np.load(tmp_path / "reference-off.npz") as want:
+        for stream in ("off", "on"):
+            with np.load(tmp_path / f"new-{stream}.npz") as got:
+                np.testing.assert_array_equal(got["outputs"], want["outputs"])
+
+
 def test_a_compressed_npz_is_read_whole_even_with_stream_on(points, tmp_path):
     x = np.random.default_rng(7).normal(size=(40, 2))
     inputs = inputs_file("npz_compressed", x, tmp_path)
