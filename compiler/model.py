@@ -138,10 +138,20 @@ class Model:
 
     def per_example_loss(self, out, y):
         """The loss of each example, from logits when the net ends in the matching
-        softmax/sigmoid (numerically stable), else from the activated outputs."""
+        softmax/sigmoid (numerically stable), else from the activated outputs. An output
+        that is not a vector (a conv's HxWxC) is one column per value, as its labels are."""
         from_logits = self._loss.head is not None and self._loss.head == self.output_activation
+        out, y = self._as_columns(out, y)
         return self._loss.per_example(out if from_logits else self.activate(out), y,
                                       from_logits)
+
+    def _as_columns(self, out, y):
+        """(out, y) as (m, values) for a binary or squared-error loss of an output that is
+        not a vector; as they are otherwise (cross-entropy's classes are its last axis)."""
+        if len(self.output_shape) == 1 or self._loss.labels == "classes":
+            return out, y
+        m = out.shape[0]
+        return out.reshape(m, -1), y.reshape(m, -1)
 
     def metrics(self, out, y, weights=None) -> dict:
         """Sums for accuracy over a batch: {'hits', 'counted'} (empty for regression); a
@@ -149,7 +159,7 @@ class Model:
         right answers and known labels."""
         if self._loss.hits is None:
             return {}
-        probabilities = self.activate(out)
+        probabilities, y = self._as_columns(self.activate(out), y)
         hits, counted = self._loss.hits(probabilities, y)
         if weights is not None:
             hits, counted = hits * weights, counted * weights

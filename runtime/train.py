@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from netc.compiler.ir import Net
 from netc.compiler.layers import KINDS
+from netc.compiler.losses import LOSSES
 from netc.compiler.lower import drawn_count, normal_bits
 from netc.compiler.model import Model, compile_net
 
@@ -84,6 +85,12 @@ class Trainer:
         cfg = net.train
         self.net, self.cfg = net, cfg
         self.model: Model = compile_net(net, compute_dtype=compute_dtype)
+        classes = LOSSES[self.model.loss_name].labels == "classes"
+        if classes and len(self.model.output_shape) > 1:
+            raise ValueError(
+                f"cross-entropy takes a vector of class scores, but this net's output is "
+                f"{'x'.join(map(str, self.model.output_shape))}: flatten it before the head "
+                "(-> flatten -> softmax N), or end in sigmoid for one yes/no per value")
         # an epoch's figures of a split: [loss_sum, n, hits, counted] and a multi-task net's
         # per-task hits and known labels (split_figures.as_sums); a chunk's row holds the
         # train split's, the dev split's and 1 if the epoch ran

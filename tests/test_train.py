@@ -523,6 +523,38 @@ def test_orbax_is_imported_beside_the_epochs_only_when_they_leave_a_core_idle(
     assert calls.count("save") == 1  # at the end only: report_every saves nothing
 
 
+def test_an_output_that_is_not_a_vector_trains_one_column_per_value(tmp_path):
+    """A conv net ending in an elementwise sigmoid (4x4x2 outputs) trains with labels of 32
+    columns, one per value, as LANGUAGE.md's binary cross-entropy has them: its cost is
+    numpy's over the flattened outputs; mse likewise; cross-entropy (classes on the last
+    axis) is a one-line error."""
+    import netc
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(48, 4, 4, 1)).astype(np.float32)
+    y = (rng.random((48, 32)) > 0.5).astype(np.float32)
+    np.savez(tmp_path / "maps.npz", x=x, y=y)
+    body = "input 4x4x1\nconv f=3 c=2 p=same -> {head}\ntrain {{\n  data \"maps.npz\"\n" \
+           "  batch 16\n  epochs 2\n}}\n"
+    for head in ("sigmoid", "relu"):  # binary cross-entropy, mse
+        out = train_spec(body.format(head=head), tmp_path, head)
+        assert len(metrics_of(out)) == 2
+        model = netc.compile(body.format(head=head))
+        variables = netc.load(str(out))[1]
+        a = np.asarray(model.apply(variables, x)).reshape(48, -1)
+        per = np.asarray(model.per_example_loss(model.forward(variables, x)[0], y))
+        want = (-(y * np.log(a) + (1 - y) * np.log(1 - a))).sum(axis=1) if head == "sigmoid" \
+            else ((a - y) ** 2).mean(axis=1)
+        np.testing.assert_allclose(per, want, rtol=2e-5, atol=1e-6)
+    np.savez(tmp_path / "maps.npz", x=x, y=rng.integers(0, 2, 48))
+    path = write_spec(tmp_path, body.format(head="softmax"), "classes.net")
+    code, _, err = run_cli("train", path, "--out", tmp_path / "classes")
+    assert code == 1 and one_error_line(err) == (
+        "netc: error: cross-entropy takes a vector of class scores, but this net's output is "
+        "4x4x2: flatten it before the head (-> flatten -> softmax N), or end in sigmoid for "
+        "one yes/no per value")
+
+
 @pytest.mark.parametrize("batch", ["16", "full"], ids=["shuffled", "full_batch"])
 def test_scan_chunks_and_step_loop_agree(tmp_path, batch):
     """Chunks of 3 over 8 epochs (a short last chunk, prefetched orders) and the step loop
