@@ -79,6 +79,18 @@ class Placement:
         return jax.device_put(tree, self.replicated())
 
 
+def put_same_on_every_process(a: np.ndarray, sharding) -> jax.Array:
+    """A host array placed by `sharding`, where every process holds the same `a` (an epoch's
+    partial last minibatch, read whole by each; a checkpoint's array read by each): each
+    process puts its devices' parts of it.
+    jax.device_put would first check across processes that the arrays are equal, a
+    collective per array that any NaN fails (NaN != NaN: a multi-task net's unknown labels);
+    in one process it is jax.device_put."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(a, sharding)
+    return jax.make_array_from_callback(np.shape(a), sharding, lambda index: a[index])
+
+
 def pick_devices(count: int | None, platform: str | None = None) -> list:
     """The first `count` devices of the platform (all of them for None). Raises ValueError
     naming how many there are."""

@@ -42,6 +42,8 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from .devices import put_same_on_every_process
+
 
 def is_streamed(split) -> bool:
     """Whether a split's examples stay on disk (a StreamedSplit, or HostData holding one)
@@ -120,7 +122,8 @@ class FeedRates:
 def batch_placer(placement=None) -> Callable[[np.ndarray], jax.Array]:
     """A function putting a host minibatch on the run's devices: the default device, or
     split along a Placement's `data` axis (replicated when its size does not split, as
-    Placement.batch leaves such a minibatch inside programs)."""
+    Placement.batch leaves such a minibatch inside programs). Over several processes each
+    holds the whole minibatch and puts its devices' parts (put_same_on_every_process)."""
     if placement is None:
         def put_here(a: np.ndarray, k: int | None = None) -> jax.Array:
             return jax.device_put(a)
@@ -128,9 +131,9 @@ def batch_placer(placement=None) -> Callable[[np.ndarray], jax.Array]:
 
     def put(a: np.ndarray, k: int | None = None) -> jax.Array:
         if a.shape[0] % placement.count:
-            return jax.device_put(a, placement.replicated())
+            return put_same_on_every_process(a, placement.replicated())
         spec = PartitionSpec(placement.mesh.axis_names[0], *([None] * (a.ndim - 1)))
-        return jax.device_put(a, NamedSharding(placement.mesh, spec))
+        return put_same_on_every_process(a, NamedSharding(placement.mesh, spec))
     return put
 
 

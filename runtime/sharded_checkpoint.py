@@ -37,6 +37,7 @@ import numpy as np
 
 from . import checkpoint as legacy
 from .checkpoint import CheckpointError
+from .devices import put_same_on_every_process
 
 FORMAT = "netc-orbax-1"
 PREFIX = "ckpt"
@@ -385,7 +386,7 @@ def _legacy_carry(path: Path, fresh):
     try:
         if jax.tree.structure(tree) != jax.tree.structure(target):
             raise ValueError("its arrays are named otherwise")
-        tree = jax.tree.map(lambda ref, a: jax.device_put(
+        tree = jax.tree.map(lambda ref, a: put_same_on_every_process(
             np.asarray(a, ref.dtype).reshape(ref.shape), ref.sharding), target, tree)
     except (ValueError, TypeError) as exc:
         raise CheckpointMismatch(f"{path.name}: {exc}") from None

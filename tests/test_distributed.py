@@ -11,8 +11,9 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import TWO_CPUS, free_port, run_python, start_process, write_spec
+from conftest import TWO_CPUS, free_port, metrics_of, run_python, start_process, write_spec
 
 MLP = """input 2
 fc 8 -> bn -> relu -> residual {{ fc 8 -> relu }} -> sigmoid 1
@@ -58,6 +59,65 @@ def test_two_processes_train_one_model_as_one_process_does(tmp_path):
                         env={**TWO_CPUS, "XLA_FLAGS": ""})
     assert single.returncode == 0, single.stderr
     assert max_gap(tmp_path / "run", tmp_path / "single") < 1e-5
+
+
+MULTITASK = """input 4
+fc 8 -> relu -> sigmoid 3
+train {{
+  data "{data}"
+  optimizer adam lr=0.05
+  batch 32
+  epochs 3
+}}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("examples", [120, 122])
+def test_unknown_labels_in_a_partial_last_minibatch_train_as_in_one_process(tmp_path,
+                                                                            examples):
+    """A multi-task net whose labels are NaN where unknown, its epochs ending in a partial
+    minibatch that every process reads whole (24 examples: split over the 4 devices; 26:
+    replicated): both processes place it (NaN != NaN, so no check that their copies are
+    equal) and end with the 1-process run's parameters and per-epoch figures."""
+    rng = np.random.default_rng(0)
+
+    def part(m):
+        x = rng.normal(size=(m, 4)).astype(np.float32)
+        y = (x[:, :3] > 0).astype(np.float32)
+        y[rng.random(y.shape) < 0.3] = np.nan
+        return x, y
+    (x, y), (xd, yd), (xt, yt) = part(examples), part(40), part(30)
+    assert np.isnan(y[96:]).any()  # the partial last minibatch holds unknown labels
+    np.savez(tmp_path / "tasks.npz", x=x, y=y, x_dev=xd, y_dev=yd, x_test=xt, y_test=yt)
+    spec = write_spec(tmp_path, MULTITASK.format(data=tmp_path / "tasks.npz"))
+    port = free_port()
+    procs = [start_process(spec, tmp_path / "run", port, i, tmp_path / f"p{i}.log") for i in (1, 0)]
+    for p in procs:
+        p.communicate(timeout=300)
+    logs = [(tmp_path / f"p{i}.log").read_text() for i in (1, 0)]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    assert "mesh data=4 over 4 cpu devices" in logs[1] and "error" not in "".join(logs)
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    # each epoch: 3 full minibatches of 32 (16 rows per process) and the rest read whole
+    assert info["timing"]["feed"]["examples"] == 3 * (3 * 16 + examples - 96)
+    single = run_python("-m", "netc", "train", spec, "--out", tmp_path / "single", "--quiet",
+                        env={**TWO_CPUS, "XLA_FLAGS": ""})
+    assert single.returncode == 0, single.stderr
+    assert max_gap(tmp_path / "run", tmp_path / "single") < 1e-5
+    ours, theirs = metrics_of(tmp_path / "run"), metrics_of(tmp_path / "single")
+    assert len(ours) == len(theirs) == 3
+    for a, b in zip(ours, theirs):
+        for key in ("loss", "accuracy", "dev_loss", "dev_accuracy"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5), key
+        for key in ("task_accuracy", "dev_task_accuracy"):
+            assert len(a[key]) == 3 and None not in a[key]
+            assert a[key] == pytest.approx(b[key], rel=1e-5), key
+    final = json.loads((tmp_path / "single" / "run.json").read_text())["final"]
+    for split in ("train", "dev", "test"):
+        assert info["final"][split]["task_known"] == final[split]["task_known"]
+        assert info["final"][split]["task_accuracy"] == pytest.approx(
+            final[split]["task_accuracy"], rel=1e-5)
 
 
 @pytest.mark.slow
