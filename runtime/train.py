@@ -398,8 +398,10 @@ class Trainer:
     def _unless_stopped(self, carry, total, run):
         """run(carry) -> (carry, total) of the step loops, or both as they are for a member
         whose patience ran out: a population's members stop one by one, and a stopped
-        member's parameters and figures stay where its own run ended."""
-        if carry[3] is None:
+        member's parameters and figures stay where its own run ended. A single run's loop
+        stops itself (and its program stays without the branch, which XLA would compile, and
+        round, otherwise)."""
+        if carry[3] is None or self.members is None:
             return run(carry)
         return jax.lax.cond(self._stopped(carry), lambda c: (c, total), run, carry)
 
