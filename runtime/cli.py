@@ -174,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("NETC_DEBUG"):
             raise
-        print(f"netc: internal error: {type(exc).__name__}: {exc}\n"
+        lines = str(exc).strip().splitlines() or [""]  # its first line: one line to read
+        more = " ..." if len(lines) > 1 else ""
+        print(f"netc: internal error: {type(exc).__name__}: {lines[0]}{more}\n"
               "  (this is a bug in netc; rerun with NETC_DEBUG=1 for the traceback)",
               file=sys.stderr)
         return EXIT_INTERNAL

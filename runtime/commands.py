@@ -263,7 +263,7 @@ def cmd_train(args) -> int:
     if args.resume and saved is not None and saved.exists():
         # continue the run as it was run (its overrides included); new --set apply on top
         source = saved.read_text()
-        if not args.quiet and not args.json:
+        if writer and not args.quiet and not args.json:  # one process says it
             print(f"resuming with {saved} (the spec as run)", file=sys.stderr)
     try:
         source = apply_overrides(source, args.set, name)

@@ -146,6 +146,8 @@ def test_both_processes_write_a_checkpoint_that_resumes_on_one(tmp_path):
         "ocdbt.process_0", "ocdbt.process_1"]
     logs = both("--resume", "--set", "epochs=4")
     assert "resuming after epoch 3" in logs[1] and "warning" not in "".join(logs), logs
+    # process 0 says which spec it continues with; process 1 is silent
+    assert "resuming with" in logs[1] and "resuming with" not in logs[0], logs
     one = {**TWO_CPUS, "XLA_FLAGS": ""}
     resumed = run_python("-m", "netc", "train", spec, "--out", tmp_path / "run", "--resume",
                          "--set", "epochs=5", env=one)

@@ -649,3 +649,23 @@ def test_what_differs_between_two_warnings(first, other, shown):
     from netc.compiler.call_diagnostics import what_differs
 
     assert what_differs(first, other) == shown
+
+
+def test_an_internal_error_is_two_lines_whatever_the_exception_says(monkeypatch, capsys):
+    """A bug's exception (JAX's can hold an array over many lines) is told in one line, its
+    first, and a second saying how to get the traceback; exit 3."""
+    from netc.runtime import cli
+
+    def broken(args):
+        raise AssertionError("arrays differ:\n[[1. 2.]\n [3. 4.]]")
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.delenv("NETC_DEBUG", raising=False)
+    args = parser.parse_args(["check", "x.net"])
+    monkeypatch.setattr(parser, "parse_args", lambda argv: args)
+    args.run = broken
+    assert cli.main(["check", "x.net"]) == cli.EXIT_INTERNAL
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "netc: internal error: AssertionError: arrays differ: ...",
+        "  (this is a bug in netc; rerun with NETC_DEBUG=1 for the traceback)"]
