@@ -148,16 +148,18 @@ def stopped_run(spec_file: Path, out: Path, k: int) -> None:
 
 
 def damage(step: Path, how: str) -> None:
-    """An Orbax step folder damaged: 8 bytes flipped in the middle of its largest array
-    file, every array file cut in half, or the folder left as a crash during its save
-    leaves it (Orbax renames it into place when every process is done)."""
+    """An Orbax step folder damaged: 8 bytes flipped in the middle of every array file,
+    or every array file cut in half, or the folder left as a crash during its save leaves
+    it (Orbax renames it into place when every process is done). Every file: a step folder
+    can hold a data file its restore does not read (two of the same size, one read, were
+    seen; damaging "the largest" then picked either, by the order of their random names)."""
     if how == "unfinished":
         step.rename(step.with_name(step.name + ".orbax-checkpoint-tmp-1764400000"))
         return
     files = sorted((p for p in (step / "carry").rglob("*") if p.is_file() and p.parent.name
                     == "d"), key=lambda p: p.stat().st_size)
     assert files, list(step.rglob("*"))
-    for path in files if how == "truncate" else files[-1:]:
+    for path in files:
         data = bytearray(path.read_bytes())
         if how == "truncate":
             data = data[: len(data) // 2]
