@@ -33,7 +33,6 @@ from .clock import compile_seconds, now
 from .optim import STATIC_OPTIONS, hyperparameters
 from .run import MetricsLog, load_data, readers_closed, save_model, to_device, write_run_json
 from .split_figures import evaluate_split
-from .task_metrics import add_task_figures
 from .train import StopRequested, Trainer, first_bad_epoch
 from .transfer import cast_start, start_variables
 
@@ -118,7 +117,6 @@ def train_population(nets: list[Net], out_dirs: list[Path], *, base_dir: Path,
         if failed[k] is None:
             final = {name: evaluate_split(model, variables, part, trainer.batch)
                      for name, part in splits.parts()}
-            add_task_figures(final, model, variables, splits, trainer.batch)  # sigmoid N
             save_model(out_dir / "model.safetensors", variables, stats, done)
         info = {"data_dir": str(Path(base_dir).resolve()), "timing": timing,
                 "population": {"members": len(nets), "member": k}}

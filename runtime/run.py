@@ -34,7 +34,6 @@ from .data import DataError, Splits, load_source, make_splits, prepare
 from .devices import Placement
 from .host_feed import ArrayBatches, HostData, is_streamed
 from .split_figures import evaluate_split
-from .task_metrics import add_task_figures
 from .train import Data, StopRequested, Trainer, first_bad_epoch
 from .transfer import cast_start, start_variables
 
@@ -267,9 +266,8 @@ def train_run(net: Net, out_dir: Path, *, base_dir: Path, resume: bool = False,
             info["best_epoch"] = trainer.watch_report(carry)[0]["best_epoch"]
             info["stopped_epoch"] = done if stopped else None
             info["stop_reason"] = stop_reason
-        final = {name: evaluate_split(model, variables, part, trainer.batch)
+        final = {name: evaluate_split(model, variables, part, trainer.batch)  # per task too
                  for name, part in splits.parts()}
-        add_task_figures(final, model, variables, splits, trainer.batch)  # sigmoid N tasks
         save_model(out_dir / "model.safetensors", variables, stats, done)
         steps = (done - first_epoch) * trainer.steps_per_epoch
         info["timing"] = {"started": round(started_unix, 4),

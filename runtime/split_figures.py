@@ -13,7 +13,8 @@ from netc.compiler.model import Model
 from .host_feed import is_streamed, padded_stream_batches
 
 __all__ = ["as_sums", "batches_sums", "evaluate", "evaluate_split", "figures_of",
-           "members_sums", "padded_batches", "split_batches", "split_sums", "sums_width"]
+           "members_sums", "padded_batches", "split_batches", "split_sums", "sums_width",
+           "task_accuracy"]
 
 
 def evaluate(model: Model, variables, x, y, batch: int) -> dict:
@@ -28,12 +29,24 @@ def evaluate_split(model: Model, variables, split, batch: int) -> dict:
 
 
 def figures_of(sums: np.ndarray) -> dict:
-    """{'loss', 'accuracy' (where counted)} of a split's summed figures (as_sums)."""
+    """{'loss', 'accuracy' (where counted)} of a split's summed figures (as_sums), and a
+    multi-task net's 'task_accuracy' and 'task_known' (each task's known labels)."""
     loss_sum, n, hits, counted = sums[:4].tolist()
     out = {"loss": loss_sum / max(n, 1)}
     if counted:
         out["accuracy"] = hits / counted
+    if len(sums) > 4 and n:
+        tasks = sums[4:].tolist()
+        out["task_accuracy"] = task_accuracy(tasks)
+        out["task_known"] = [int(k) for k in tasks[len(tasks) // 2:]]
     return out
+
+
+def task_accuracy(task_sums: list[float]) -> list[float | None]:
+    """Each task's accuracy from a multi-task net's summed [task hits..., task known...]:
+    None for a task with no known label."""
+    tasks = len(task_sums) // 2
+    return [h / k if k else None for h, k in zip(task_sums[:tasks], task_sums[tasks:])]
 
 
 def split_sums(model: Model, variables, x, y, batch: int) -> np.ndarray:

@@ -13,45 +13,28 @@ split has no accuracy (None; null in JSON).
 
 from __future__ import annotations
 
-import functools
-
 import jax.numpy as jnp
 import numpy as np
 from netc.compiler.losses import LOSSES
 
-from .split_figures import padded_batches, split_batches
+from .split_figures import figures_of, split_sums, task_accuracy
 
 
 def is_multitask(model) -> bool:
     """Whether the net's outputs are separate tasks: a loss with per-output hits (binary
-    cross-entropy) and more than one output."""
-    return (LOSSES[model.loss_name].task_hits is not None
-            and int(np.prod(model.output_shape)) > 1)
-
-
-def task_sums(model, variables, x, y, batch: int) -> tuple[np.ndarray, np.ndarray]:
-    """(hits, known), each (N,) float64, over a split in batches of exactly `batch` examples
-    (the last padded and weighted 0, as the run's other final figures are computed)."""
-    return _summed(model, variables, padded_batches(x, y, batch))
-
-
-def _summed(model, variables, batches) -> tuple[np.ndarray, np.ndarray]:
-    """(hits, known) summed over padded (x, y, weights) batches of one size."""
-    width = int(np.prod(model.output_shape))
-    run = _batch_task_sums(model)
-    total = jnp.zeros((2, width), jnp.float32)
-    for xb, yb, weights in batches:
-        total = run(variables, xb, yb, weights, total)
-    hits, known = np.asarray(total, np.float64)
-    return hits, known
+    cross-entropy) and more than one output (compiler/model.py's Model.tasks)."""
+    return model.tasks > 0
 
 
 def task_figures(model, variables, x, y, batch: int) -> dict:
     """{"task_accuracy": [per task, None where no label is known], "task_known": [counts]}
-    for a multi-task net; {} for any other."""
+    for a multi-task net, over a split in batches of exactly `batch` examples (the last
+    padded and weighted 0): the pass of the run's final figures (split_figures.split_sums,
+    whose sums hold each task's hits and known labels); {} for any other net."""
     if not is_multitask(model) or len(x) == 0:
         return {}
-    return _as_figures(*task_sums(model, variables, x, y, batch))
+    figures = figures_of(split_sums(model, variables, x, y, batch))
+    return {key: figures[key] for key in ("task_accuracy", "task_known")}
 
 
 def output_task_figures(model, outputs: np.ndarray, y: np.ndarray) -> dict:
@@ -62,39 +45,8 @@ def output_task_figures(model, outputs: np.ndarray, y: np.ndarray) -> dict:
     task_hits = LOSSES[model.loss_name].task_hits
     hits, known = task_hits(jnp.asarray(outputs).reshape(len(outputs), -1),
                             jnp.asarray(y, jnp.float32).reshape(len(y), -1))
-    return _as_figures(np.asarray(hits, np.float64).sum(axis=0),
-                       np.asarray(known, np.float64).sum(axis=0))
+    hits, known = (np.asarray(a, np.float64).sum(axis=0).tolist() for a in (hits, known))
+    return {"task_accuracy": task_accuracy(hits + known), "task_known": [int(k) for k in known]}
 
 
-def _as_figures(hits: np.ndarray, known: np.ndarray) -> dict:
-    return {"task_accuracy": [float(h / k) if k else None for h, k in zip(hits, known)],
-            "task_known": [int(k) for k in known]}
-
-
-def add_task_figures(final: dict, model, variables, splits, batch: int) -> dict:
-    """Add each split's per-task figures to `final` ({split: {...}}, run.json's "final")
-    for a multi-task net; `splits` is runtime/data.py's Splits. Returns `final`."""
-    if not is_multitask(model):
-        return final
-    for name, part in splits.parts():  # in memory or streamed from disk
-        if name in final and len(part):
-            final[name].update(_as_figures(*_summed(model, variables,
-                                                    split_batches(part, batch))))
-    return final
-
-
-@functools.lru_cache(maxsize=8)
-def _batch_task_sums(model):
-    """jit: (variables, x, y, weights, total) -> total + [[hits per task], [known per task]]."""
-    task_hits = LOSSES[model.loss_name].task_hits
-
-    def run(variables, x, y, weights, total):
-        probabilities = model.apply(variables, x)
-        hits, known = task_hits(probabilities.reshape(len(x), -1), y.reshape(len(y), -1))
-        w = weights[:, None]
-        return total + jnp.stack([jnp.sum(hits * w, axis=0), jnp.sum(known * w, axis=0)])
-    return model.jit(run, donate_argnums=(4,))
-
-
-__all__ = ["add_task_figures", "is_multitask", "output_task_figures", "task_figures",
-           "task_sums"]
+__all__ = ["is_multitask", "output_task_figures", "task_figures"]

@@ -42,7 +42,7 @@ from .host_feed import (
 )
 from .host_scan import device_groups, scan_reader
 from .optim import build_optimizer, epoch_rate, hyperparameters
-from .split_figures import as_sums, members_sums, split_batches, sums_width
+from .split_figures import as_sums, members_sums, split_batches, sums_width, task_accuracy
 
 
 @dataclass
@@ -589,13 +589,6 @@ class Trainer:
                 rec["time"] = round(ended - (ran_epochs - k - 1) * per_epoch, 4)
             out.append(rec)
         return out
-
-
-def task_accuracy(task_sums: list[float]) -> list[float | None]:
-    """Each task's accuracy from a multi-task net's summed [task hits..., task known...]:
-    None for a task with no known label."""
-    tasks = len(task_sums) // 2
-    return [h / k if k else None for h, k in zip(task_sums[:tasks], task_sums[tasks:])]
 
 
 class StopRequested:

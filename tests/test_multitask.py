@@ -214,7 +214,7 @@ def test_each_epoch_reports_accuracy_per_task(tmp_path, loop, stream):
     """metrics.jsonl has every epoch's task_accuracy and dev_task_accuracy, in the scan loop,
     the step loop and the host-fed ones (`stream on`): each epoch's tasks, weighted by their
     known labels, make its overall accuracy, and the last epoch's dev figures are the run's
-    final ones (computed apart, by runtime/task_metrics.py)."""
+    final ones and numpy's from the trained net's outputs."""
     labels, _ = _multitask_data(tmp_path)
     text = MULTITASK_RUN.replace("epochs 30", f"epochs 6\n  stream {stream}")
     spec = write_spec(tmp_path, text)
@@ -230,6 +230,11 @@ def test_each_epoch_reports_accuracy_per_task(tmp_path, loop, stream):
             assert overall == pytest.approx(r[f"{prefix}accuracy"], rel=1e-6)
     final = json.loads((out / "run.json").read_text())["final"]["dev"]["task_accuracy"]
     assert records[-1]["dev_task_accuracy"] == pytest.approx(final, rel=1e-6)
+    model, variables = netc.load(str(out))
+    with np.load(tmp_path / "tasks.npz") as data:
+        hits, known = _numpy_task_accuracy(np.asarray(model.apply(variables, data["x_dev"])),
+                                           data["y_dev"])
+    assert final == pytest.approx((hits / known).tolist(), rel=1e-6)
     assert records[0]["task_accuracy"] != records[-1]["task_accuracy"]  # it learns
 
 
