@@ -118,6 +118,12 @@ class FeedRates:
     def step_rate(self) -> float:
         return self.examples / max(self.seconds - self.read_seconds, 1e-9)
 
+    def since(self, earlier: FeedRates) -> FeedRates:
+        """What the loop did after `earlier` (a copy of these rates taken then)."""
+        return FeedRates(self.examples - earlier.examples,
+                         self.read_seconds - earlier.read_seconds,
+                         self.seconds - earlier.seconds)
+
 
 def batch_placer(placement=None) -> Callable[[np.ndarray], jax.Array]:
     """A function putting a host minibatch on the run's devices: the default device, or

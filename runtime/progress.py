@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 
 
 def _fmt(rec: dict) -> str:
@@ -36,7 +37,8 @@ class Reporter:
         self.examples = trainer.train_data.m
         # a train split streamed from disk: its reading and stepping rates (host_feed.py)
         self.feed = trainer.feed_rates if getattr(trainer, "streamed", False) else None
-        self._fed = self._feed_so_far()  # the feed's figures when the shown epochs began
+        # a copy of the feed's figures when the shown epochs began
+        self._fed = None if self.feed is None else replace(self.feed)
         self.last_line = 0.0
         if self.mode == "quiet":
             return
@@ -77,8 +79,10 @@ class Reporter:
         seconds = sum(r.get("seconds", 0.0) for r in records)
         # no rate for epochs whose training time is nothing once compiling is left out
         rate = f"{len(records) * self.examples / seconds:,.0f} ex/s" if seconds > 0 else ""
-        fed, self._fed = self._fed, self._feed_so_far()
-        rate_text = rate + _feed_rates(self._fed, fed)
+        feed = None
+        if self.feed is not None:
+            feed, self._fed = self.feed.since(self._fed), replace(self.feed)
+        rate_text = rate + _feed_rates(feed)
         if self._live is not None:
             self._live.update(self._task, completed=last["epoch"], metrics=_fmt(last),
                               rate=rate_text)
@@ -88,12 +92,6 @@ class Reporter:
                 self.last_line = now
                 print(f"epoch {last['epoch']}/{self.total}  {_fmt(last)}  {rate_text}",
                       file=self.stream, flush=True)
-
-    def _feed_so_far(self) -> tuple[int, float, float] | None:
-        """(examples, read seconds, seconds) of the streamed train split's feed so far."""
-        if self.feed is None:
-            return None
-        return self.feed.examples, self.feed.read_seconds, self.feed.seconds
 
     def finish(self, final: dict, interrupted: bool) -> None:
         if self._live is not None:
@@ -107,16 +105,13 @@ class Reporter:
             print(f"{split:>{width}}: loss {metrics['loss']:.4f}{acc}{tasks}", file=self.stream)
 
 
-def _feed_rates(now, before) -> str:
-    """`  (data 52,000 ex/s, steps 9,100 ex/s)` for a streamed train split, over the same
-    epochs as the line's ex/s (the feed's (examples, read seconds, seconds) now and when
-    they began): how fast the reader handed over examples and how fast the steps took
-    them; the lower one limits the run. '' when the data is in memory."""
-    if now is None or before is None or now[0] == before[0]:
+def _feed_rates(rates) -> str:
+    """`  (data 52,000 ex/s, steps 9,100 ex/s)` for a streamed train split over the line's
+    epochs (host_feed.FeedRates.since): how fast the reader handed over examples and how
+    fast the steps took them; the lower one limits the run. '' when the data is in memory."""
+    if rates is None or not rates.examples:
         return ""
-    examples, read, seconds = (a - b for a, b in zip(now, before))
-    return (f" (data {examples / max(read, 1e-9):,.0f} ex/s, "
-            f"steps {examples / max(seconds - read, 1e-9):,.0f} ex/s)")
+    return f" (data {rates.data_rate():,.0f} ex/s, steps {rates.step_rate():,.0f} ex/s)"
 
 
 def _tasks(accuracies: list | None, shown: int = 8) -> str:
