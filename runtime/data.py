@@ -28,7 +28,7 @@ import numpy as np
 
 from .data_base import STREAM_OPTIONS, DataError
 from .data_builtin import BUILTINS, load_builtin
-from .data_files import load_file
+from .data_files import is_numeric, load_file
 
 __all__ = [
     "DataError",
@@ -312,7 +312,7 @@ def check_examples(dtype, example: tuple[int, ...], input_shape: tuple[int, ...]
     """Examples of ``dtype`` and shape ``example`` fit a net whose input is ``input_shape``:
     numeric, and the same shape or the same size (rows are then reshaped, row-major)."""
     dtype = np.dtype(dtype)
-    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+    if not is_numeric(dtype):
         raise DataError(f"x is not numeric (dtype {dtype}) in {name} split")
     if example != input_shape and math.prod(example) != math.prod(input_shape):
         if len(example) == 1 and len(input_shape) == 1:
@@ -439,7 +439,7 @@ def _regression_targets(y: np.ndarray, n_outputs: int, name: str) -> np.ndarray:
 def shape_labels(y: np.ndarray, labels: str, n_outputs: int, name: str) -> np.ndarray:
     """Check a split's labels ``y`` for a net (``labels``: what its loss reads) and shape
     them as :func:`prepare` does: class ids (m,) int32, or float32 (m, n_outputs)."""
-    if not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_):
+    if not is_numeric(y.dtype):
         raise DataError(f"y is not numeric (dtype {y.dtype}) in {name} split")
     if labels == "classes":
         return _class_labels(y, n_outputs, name)

@@ -36,6 +36,7 @@ __all__ = [
     "h5_dataset",
     "h5_layout",
     "image_label",
+    "is_numeric",
     "list_image_folder",
     "load_file",
     "names_of",
@@ -62,6 +63,12 @@ def uint8_to_unit(x: np.ndarray) -> np.ndarray:
     if x.dtype == np.uint8:
         return x.astype(np.float32) / 255.0
     return x
+
+
+def is_numeric(dtype) -> bool:
+    """Whether arrays of ``dtype`` can be examples or labels: numbers or booleans."""
+    dtype = np.dtype(dtype)
+    return bool(np.issubdtype(dtype, np.number) or dtype == np.bool_)
 
 
 def check_examples(shape: tuple[int, ...], source: str, key: str = "") -> None:
@@ -141,9 +148,8 @@ def check_h5_numeric(handle, key: str, source: str) -> None:
     without reading it)."""
     dataset = h5_dataset(handle, key, source)
     check_examples(dataset.shape, source, key)
-    dtype = dataset.dtype
-    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
-        raise DataError(f"dataset '{key}' in '{source}' is not numeric (dtype {dtype})")
+    if not is_numeric(dataset.dtype):
+        raise DataError(f"dataset '{key}' in '{source}' is not numeric (dtype {dataset.dtype})")
 
 
 def read_h5_dataset(handle, key: str, source: str) -> np.ndarray:

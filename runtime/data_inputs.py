@@ -27,6 +27,7 @@ from .data_files import (
     check_h5_numeric,
     data_kind,
     decode_record,
+    is_numeric,
     load_file,
     parse_mode,
     parse_size,
@@ -73,7 +74,7 @@ def _npz_member(archive: zipfile.ZipFile, source: str) -> tuple[str, zipfile.Zip
     with archive.open(members[key]) as member:
         shape, _, dtype = read_npy_header(member)
     check_examples(shape, source, key)
-    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+    if not is_numeric(dtype):
         raise DataError(f"array '{key}' in '{source}' is not numeric (dtype {dtype})")
     return key, members[key]
 
