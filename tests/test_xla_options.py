@@ -71,12 +71,13 @@ MISSPELT = {"xla_cpu_use_fusion_emitterz": False}
 @pytest.mark.parametrize("loop", ["scan", "step"])
 def test_every_program_of_a_run_compiles_with_the_nets_options(tmp_path, monkeypatch, loop):
     """Options XLA does not know make a compile fail: with them as the net's, training in
-    either loop fails, and so do the final figures and the multi-task sums, each compiled on
-    its own here: all of them pass the net's options to XLA."""
+    either loop fails, and so do the final figures and a multi-task net's (its own Model, so
+    a program of its own), each compiled on its own here: all of them pass the net's options
+    to XLA."""
     from netc.compiler.model import compile_net
     from netc.runtime.data import Dataset
     from netc.runtime.split_figures import evaluate_split
-    from netc.runtime.task_metrics import task_sums
+    from netc.runtime.task_metrics import task_figures
 
     monkeypatch.setattr("netc.compiler.model.compiler_options", lambda *args: MISSPELT)
     text = MOONS + f"# {loop}: another text, another Model\n"
@@ -92,4 +93,4 @@ def test_every_program_of_a_run_compiles_with_the_nets_options(tmp_path, monkeyp
         evaluate_split(model, variables, Dataset(x, y), 4)
     tasks = compile_net(check_source(MOONS.replace("sigmoid 1", "sigmoid 3") + "# tasks\n"))
     with pytest.raises(Exception, match="fusion_emitterz"):
-        task_sums(tasks, tasks.init(jax.random.key(0)), x, np.zeros((8, 3), np.float32), 4)
+        task_figures(tasks, tasks.init(jax.random.key(0)), x, np.zeros((8, 3), np.float32), 4)
